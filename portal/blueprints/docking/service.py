@@ -1,0 +1,99 @@
+"""Galaxy connections: data-centre lookup, connection test, save."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from ... import audit
+from ...crypto import decrypt, encrypt, is_masked
+from ...extensions import db
+from ...integration import GalaxyClient, IntegrationError
+from ...models import DockingConnection
+
+
+@dataclass
+class TestResult:
+    ok: bool
+    message: str
+    acct_name: str = ""
+
+
+def _timeout() -> tuple[float, float]:
+    return (current_app.config["OUTBOUND_CONNECT_TIMEOUT"], current_app.config["OUTBOUND_READ_TIMEOUT"])
+
+
+def client(base_url: str, acct_id: str, username: str, password: str) -> GalaxyClient:
+    """A Galaxy client with the deployment's timeouts."""
+    return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout())
+
+
+def data_centers(base_url: str) -> tuple[list[dict], str | None]:
+    """The data centres Galaxy lists at ``base_url`` (no login needed), or an error message."""
+    try:
+        with client(base_url, "", "", "") as c:
+            return c.data_centers(), None
+    except IntegrationError as exc:
+        return [], f"获取数据中心失败：{exc.message}"
+
+
+def test_connection(base_url: str, acct_id: str, username: str, password: str) -> TestResult:
+    """Log in with ValidateUser; a failure is a result carrying Galaxy's own message."""
+    try:
+        with client(base_url, acct_id, username, password) as c:
+            c.login()
+            name = ""
+            try:
+                name = next((d.get("Name", "") for d in c.data_centers() if str(d.get("Id")) == acct_id), "")
+            except IntegrationError:
+                pass  # the name is a nicety; the login is what counts
+    except IntegrationError as exc:
+        return TestResult(False, exc.message)
+    label = f"“{name}”" if name else acct_id
+    return TestResult(True, f"连接成功，已登录数据中心 {label}。", name)
+
+
+def snapshot(conn: DockingConnection) -> dict:
+    """Fields for the audit log (the password only as set/changed)."""
+    return {
+        "name": conn.name,
+        "base_url": conn.base_url,
+        "acct_id": conn.acct_id,
+        "username": conn.username,
+        "password": bool(conn.password_enc),
+        "status_field": conn.status_field,
+        "enterprise_id": conn.enterprise_id,
+    }
+
+
+def effective_password(form, conn: DockingConnection | None) -> str:
+    """The form's password, or the stored one when the mask came back."""
+    if conn is not None and is_masked(form.password.data):
+        return decrypt(conn.password_enc)
+    return form.password.data
+
+
+def save(form, conn: DockingConnection | None, acct_name: str) -> DockingConnection:
+    """Create or update a connection from a validated, tested form."""
+    creating = conn is None
+    before = None if creating else snapshot(conn)
+    password_changed = creating or not is_masked(form.password.data)
+    if creating:
+        conn = DockingConnection(kind="galaxy")
+        db.session.add(conn)
+    conn.name = form.name.data
+    conn.base_url = form.base_url.data
+    conn.acct_id = form.acct_id.data
+    conn.acct_name = acct_name
+    conn.username = form.username.data
+    if password_changed:
+        conn.password_enc = encrypt(form.password.data)
+    conn.status_field = form.status_field.data or ""
+    conn.enterprise_id = form.enterprise_id.data or None
+    db.session.flush()
+    after = snapshot(conn)
+    after["password"] = "changed" if password_changed and not creating else after["password"]
+    audit.record("create" if creating else "update", "docking", conn.id, enterprise_id=conn.enterprise_id,
+                 summary=f"{'新增' if creating else '修改'}对接业务系统 {conn.name}", before=before, after=after)
+    db.session.commit()
+    return conn

@@ -1,0 +1,54 @@
+"""Enterprise authorization forms."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, RadioField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from ... import taxno
+from ...crypto import is_masked
+from ...forms import SecretInput
+from ...forms import choices
+from ...models import IMAGE_MODES
+
+
+class EnterpriseForm(FlaskForm):
+    """Add form; the edit form adds image mode and docking connection."""
+
+    tax_no = StringField("企业税号", validators=[DataRequired("请输入企业税号")], filters=[taxno.normalise])
+    name = StringField("企业名称", validators=[DataRequired("请输入企业名称"), Length(max=200, message="企业名称不能超过 200 个字符")],
+                       filters=[lambda v: v.strip() if v else v])
+    client_id = StringField("client_id（发票云授权标识）", validators=[DataRequired("请输入 client_id"), Length(max=64, message="client_id 不能超过 64 个字符")],
+                            filters=[lambda v: v.strip() if v else v])
+    client_secret = PasswordField("client_secret（授权密钥）", widget=SecretInput(), validators=[Length(max=128, message="client_secret 不能超过 128 个字符")])
+    encrypt_key = PasswordField("encrypt_key（加密密钥）", widget=SecretInput())
+
+    # On edit a blank or masked secret keeps the stored one; on add it is required.
+    editing = False
+
+    def validate_tax_no(self, field) -> None:
+        err = taxno.validate(field.data or "")
+        if err:
+            raise ValidationError(err)
+
+    def validate_client_secret(self, field) -> None:
+        if not self.editing and not field.data:
+            raise ValidationError("请输入 client_secret")
+        if self.editing and is_masked(field.data):
+            return
+        if field.data and field.data != field.data.strip():
+            raise ValidationError("client_secret 首尾不能有空格")
+
+    def validate_encrypt_key(self, field) -> None:
+        if self.editing and is_masked(field.data):
+            return
+        if not field.data:
+            raise ValidationError("请输入 encrypt_key")
+        if len(field.data) != 16:
+            raise ValidationError(f"encrypt_key 必须为 16 个字符（当前 {len(field.data)} 个）")
+
+
+class EnterpriseEditForm(EnterpriseForm):
+    editing = True
+    image_mode = RadioField("影像模式", choices=choices(IMAGE_MODES.items()), default="basic")
+    docking_id = SelectField("对接业务系统", coerce=int, choices=[], validate_choice=True)

@@ -1,0 +1,149 @@
+"""User management (ops): add users, set role and enterprises, reset passwords, disable."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ... import audit
+from ...extensions import db
+from ...forms import choices
+from ...models import ScanPoint, User, user_enterprises
+from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
+from . import service
+from .forms import PasswordResetForm, UserEditForm, UserForm
+
+bp = Blueprint("users", __name__)
+
+
+def _users():
+    stmt = select(User).order_by(User.username)
+    ids = visible_enterprise_ids()
+    if ids is not None:
+        stmt = stmt.where(User.id.in_(select(user_enterprises.c.user_id).where(user_enterprises.c.enterprise_id.in_(ids))))
+    return list(db.session.scalars(stmt))
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    ids = visible_enterprise_ids()
+    if user is None or (ids is not None and (user.is_global or not {e.id for e in user.enterprises} & set(ids))):
+        abort(404)
+    return user
+
+
+def _choices(form) -> None:
+    ents = visible_enterprises()
+    form.enterprises.choices = choices((e.id, f"{e.name}（{e.tax_no}）") for e in ents)
+    ids = [e.id for e in ents]
+    points = db.session.scalars(select(ScanPoint).where(ScanPoint.enterprise_id.in_(ids)).order_by(ScanPoint.code)) if ids else []
+    form.scan_points.choices = choices((p.id, f"{p.code} {p.name}（{p.enterprise.name}）") for p in points)
+
+
+def _picked(form):
+    from ...models import Enterprise
+
+    ents = list(db.session.scalars(select(Enterprise).where(Enterprise.id.in_(form.enterprises.data or []))))
+    points = list(db.session.scalars(select(ScanPoint).where(ScanPoint.id.in_(form.scan_points.data or []))))
+    return ents, points
+
+
+@bp.get("/")
+@roles_required("ops")
+def index():
+    """Users sharing an enterprise with the current user (all for deployment-wide ops)."""
+    form = UserForm()
+    _choices(form)
+    return render("users/index.html", users=_users(), form=form)
+
+
+@bp.post("/")
+@roles_required("ops")
+def create():
+    """Add a user; bound ops users must bind new users to their enterprises."""
+    form = UserForm(request.form)
+    _choices(form)
+    if form.validate():
+        ents, points = _picked(form)
+        if not ents and not current_user.is_global:
+            form.enterprises.errors.append("请至少选择一个企业")
+        else:
+            try:
+                user = service.create_user(form.username.data, form.role.data, form.password.data,
+                                           display_name=form.display_name.data or "", enterprises=ents, scan_points=points)
+            except ValueError as exc:
+                form.username.errors.append(str(exc)) if "用户名" in str(exc) else form.enterprises.errors.append(str(exc))
+            else:
+                db.session.commit()
+                if request.htmx and not request.htmx.boosted:
+                    return render("_empty.html", headers={**toast(f"已新增用户 {user.username}"), "HX-Redirect": url_for(".index")})
+                return redirect(url_for(".index"), code=303)
+    return render("users/index.html", "users/_form.html", status=422, users=_users(), form=form)
+
+
+@bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
+@roles_required("ops")
+def edit(user_id: int):
+    """Change role, enterprises, scan points, enabled state."""
+    user = _user_or_404(user_id)
+    form = UserEditForm(request.form if request.method == "POST" else None, obj=None if request.method == "POST" else user)
+    _choices(form)
+    if request.method == "GET":
+        form.enterprises.data = [e.id for e in user.enterprises]
+        form.scan_points.data = [p.id for p in user.scan_points]
+    pw_form = PasswordResetForm()
+    if request.method == "POST" and form.validate():
+        ents, points = _picked(form)
+        visible = visible_enterprise_ids()
+        # Bindings to enterprises the editor cannot see stay as they were.
+        hidden = [e for e in user.enterprises if visible is not None and e.id not in visible]
+        if user.id == current_user.id and (form.role.data != user.role or not form.active.data):
+            form.role.errors.append("不能修改自己的角色或停用自己")
+        elif form.role.data != "ops" and not ents + hidden:
+            form.enterprises.errors.append("扫描岗和查看用户必须绑定至少一个企业")
+        elif not ents + hidden and not current_user.is_global:
+            form.enterprises.errors.append("请至少选择一个企业")
+        else:
+            before = service.snapshot(user)
+            user.display_name = form.display_name.data or ""
+            user.role = form.role.data
+            user.enterprises = ents + hidden
+            user.scan_points = [p for p in points if p.enterprise_id in {e.id for e in user.enterprises}]
+            if user.active and not form.active.data:
+                user.session_version += 1  # a disabled account is logged out everywhere
+            user.active = form.active.data
+            audit.record("update", "user", user.id, summary=f"修改用户 {user.username}", before=before, after=service.snapshot(user))
+            db.session.commit()
+            return redirect(url_for(".index"), code=303)
+        return render("users/edit.html", status=422, user=user, form=form, pw_form=pw_form)
+    status = 422 if request.method == "POST" else 200
+    return render("users/edit.html", status=status, user=user, form=form, pw_form=pw_form)
+
+
+def _edit_form_for(user: User) -> UserEditForm:
+    form = UserEditForm(formdata=None, obj=user)
+    _choices(form)
+    form.enterprises.data = [e.id for e in user.enterprises]
+    form.scan_points.data = [p.id for p in user.scan_points]
+    return form
+
+
+@bp.post("/<int:user_id>/password")
+@roles_required("ops")
+def reset_password(user_id: int):
+    """Reset a user's password; their open sessions end."""
+    user = _user_or_404(user_id)
+    pw_form = PasswordResetForm()
+    if not pw_form.validate():
+        if not (request.htmx and not request.htmx.boosted):
+            return render("users/edit.html", status=422, user=user, form=_edit_form_for(user), pw_form=pw_form)
+        return render("users/_password.html", status=422, user=user, pw_form=pw_form)
+    service.reset_password(user, pw_form.password.data)
+    db.session.commit()
+    if not (request.htmx and not request.htmx.boosted):
+        from flask import flash
+
+        flash(f"已重置 {user.username} 的密码。", "info")
+        return redirect(url_for(".edit", user_id=user.id), code=303)
+    return render("users/_password.html", user=user, pw_form=PasswordResetForm(formdata=None), done=True,
+                  headers=toast(f"已重置 {user.username} 的密码"))

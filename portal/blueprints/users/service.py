@@ -1,0 +1,53 @@
+"""Users: create, bind to enterprises and scan points, reset, disable."""
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from ... import audit
+from ...extensions import db
+from ...models import Enterprise, ScanPoint, User
+
+ROLES_ALLOWED = ("ops", "scanner", "viewer")
+
+
+def hash_password(password: str) -> str:
+    """Hash with scrypt (werkzeug's default parameters unless configured), salted per user."""
+    return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD", "scrypt"))
+
+
+def snapshot(user: User) -> dict:
+    """Fields for the audit log."""
+    return {
+        "username": user.username,
+        "role": user.role,
+        "active": user.active,
+        "enterprises": sorted(e.tax_no for e in user.enterprises),
+        "scan_points": sorted(p.code for p in user.scan_points),
+    }
+
+
+def create_user(username: str, role: str, password: str, *, display_name: str = "",
+                enterprises: list[Enterprise] = (), scan_points: list[ScanPoint] = (), actor: str | None = None) -> User:
+    """Create a user; raises ValueError with a Chinese message on bad input."""
+    if role not in ROLES_ALLOWED:
+        raise ValueError(f"未知角色：{role}")
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        raise ValueError(f"用户名 {username} 已存在")
+    if role != "ops" and not enterprises:
+        raise ValueError("扫描岗和查看用户必须绑定至少一个企业")
+    user = User(username=username, role=role, display_name=display_name, password_hash=hash_password(password))
+    user.enterprises = list(enterprises)
+    user.scan_points = [p for p in scan_points if p.enterprise_id in {e.id for e in enterprises}]
+    db.session.add(user)
+    db.session.flush()
+    audit.record("create", "user", user.id, summary=f"新增用户 {username}（{role}）", after=snapshot(user), actor=actor)
+    return user
+
+
+def reset_password(user: User, password: str) -> None:
+    """Set a new password and end the user's sessions."""
+    user.password_hash = hash_password(password)
+    user.session_version += 1
+    audit.record("reset_password", "user", user.id, summary=f"重置用户 {user.username} 的密码")

@@ -1,0 +1,397 @@
+"""SQLAlchemy models of the whole product (DESIGN §3)."""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (stored naive-UTC by SQLite, aware by PostgreSQL)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+Money = Numeric(16, 2)
+
+ROLES = {"ops": "运维", "scanner": "扫描岗", "viewer": "查看"}
+
+IMAGE_MODES = {
+    "basic": "基础模式",
+    "match": "影像匹配",
+    "sync": "影像同步提单人",
+}
+IMAGE_MODE_HELP = {
+    "basic": "影像只做存储和调阅，不做系统初审。适合只需要电子化归档、由人工审核发票的企业。",
+    "match": "扫描后把识别出的发票与收票助手推送（或 ERP 提供）的发票逐张比对，作为系统初审。适合已启用收票服务、要求票单一致的企业。",
+    "sync": "不设扫描岗：收票助手推送的发票文件（以及提单人通过单据链接补传的文件）直接作为单据影像。适合全部使用电子发票、无纸质票的企业。",
+}
+
+BILL_STATUSES = {
+    "pending": "待扫描",
+    "uploaded": "影像已上传",
+    "submitted": "已提交",
+    "recognised": "识别完成",
+    "matched": "匹配成功",
+    "match_failed": "匹配失败",
+    "completed": "审核完成",
+    "returned": "影像有误待重扫",
+    "deleted": "单据被删除",
+}
+
+INVOICE_SOURCES = {
+    "push": "收票推送",
+    "qr": "二维码",
+    "pdf_text": "PDF 文本",
+    "xml": "XML",
+    "ofd": "OFD",
+    "manual": "人工录入",
+    "erp": "ERP",
+}
+
+user_enterprises = Table(
+    "user_enterprises",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("enterprise_id", ForeignKey("enterprises.id", ondelete="CASCADE"), primary_key=True),
+)
+
+user_scan_points = Table(
+    "user_scan_points",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("scan_point_id", ForeignKey("scan_points.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on password reset / disable so existing sessions die (see get_id).
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    enterprises: Mapped[list[Enterprise]] = relationship(secondary=user_enterprises, lazy="selectin")
+    scan_points: Mapped[list[ScanPoint]] = relationship(secondary=user_scan_points, lazy="selectin")
+
+    @property
+    def is_active(self) -> bool:  # flask-login
+        return self.active
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def is_global(self) -> bool:
+        """A deployment-wide ops account: no enterprise binding, sees everything."""
+        return self.role == "ops" and not self.enterprises
+
+    @property
+    def role_label(self) -> str:
+        return ROLES.get(self.role, self.role)
+
+
+class LoginFailure(db.Model):
+    """Failed logins per key (``user:<name>`` or ``ip:<addr>``) inside a sliding window."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DockingConnection(db.Model):
+    """A business system the results are written back to (Galaxy WebAPI)."""
+
+    __tablename__ = "docking_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The enterprise it was created for (no FK: enterprises point at connections).
+    enterprise_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="galaxy")
+    name: Mapped[str] = mapped_column(String(100))
+    base_url: Mapped[str] = mapped_column(String(300))
+    acct_id: Mapped[str] = mapped_column(String(64))
+    acct_name: Mapped[str] = mapped_column(String(100), default="")
+    username: Mapped[str] = mapped_column(String(100))
+    password_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # Optional bill field that receives the image status on write-back.
+    status_field: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Enterprise(db.Model):
+    """An enterprise authorization (企业授权) with its invoice-cloud credentials."""
+
+    __tablename__ = "enterprises"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tax_no: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    encrypt_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    image_mode: Mapped[str] = mapped_column(String(16), default="basic")
+    docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    docking: Mapped[DockingConnection | None] = relationship(foreign_keys=[docking_id])
+
+    @property
+    def image_mode_label(self) -> str:
+        return IMAGE_MODES.get(self.image_mode, self.image_mode)
+
+
+class ScanPoint(db.Model):
+    """A scan point (影像扫描点): a scan desk of one enterprise."""
+
+    __tablename__ = "scan_points"
+    __table_args__ = (UniqueConstraint("enterprise_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    enterprise: Mapped[Enterprise] = relationship()
+
+
+class AuditEvent(db.Model):
+    """Who did what, when, to which object of which enterprise; secrets masked."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_enterprise_at", "enterprise_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    enterprise_id: Mapped[int | None] = mapped_column(Integer)  # kept after the enterprise is deleted
+    summary: Mapped[str] = mapped_column(String(300), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class Bill(db.Model):
+    """An ERP bill's image task (单据)."""
+
+    __tablename__ = "bills"
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "bill_no"),
+        Index("ix_bills_enterprise_status", "enterprise_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    bill_no: Mapped[str] = mapped_column(String(64))
+    form_id: Mapped[str] = mapped_column(String(64), default="ER_ExpReimbursement")
+    erp_id: Mapped[str | None] = mapped_column(String(64))
+    submitter: Mapped[str | None] = mapped_column(String(100))
+    org: Mapped[str | None] = mapped_column(String(200))
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    scan_point_id: Mapped[int | None] = mapped_column(ForeignKey("scan_points.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    return_reason: Mapped[str | None] = mapped_column(String(500))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    match_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    enterprise: Mapped[Enterprise] = relationship()
+    scan_point: Mapped[ScanPoint | None] = relationship()
+
+    @property
+    def status_label(self) -> str:
+        return BILL_STATUSES.get(self.status, self.status)
+
+
+class BillEvent(db.Model):
+    """One step in a bill's history (status changes, rounds, returns, confirmations)."""
+
+    __tablename__ = "bill_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Blob(db.Model):
+    """A stored file, once per content (sha256)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(64))
+    pages: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Image(db.Model):
+    """A file attached to a bill (影像)."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("bill_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    uploaded_by: Mapped[str] = mapped_column(String(100), default="")
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    round_added: Mapped[int] = mapped_column(Integer, default=1)
+    # normal | added_after_return | removed_after_return  (影像退扫状态)
+    rescan_state: Mapped[str] = mapped_column(String(24), default="normal")
+    origin: Mapped[str] = mapped_column(String(16), default="upload")  # upload | api | push | link
+
+    blob: Mapped[Blob] = relationship(lazy="joined")
+    invoices: Mapped[list[Invoice]] = relationship(back_populates="image", lazy="selectin", order_by="Invoice.id")
+
+
+class Invoice(db.Model):
+    """An invoice recognised on an image (or entered by hand)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        Index("ix_invoices_enterprise_key", "enterprise_id", "invoice_key"),
+        Index("ix_invoices_enterprise_date", "enterprise_id", "date", "id"),
+        Index("ix_invoices_enterprise_id", "enterprise_id", "id"),
+        Index("ix_invoices_enterprise_total", "enterprise_id", "total"),
+        Index("ix_invoices_enterprise_number", "enterprise_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    page: Mapped[int | None] = mapped_column(Integer)
+    type: Mapped[str | None] = mapped_column(String(8))
+    code: Mapped[str | None] = mapped_column(String(20))
+    number: Mapped[str | None] = mapped_column(String(32))
+    date: Mapped[date | None] = mapped_column(Date)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    tax: Mapped[Decimal | None] = mapped_column(Money)
+    total: Mapped[Decimal | None] = mapped_column(Money)
+    check_code: Mapped[str | None] = mapped_column(String(32))
+    seller_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    seller_tax_no: Mapped[str | None] = mapped_column(String(20))
+    buyer_name: Mapped[str | None] = mapped_column(String(200))
+    buyer_tax_no: Mapped[str | None] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(16))
+    # "code:number" for classic invoices, ":number" for 数电; NULL when unknown.
+    invoice_key: Mapped[str | None] = mapped_column(String(64))
+    # Denormalised: true while another live bill carries the same key.
+    duplicate: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    image: Mapped[Image | None] = relationship(back_populates="invoices")
+    bill: Mapped[Bill] = relationship()
+
+
+class ExpectedInvoice(db.Model):
+    """An invoice a bill should carry: given by the ERP or pushed by the receipt assistant."""
+
+    __tablename__ = "expected_invoices"
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "dedup_key"),
+        Index("ix_expected_invoices_enterprise_bill", "enterprise_id", "bill_no"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(8))  # erp | push
+    # "s:<serialNo>" or "k:<invoice key>" for pushes; "b:<bill id>:<key>" for the ERP's.
+    dedup_key: Mapped[str] = mapped_column(String(120))
+    bill_no: Mapped[str | None] = mapped_column(String(64))
+    serial_no: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str | None] = mapped_column(String(8))
+    code: Mapped[str | None] = mapped_column(String(20))
+    number: Mapped[str | None] = mapped_column(String(32))
+    date: Mapped[date | None] = mapped_column(Date)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    tax: Mapped[Decimal | None] = mapped_column(Money)
+    total: Mapped[Decimal | None] = mapped_column(Money)
+    check_code: Mapped[str | None] = mapped_column(String(32))
+    seller_name: Mapped[str | None] = mapped_column(String(200))
+    seller_tax_no: Mapped[str | None] = mapped_column(String(20))
+    buyer_name: Mapped[str | None] = mapped_column(String(200))
+    buyer_tax_no: Mapped[str | None] = mapped_column(String(20))
+    invoice_key: Mapped[str | None] = mapped_column(String(64))
+    download_url: Mapped[str | None] = mapped_column(String(1000))
+    # Set once a sync-mode download attached the file to the bill.
+    fetched_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    fetch_error: Mapped[str | None] = mapped_column(String(500))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WritebackJob(db.Model):
+    """One write-back step to the ERP, kept until it succeeds (never lost, never done twice)."""
+
+    __tablename__ = "writeback_jobs"
+    __table_args__ = (
+        UniqueConstraint("bill_id", "kind", "sha256", "round"),
+        Index("ix_writeback_jobs_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # attachment | status
+    sha256: Mapped[str] = mapped_column(String(64), default="")  # the image for attachment jobs
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | running | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    remote_file_id: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    bill: Mapped[Bill] = relationship()

@@ -1,0 +1,135 @@
+"""Shared view helpers: fragment-or-page rendering, role checks, enterprise scoping."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, g, make_response, render_template, request
+from flask_login import current_user, login_required
+from sqlalchemy import Select, select
+
+from .extensions import db, login_manager
+from .models import Enterprise, User
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def wants_fragment() -> bool:
+    """True for targeted htmx requests; boosted and history-restore ones get the full page."""
+    h = request.htmx
+    return bool(h) and not h.boosted and not h.history_restore_request and bool(h.target)
+
+
+def render(page: str, fragment: str | None = None, /, *, status: int = 200, headers: dict | None = None, **ctx):
+    """Render ``fragment`` for a targeted htmx request, else the full ``page``.
+
+    Both templates get the same context; ``Vary: HX-Request`` keeps caches honest.
+    """
+    template = fragment if (fragment and wants_fragment()) else page
+    resp = make_response(render_template(template, **ctx), status)
+    resp.headers["Vary"] = "HX-Request"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def roles_required(*roles: str):
+    """Allow only users of the given roles: anonymous → login, other roles → 403."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def visible_enterprise_ids(user: User | None = None) -> list[int] | None:
+    """Enterprise ids the user may see; ``None`` means all (deployment-wide ops)."""
+    user = user or current_user
+    if user.is_global:
+        return None
+    return [e.id for e in user.enterprises]
+
+
+def scope(stmt: Select, column) -> Select:
+    """Restrict a select to the current user's enterprises through ``column``."""
+    ids = visible_enterprise_ids()
+    return stmt if ids is None else stmt.where(column.in_(ids))
+
+
+def visible_enterprises() -> list[Enterprise]:
+    """The current user's enterprises, ordered by name."""
+    return list(db.session.scalars(scope(select(Enterprise), Enterprise.id).order_by(Enterprise.name)))
+
+
+def enterprise_or_404(enterprise_id: int) -> Enterprise:
+    """The enterprise if the current user may see it; 404 otherwise (no existence leak)."""
+    ent = db.get_or_404(Enterprise, enterprise_id)
+    ids = visible_enterprise_ids()
+    if ids is not None and ent.id not in ids:
+        abort(404)
+    return ent
+
+
+def toast(message: str, level: str = "success") -> dict:
+    """An ``HX-Trigger`` header that shows a toast on the page."""
+    import json
+
+    # Header values must be Latin-1: JSON \u escapes carry the Chinese text.
+    return {"HX-Trigger": json.dumps({"toast": {"message": message, "level": level}})}
+
+
+def client_ip() -> str:
+    """The caller's address as the WSGI server saw it (no trust in forwarded headers)."""
+    return request.remote_addr or "-"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Load the session's user; a bumped session version (reset/disable) logs it out."""
+    try:
+        uid, version = (int(x) for x in user_id.split(":", 1))
+    except ValueError:
+        return None
+    user = db.session.get(User, uid)
+    if user is None or user.session_version != version or not user.active:
+        return None
+    return user
+
+
+def register(app) -> None:
+    """Global request rules: viewers never write; templates get the helpers."""
+
+    @app.before_request
+    def _viewer_is_read_only():
+        # DESIGN §2: a viewer's POST anywhere is refused, never silently ignored.
+        if request.method not in SAFE_METHODS and current_user.is_authenticated and current_user.role == "viewer":
+            if request.endpoint not in {"auth.logout"}:
+                abort(403)
+
+    @app.context_processor
+    def _helpers():
+        from . import models
+
+        return {
+            "has_endpoint": lambda name: name in app.view_functions,
+            "ROLES": models.ROLES,
+            "IMAGE_MODES": models.IMAGE_MODES,
+            "IMAGE_MODE_HELP": models.IMAGE_MODE_HELP,
+            "BILL_STATUSES": models.BILL_STATUSES,
+            "INVOICE_SOURCES": models.INVOICE_SOURCES,
+        }
+
+    @app.after_request
+    def _security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
+
+    _ = g  # keep flask.g imported for extensions that rely on it

@@ -1,0 +1,181 @@
+"""Fixtures over the app factory: a migrated database per test, a logged-in browser, factories."""
+from __future__ import annotations
+
+import contextvars
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from portal import create_app
+from portal.crypto import encrypt
+from portal.extensions import db
+from portal.models import Enterprise, ScanPoint, User
+from portal.taxno import uscc_check_char
+
+pytest_plugins = ["tests.sandbox_plugin"]
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "correct-horse-1"
+DATA_KEY = Fernet.generate_key().decode()
+
+
+def tax_no(n: int) -> str:
+    """A valid unified social credit code, different for each ``n``."""
+    body = f"91440300MA{n:07d}"
+    return body + uscc_check_char(body)
+
+
+def _config(tmp: Path, **extra) -> dict:
+    cfg = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "DATA_KEY": DATA_KEY,
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'portal.sqlite3'}",
+        "STORAGE_DIR": str(tmp / "storage"),
+        "LOGIN_THROTTLE_LIMIT": 5,
+        # Cheap scrypt parameters keep the suite fast; production uses werkzeug's defaults.
+        "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory) -> Path:
+    """A database file migrated once with Flask-Migrate; each test gets a copy."""
+    from flask_migrate import upgrade
+
+    tmp = tmp_path_factory.mktemp("schema")
+    app = create_app(_config(tmp))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return tmp / "portal.sqlite3"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch, schema_template, cloud_sandbox):
+    """The application on a fresh migrated SQLite file, talking to the invoice-cloud sandbox."""
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    shutil.copy(schema_template, tmp_path / "portal.sqlite3")
+    app = create_app(_config(tmp_path, INVOICE_CLOUD_URL=cloud_sandbox.url))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def isolated(fn, *args, **kw):
+    """Run a request like a real server does: in its own app context, own ``g``, own DB session.
+
+    The test's session commits first (so the request sees the test's data) and
+    again after (so the test then reads what the request wrote).
+    """
+    db.session.commit()
+    try:
+        return contextvars.Context().run(fn, *args, **kw)
+    finally:
+        db.session.commit()
+
+
+class Browser:
+    """A test client that logs in and sends the CSRF token like the real pages do."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self.token = None
+
+    def get(self, url, htmx=False, **kw):
+        resp = isolated(self.client.get, url, headers=self._headers(htmx, kw.pop("headers", None)), **kw)
+        self._remember_token(resp)
+        return resp
+
+    def post(self, url, data=None, htmx=False, csrf=True, **kw):
+        data = dict(data or {})
+        if csrf:
+            data.setdefault("csrf_token", self.csrf())
+        return isolated(self.client.post, url, data=data, headers=self._headers(htmx, kw.pop("headers", None)), **kw)
+
+    def request(self, method, url, **kw):
+        """Any other request (API tests: JSON bodies, bearer headers)."""
+        return isolated(self.client.open, url, method=method, **kw)
+
+    def csrf(self) -> str:
+        if self.token is None:
+            # Logged in, /login redirects to the role's home page, which carries the token too.
+            self.get("/login", follow_redirects=True)
+        return self.token
+
+    def login(self, username, password=PASSWORD):
+        resp = self.post("/login", {"username": username, "password": password})
+        self.token = None
+        return resp
+
+    def _headers(self, htmx, extra):
+        headers = dict(extra or {})
+        if htmx:
+            headers.update({"HX-Request": "true", "HX-Target": htmx if isinstance(htmx, str) else "target"})
+        return headers
+
+    def _remember_token(self, resp):
+        m = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"', resp.data or b"")
+        if m:
+            self.token = (m.group(1) or m.group(2)).decode()
+
+
+@pytest.fixture
+def browser(app):
+    return Browser(app)
+
+
+@pytest.fixture
+def make_enterprise(app):
+    """Create an enterprise authorization directly (the cloud check is tested elsewhere)."""
+    counter = iter(range(1, 10_000))
+
+    def make(name=None, *, client_id=None, secret="s3cret-value-1234567890", key="0123456789abcdef", mode="basic", **kw):
+        n = next(counter)
+        ent = Enterprise(tax_no=kw.pop("tax_no", tax_no(n)), name=name or f"测试企业{n}", client_id=client_id or f"client{n:04d}",
+                         client_secret_enc=encrypt(secret), encrypt_key_enc=encrypt(key), image_mode=mode, **kw)
+        db.session.add(ent)
+        db.session.commit()
+        return ent
+
+    return make
+
+
+@pytest.fixture
+def make_user(app):
+    """Create a user with the shared test password."""
+    from portal.blueprints.users.service import hash_password
+
+    def make(username, role, enterprises=(), scan_points=()):
+        user = User(username=username, role=role, password_hash=hash_password(PASSWORD))
+        user.enterprises = list(enterprises)
+        user.scan_points = list(scan_points)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_scan_point(app):
+    def make(enterprise, code="SP01", name="一号扫描点"):
+        point = ScanPoint(enterprise_id=enterprise.id, code=code, name=name)
+        db.session.add(point)
+        db.session.commit()
+        return point
+
+    return make
+
+
+@pytest.fixture
+def ops(make_user):
+    """A deployment-wide ops user (no enterprise binding)."""
+    return make_user("root", "ops")

@@ -1,0 +1,186 @@
+"""Enterprise authorizations: add with the cloud check, validation, edit, delete, isolation."""
+import pytest
+from sqlalchemy import func, select
+
+from portal.crypto import decrypt
+from portal.extensions import db
+from portal.models import AuditEvent, Enterprise
+from portal.sandbox.invoice_cloud import MSG_BAD_SIGN, MSG_EXPIRED, MSG_UNKNOWN_CLIENT
+from portal.sandbox.seed import TEST_CLOUD_CLIENT, TEST_EXPIRED_CLIENT
+
+from .conftest import tax_no
+
+GOOD = {
+    "name": "深圳测试科技有限公司",
+    "tax_no": tax_no(9001),
+    "client_id": TEST_CLOUD_CLIENT.client_id,
+    "client_secret": TEST_CLOUD_CLIENT.client_secret,
+    "encrypt_key": TEST_CLOUD_CLIENT.encrypt_key,
+}
+
+
+def count() -> int:
+    return db.session.scalar(select(func.count()).select_from(Enterprise))
+
+
+@pytest.fixture
+def as_ops(browser, ops, cloud):
+    browser.login("root")
+    return browser
+
+
+def test_add_with_valid_credentials(as_ops):
+    resp = as_ops.post("/enterprises/", GOOD)
+    assert resp.status_code == 303
+    ent = db.session.scalar(select(Enterprise))
+    assert ent.tax_no == GOOD["tax_no"] and ent.image_mode == "basic"
+    assert decrypt(ent.client_secret_enc) == GOOD["client_secret"]
+    assert decrypt(ent.encrypt_key_enc) == GOOD["encrypt_key"]
+    page = as_ops.get(resp.headers["Location"]).data.decode()
+    assert GOOD["name"] in page
+
+
+def test_htmx_add_returns_the_new_row_for_the_list(as_ops):
+    resp = as_ops.post("/enterprises/", GOOD, htmx="enterprise-form")
+    assert resp.status_code == 200
+    assert resp.headers["HX-Retarget"] == "#enterprise-rows"
+    assert resp.headers["HX-Reswap"] == "afterbegin"
+    html = resp.data.decode()
+    assert html.lstrip().startswith("<tr") and GOOD["name"] in html
+    assert 'id="enterprise-form-panel" hx-swap-oob="true"' in html
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"client_secret": "wrong-secret"}, MSG_BAD_SIGN),
+    ({"client_id": "noSuchClient99"}, MSG_UNKNOWN_CLIENT),
+    ({"client_id": TEST_EXPIRED_CLIENT.client_id, "client_secret": TEST_EXPIRED_CLIENT.client_secret}, MSG_EXPIRED),
+])
+@pytest.mark.parametrize("htmx", [False, "enterprise-form"])
+def test_cloud_refusal_shows_its_description_and_stores_nothing(as_ops, change, message, htmx):
+    resp = as_ops.post("/enterprises/", {**GOOD, **change}, htmx=htmx)
+    assert resp.status_code == 422
+    html = resp.data.decode()
+    assert message in html
+    assert ("<html" in html) is (not htmx)  # htmx gets the form fragment, a plain post the page
+    assert count() == 0
+
+
+def test_unreachable_cloud_says_so_and_stores_nothing(as_ops, cloud):
+    cloud.stop()
+    resp = as_ops.post("/enterprises/", GOOD)
+    assert resp.status_code == 422
+    assert "无法连接发票云" in resp.data.decode()
+    assert count() == 0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tax_no", "91440300MA5FXXXX1A", "校验位不正确"),
+    ("tax_no", "123", "18 位统一社会信用代码"),
+    ("tax_no", "91440300MA5FIOZSV1", "不允许的字符"),
+    ("encrypt_key", "short", "16 个字符"),
+    ("encrypt_key", "0123456789abcdefX", "16 个字符"),
+    ("name", "", "请输入企业名称"),
+    ("client_id", "", "请输入 client_id"),
+    ("client_secret", "", "请输入 client_secret"),
+])
+def test_validation_errors(as_ops, cloud, field, value, message):
+    resp = as_ops.post("/enterprises/", {**GOOD, field: value}, htmx="enterprise-form")
+    assert resp.status_code == 422
+    assert message in resp.data.decode()
+    assert count() == 0
+    assert cloud.calls == []  # a form that fails validation never reaches the cloud
+
+
+def test_legacy_15_and_20_character_tax_numbers_are_accepted(as_ops):
+    assert as_ops.post("/enterprises/", {**GOOD, "tax_no": "440300123456789"}).status_code == 303
+
+
+def test_tax_number_and_client_id_are_unique(as_ops, make_enterprise):
+    make_enterprise(tax_no=GOOD["tax_no"], client_id=GOOD["client_id"])
+    html = as_ops.post("/enterprises/", GOOD).data.decode()
+    assert "该税号已有企业授权" in html and "已被其他企业授权使用" in html
+    assert count() == 1
+
+
+def test_edit_keeps_masked_secrets_and_sets_mode(as_ops, make_enterprise, galaxy):
+    ent = make_enterprise(client_id=GOOD["client_id"], secret=GOOD["client_secret"], key=GOOD["encrypt_key"])
+    form = as_ops.get(f"/enterprises/{ent.id}/edit").data.decode()
+    assert GOOD["client_secret"] not in form and "••••" in form
+    resp = as_ops.post(f"/enterprises/{ent.id}/edit", {
+        "name": "改名后的公司", "tax_no": ent.tax_no, "client_id": ent.client_id,
+        "client_secret": "••••" + GOOD["client_secret"][-4:], "encrypt_key": "", "image_mode": "match", "docking_id": "0"})
+    assert resp.status_code == 303, resp.data.decode()
+    db.session.refresh(ent)
+    assert ent.name == "改名后的公司" and ent.image_mode == "match"
+    assert decrypt(ent.client_secret_enc) == GOOD["client_secret"]
+    assert decrypt(ent.encrypt_key_enc) == GOOD["encrypt_key"]
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "update"))
+    assert ev.before["name"] != ev.after["name"] and ev.after["client_secret"] == "未修改"
+
+
+def test_edit_with_new_wrong_secret_is_refused(as_ops, make_enterprise):
+    ent = make_enterprise(client_id=GOOD["client_id"], secret=GOOD["client_secret"], key=GOOD["encrypt_key"])
+    resp = as_ops.post(f"/enterprises/{ent.id}/edit", {
+        "name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "another-wrong-one",
+        "encrypt_key": "", "image_mode": "basic", "docking_id": "0"})
+    assert resp.status_code == 422 and MSG_BAD_SIGN in resp.data.decode()
+    db.session.refresh(ent)
+    assert decrypt(ent.client_secret_enc) == GOOD["client_secret"]
+
+
+def test_image_modes_have_help_and_hand_over_block(as_ops, make_enterprise):
+    ent = make_enterprise(client_id="handover01")
+    html = as_ops.get(f"/enterprises/{ent.id}").data.decode()
+    for words in ("基础模式", "影像匹配", "影像同步提单人", "企业名称：", "企业税号：", "client_id：handover01",
+                  "推送地址：http://localhost/api/v1/push/invoices", 'data-copy="#handover"'):
+        assert words in html
+
+
+def test_delete_with_htmx_confirm(as_ops, make_enterprise):
+    ent = make_enterprise()
+    listing = as_ops.get("/enterprises/").data.decode()
+    assert "hx-confirm" in listing
+    resp = as_ops.post(f"/enterprises/{ent.id}/delete", htmx="enterprise-1")
+    assert resp.status_code == 200 and "toast" in resp.headers["HX-Trigger"]
+    assert count() == 0
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "delete")).object_type == "enterprise"
+
+
+def test_active_search_returns_rows_only(as_ops, make_enterprise):
+    make_enterprise("北京甲")
+    make_enterprise("上海乙")
+    resp = as_ops.get("/enterprises/?q=上海", htmx="enterprise-rows")
+    html = resp.data.decode()
+    assert "上海乙" in html and "北京甲" not in html and "<html" not in html
+    assert "HX-Request" in resp.headers["Vary"]
+    # Boosted or history-restore requests get the whole page.
+    full = as_ops.get("/enterprises/?q=上海", headers={"HX-Request": "true", "HX-Boosted": "true", "HX-Target": "x"})
+    assert "<html" in full.data.decode()
+
+
+def test_viewer_sees_read_only_list(browser, make_enterprise, make_user):
+    ent = make_enterprise("只读企业")
+    make_user("v", "viewer", [ent])
+    browser.login("v")
+    html = browser.get("/enterprises/").data.decode()
+    assert "只读企业" in html and "编辑" not in html and "新增企业授权" not in html and "删除" not in html
+    assert decrypt(ent.client_secret_enc) not in html
+
+
+def test_users_of_one_enterprise_never_reach_another(browser, make_enterprise, make_user):
+    a, b = make_enterprise("甲"), make_enterprise("乙")
+    make_user("ops_a", "ops", [a])
+    browser.login("ops_a")
+    assert "乙" not in browser.get("/enterprises/").data.decode()
+    for url in (f"/enterprises/{b.id}", f"/enterprises/{b.id}/edit"):
+        assert browser.get(url).status_code == 404
+    assert browser.post(f"/enterprises/{b.id}/delete").status_code == 404
+    assert browser.post(f"/enterprises/{b.id}/edit", {"name": "x"}).status_code == 404
+
+
+def test_bound_ops_sees_what_it_creates(browser, make_enterprise, make_user, cloud):
+    a = make_enterprise("甲")
+    make_user("ops_a", "ops", [a])
+    browser.login("ops_a")
+    assert browser.post("/enterprises/", GOOD).status_code == 303
+    assert GOOD["name"] in browser.get("/enterprises/").data.decode()
