@@ -1,0 +1,724 @@
+"""The one place that talks HTTP to the outside world.
+
+Three remotes: Kingdee Cloud Galaxy's WebAPI (金蝶云星空), the invoice cloud (发票云) token
+endpoint, and plain file downloads (the ``downloadUrl`` of pushed invoices).
+
+Rules this module keeps for the rest of the code base (STYLE.md rule 9):
+
+* every request has an explicit ``(connect, read)`` timeout;
+* nothing is retried except where the protocol makes it safe: a Galaxy call answered with
+  "session lost" (MsgCode 1) was not executed, so it is repeated once after logging in again;
+* every remote failure surfaces as :class:`IntegrationError` (or a subclass) carrying the
+  remote's own message, or a Chinese description when the remote said nothing usable;
+* secrets (passwords, client secrets) never appear in exceptions or log lines.
+
+Nothing here imports Flask: callers pass configuration in, so the module is usable from
+views, background workers, the CLI and the tests alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from email.message import Message
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import requests
+
+from portal.signing import sign
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "GalaxyClient",
+    "IntegrationError",
+    "InvoiceCloudClient",
+    "RemoteRefused",
+    "RemoteUnavailable",
+    "fetch_file",
+    "host_allowed",
+    "timeout_from_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the TCP connect and for each read. Connect is short because a
+#: host that does not answer SYN in 5 s is down; read is generous because Galaxy's Save
+#: and attachment calls on a busy ERP take seconds.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_TIMEOUT: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+
+#: Upper bound on the whole of one file download, on top of the per-read timeout,
+#: so a server dripping one byte every few seconds cannot hold a worker forever.
+DEFAULT_DOWNLOAD_DEADLINE = 120.0
+
+_USER_AGENT = "portal-invoice-image/0.1 (+python-requests)"
+
+Timeout = float | tuple[float, float]
+
+
+def timeout_from_config(config: Mapping[str, Any]) -> tuple[float, float]:
+    """Read ``OUTBOUND_CONNECT_TIMEOUT`` / ``OUTBOUND_READ_TIMEOUT`` from an app config.
+
+    Missing keys fall back to the module defaults; pass the result as ``timeout=``.
+    """
+    return (
+        float(config.get("OUTBOUND_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
+        float(config.get("OUTBOUND_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)),
+    )
+
+
+def _normalise_timeout(timeout: Timeout | None) -> tuple[float, float]:
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, (int, float)):
+        return (float(timeout), float(timeout))
+    connect, read = timeout
+    return (float(connect), float(read))
+
+
+# --------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------
+
+
+class IntegrationError(Exception):
+    """A call to an outside system failed.
+
+    ``message`` is what to show the user: the remote's own words when it gave any,
+    otherwise a Chinese description. ``code`` is the remote's code (Galaxy MsgCode or
+    LoginResultType, invoice-cloud errcode) when there is one. ``unreachable`` is True
+    when no answer came back at all (connection refused, DNS failure, timeout).
+
+    The base class itself is raised for problems found before anything was sent
+    (a malformed address, a download refused by our own policy).
+    """
+
+    def __init__(self, message: str, *, code: Any = None, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.unreachable = unreachable
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, code={self.code!r}, "
+            f"unreachable={self.unreachable!r})"
+        )
+
+
+class RemoteRefused(IntegrationError):
+    """The remote answered and said no: wrong password, bad signature, business rule.
+
+    Retrying will not help; the user must change something. ``errors`` holds Galaxy's
+    ``Errors`` list (``FieldName``/``Message``/``DIndex``) when the refusal came from one.
+    """
+
+    def __init__(self, message: str, *, code: Any = None, errors: list[dict] | None = None) -> None:
+        super().__init__(message, code=code, unreachable=False)
+        self.errors = list(errors or [])
+
+
+class RemoteUnavailable(IntegrationError):
+    """The remote could not be reached or gave no usable answer.
+
+    Connection errors and timeouts (``unreachable`` True), HTTP 5xx and replies that are
+    not the JSON we expect (``unreachable`` False). Usually worth trying again later.
+    """
+
+    def __init__(self, message: str, *, code: Any = None, unreachable: bool = True) -> None:
+        super().__init__(message, code=code, unreachable=unreachable)
+
+
+# --------------------------------------------------------------------------------------
+# Transport helpers
+# --------------------------------------------------------------------------------------
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
+
+
+def _send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    label: str,
+    timeout: tuple[float, float],
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request and translate transport failures into the exception family."""
+    host = _host_of(url)
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL) as exc:
+        raise IntegrationError(f"{label}地址格式不正确：{url}") from exc
+    except requests.exceptions.ConnectTimeout as exc:
+        raise RemoteUnavailable(f"连接{label}（{host}）超时（超过 {timeout[0]:g} 秒）") from exc
+    except requests.exceptions.ReadTimeout as exc:
+        raise RemoteUnavailable(f"{label}（{host}）响应超时（超过 {timeout[1]:g} 秒）") from exc
+    except requests.exceptions.SSLError as exc:
+        raise RemoteUnavailable(f"与{label}（{host}）建立 HTTPS 连接失败，请检查证书") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise RemoteUnavailable(f"无法连接到{label}（{host}），请检查地址和网络") from exc
+    except requests.exceptions.RequestException as exc:
+        raise RemoteUnavailable(f"请求{label}（{host}）失败：{type(exc).__name__}") from exc
+
+
+def _parse_json_bytes(content: bytes) -> Any:
+    # .NET servers sometimes prefix a BOM; utf-8-sig strips it when present.
+    return json.loads(content.decode("utf-8-sig"))
+
+
+def _remote_words(body: Any) -> tuple[str | None, Any]:
+    """Pick the human message and code out of an error body, whatever its dialect."""
+    if not isinstance(body, dict):
+        return None, None
+    message = (
+        body.get("description_cn")
+        or body.get("description")
+        or body.get("Message")
+        or body.get("message")
+    )
+    code = body.get("errcode", body.get("MsgCode", body.get("code")))
+    return (str(message) if message else None), code
+
+
+def _reject_server_error(resp: requests.Response, label: str, body: Any = None) -> None:
+    if resp.status_code >= 500:
+        message, code = _remote_words(body)
+        text = f"{label}（{_host_of(resp.url)}）返回 HTTP {resp.status_code} 错误"
+        if message:
+            text = f"{text}：{message}"
+        raise RemoteUnavailable(text, code=code, unreachable=False)
+
+
+def _not_json(resp: requests.Response, label: str) -> RemoteUnavailable:
+    return RemoteUnavailable(
+        f"{label}（{_host_of(resp.url)}）返回的内容不是有效的 JSON（HTTP {resp.status_code}），"
+        "请检查地址是否正确",
+        unreachable=False,
+    )
+
+
+def _json_reply(resp: requests.Response, label: str) -> Any:
+    """Parse a JSON reply; 5xx and non-JSON become RemoteUnavailable."""
+    try:
+        body = _parse_json_bytes(resp.content)
+    except (UnicodeDecodeError, ValueError):
+        body = None
+        _reject_server_error(resp, label)
+        raise _not_json(resp, label) from None
+    _reject_server_error(resp, label, body)
+    return body
+
+
+# --------------------------------------------------------------------------------------
+# Invoice cloud (发票云)
+# --------------------------------------------------------------------------------------
+
+
+class InvoiceCloudClient:
+    """Client for the invoice cloud's standard-edition open API (token endpoint for now)."""
+
+    label = "发票云"
+
+    def __init__(self, base_url: str, timeout: Timeout | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = _normalise_timeout(timeout)
+
+    def fetch_token(self, client_id: str, client_secret: str) -> dict:
+        """Obtain an access token; return the reply (``access_token``, ``expires_in``, ...).
+
+        Raises RemoteRefused with the cloud's ``description`` for any errcode other than
+        ``"0000"`` (unknown client, bad signature, expired licence), RemoteUnavailable when
+        the cloud cannot be reached or answers garbage. Validating an enterprise's
+        credentials is exactly this call.
+        """
+        timestamp = int(time.time() * 1000)
+        body = {
+            "client_id": client_id,
+            "timestamp": timestamp,
+            "sign": sign(client_id, client_secret, timestamp, 0),
+        }
+        url = f"{self.base_url}/base/oauth/token"
+        with requests.Session() as session:
+            resp = _send(
+                session,
+                "POST",
+                url,
+                label=self.label,
+                timeout=self.timeout,
+                json=body,
+                headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
+            )
+            reply = _json_reply(resp, self.label)
+        if not isinstance(reply, dict) or "errcode" not in reply:
+            raise RemoteUnavailable(
+                f"{self.label}返回了无法识别的令牌应答（HTTP {resp.status_code}）", unreachable=False
+            )
+        errcode = str(reply.get("errcode"))
+        if errcode != "0000":
+            description = reply.get("description") or f"{self.label}拒绝了请求（errcode={errcode}）"
+            raise RemoteRefused(str(description), code=errcode)
+        if not reply.get("access_token"):
+            raise RemoteUnavailable(f"{self.label}的应答中缺少 access_token", code=errcode, unreachable=False)
+        return reply
+
+
+# --------------------------------------------------------------------------------------
+# Kingdee Cloud Galaxy WebAPI (金蝶云星空)
+# --------------------------------------------------------------------------------------
+
+_STUB = "Kingdee.BOS.WebApi.ServicesStub"
+SERVICE_VALIDATE_USER = f"{_STUB}.AuthService.ValidateUser"
+SERVICE_DATA_CENTER_LIST = "Kingdee.BOS.ServiceFacade.ServicesStub.Account.AccountService.GetDataCenterList"
+MSG_CODE_SESSION_LOST = 1
+_SESSION_LOST_TEXT = "会话信息已丢失"
+
+_LOGIN_FALLBACK = {
+    0: "用户名或密码错误",
+    -1: "登录星空失败",
+}
+
+
+def _decode_galaxy_body(content: bytes) -> Any:
+    """Decode a Galaxy reply: plain JSON, raw gzip, or base64 text of gzip (``H4sI...``).
+
+    Some Galaxy installations compress GetDataCenterList without a Content-Encoding
+    header, and some wrap that in base64; requests cannot know, so we sniff.
+    """
+    data = content
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    else:
+        stripped = data.strip().strip(b'"')
+        if stripped.startswith(b"H4sI"):
+            data = gzip.decompress(base64.b64decode(stripped))
+    body = _parse_json_bytes(data)
+    # A JSON string holding JSON happens with hand-rolled plug-ins; unwrap one level.
+    if isinstance(body, str) and body[:1] in ("[", "{"):
+        body = json.loads(body)
+    return body
+
+
+def _response_status(reply: Any) -> dict | None:
+    """Find ``Result.ResponseStatus`` in a Galaxy reply, if it has one.
+
+    ExecuteBillQuery wraps its error envelope in ``[[{...}]]``; unwrap single-item lists.
+    """
+    node = reply
+    while isinstance(node, list) and len(node) == 1:
+        node = node[0]
+    if isinstance(node, dict):
+        result = node.get("Result")
+        if isinstance(result, dict) and isinstance(result.get("ResponseStatus"), dict):
+            return result["ResponseStatus"]
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    # Galaxy writes booleans as JSON booleans, but templates and plug-ins send "true"/"false".
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _status_message(status: dict) -> str:
+    errors = status.get("Errors") or []
+    messages = [str(e.get("Message")).strip() for e in errors if isinstance(e, dict) and e.get("Message")]
+    if messages:
+        return "；".join(messages)
+    return f"星空返回操作失败（MsgCode={status.get('MsgCode')}，ErrorCode={status.get('ErrorCode')}）"
+
+
+def _is_session_lost(reply: Any) -> bool:
+    status = _response_status(reply)
+    if status is None:
+        return False
+    if _truthy(status.get("IsSuccess")):
+        return False
+    try:
+        if int(status.get("MsgCode") or 0) == MSG_CODE_SESSION_LOST:
+            return True
+    except (TypeError, ValueError):
+        pass
+    return _SESSION_LOST_TEXT in _status_message(status)
+
+
+class GalaxyClient:
+    """A logged-in conversation with one Galaxy data centre as one user.
+
+    Holds a ``requests.Session`` (cookie jar plus the ``kdservice-sessionid`` header, as the
+    official SDK does). Not thread-safe: use one client per job or request, and close it
+    (``with GalaxyClient(...) as galaxy:``).
+    """
+
+    label = "星空服务器"
+
+    def __init__(
+        self,
+        base_url: str,
+        acct_id: str,
+        username: str,
+        password: str,
+        lcid: int = 2052,
+        timeout: Timeout | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.acct_id = acct_id
+        self.username = username
+        self._password = password
+        self.lcid = lcid
+        self.timeout = _normalise_timeout(timeout)
+        self.session_id: str | None = None
+        self._logged_in = False
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Accept": "application/json",
+                "Content-Type": "application/json; charset=utf-8",
+                "Accept-Charset": "utf-8",
+                "User-Agent": _USER_AGENT,
+            }
+        )
+
+    def __repr__(self) -> str:  # the password stays out of reprs and tracebacks
+        return f"GalaxyClient({self.base_url!r}, acct_id={self.acct_id!r}, username={self.username!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close pooled connections. The client must not be used afterwards."""
+        self._session.close()
+
+    def __enter__(self) -> GalaxyClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------------------
+
+    def service_url(self, service: str) -> str:
+        """Full URL of a service, e.g. ``...DynamicFormService.Save`` → ``{base}/....common.kdsvc``."""
+        return f"{self.base_url}/{service}.common.kdsvc"
+
+    def _post(self, service: str, body: Any) -> Any:
+        resp = _send(
+            self._session,
+            "POST",
+            self.service_url(service),
+            label=self.label,
+            timeout=self.timeout,
+            data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        )
+        try:
+            reply = _decode_galaxy_body(resp.content)
+        except (OSError, EOFError, binascii.Error, UnicodeDecodeError, ValueError):
+            _reject_server_error(resp, self.label)
+            raise _not_json(resp, self.label) from None
+        _reject_server_error(resp, self.label, reply)
+        return reply
+
+    # -- unauthenticated ----------------------------------------------------------------
+
+    def data_centers(self) -> list[dict]:
+        """List the data centres (账套) of this Galaxy; needs no login.
+
+        Each item has at least ``Id`` (the acct id to log in with), ``Number`` and ``Name``.
+        """
+        reply = self._post(SERVICE_DATA_CENTER_LIST, {})
+        if isinstance(reply, dict):
+            message, code = _remote_words(reply)
+            if message:
+                raise RemoteRefused(message, code=code)
+        if not isinstance(reply, list) or not all(isinstance(item, dict) for item in reply):
+            raise RemoteUnavailable("星空返回的数据中心列表格式无法识别", unreachable=False)
+        return reply
+
+    # -- session ------------------------------------------------------------------------
+
+    def login(self) -> dict:
+        """Log in with ValidateUser; return Galaxy's reply on ``LoginResultType == 1``.
+
+        Any other result raises RemoteRefused carrying Galaxy's ``Message`` (wrong data
+        centre, wrong password, user not allowed to call WebAPI, ...) and the
+        LoginResultType as ``code``.
+        """
+        self._logged_in = False
+        reply = self._post(
+            SERVICE_VALIDATE_USER,
+            {"acctid": self.acct_id, "username": self.username, "password": self._password, "lcid": self.lcid},
+        )
+        if not isinstance(reply, dict) or "LoginResultType" not in reply:
+            raise RemoteUnavailable("星空登录接口返回了无法识别的内容，请检查前缀地址", unreachable=False)
+        result_type = reply.get("LoginResultType")
+        try:
+            result_type = int(result_type)
+        except (TypeError, ValueError):
+            pass
+        if result_type != 1:
+            message = reply.get("Message") or _LOGIN_FALLBACK.get(result_type, "登录星空失败")
+            raise RemoteRefused(f"{message}", code=result_type)
+        self.session_id = reply.get("KDSVCSessionId") or self._session.cookies.get("kdservice-sessionid")
+        if self.session_id:
+            # The official SDK echoes the session id as a header as well as the cookie;
+            # some reverse proxies drop cookies on the way to IIS.
+            self._session.headers["kdservice-sessionid"] = self.session_id
+        self._logged_in = True
+        log.info("galaxy login ok: acct=%s user=%s host=%s", self.acct_id, self.username, _host_of(self.base_url))
+        return reply
+
+    # -- business calls ------------------------------------------------------------------
+
+    def call(self, service_op: str, payload: Any) -> Any:
+        """Call a DynamicFormService operation (``"Save"`` or ``"DynamicFormService.Save"``).
+
+        Logs in first if needed. A "session lost" reply (MsgCode 1) means the call was not
+        executed, so it logs in again once and repeats it; nothing else is retried.
+        A reply whose ``ResponseStatus.IsSuccess`` is false raises RemoteRefused with the
+        joined ``Errors[].Message`` and ``MsgCode`` as ``code``. Returns the parsed reply.
+        """
+        service = service_op if "." in service_op else f"DynamicFormService.{service_op}"
+        service = f"{_STUB}.{service}"
+        if not self._logged_in:
+            self.login()
+        reply = self._post(service, payload)
+        if _is_session_lost(reply):
+            log.info("galaxy session lost on %s, logging in again once", service_op)
+            self.login()
+            reply = self._post(service, payload)
+        status = _response_status(reply)
+        if status is not None and not _truthy(status.get("IsSuccess")):
+            if _is_session_lost(reply):
+                self._logged_in = False
+            raise RemoteRefused(_status_message(status), code=status.get("MsgCode"), errors=status.get("Errors"))
+        return reply
+
+    def save(self, form_id: str, data: dict) -> dict:
+        """Save a bill (``data`` is Galaxy's Save parameter: ``Model``, ``NeedUpDateFields``...).
+
+        Returns ``Result`` (``Id``, ``Number``, ``ResponseStatus``...).
+        """
+        reply = self.call("Save", {"formid": form_id, "data": data})
+        return reply["Result"]
+
+    def view(self, form_id: str, number: str | None = None, id: int | str | None = None) -> dict:
+        """Read one bill by number or internal id; return Galaxy's ``Result.Result`` object."""
+        if number is None and id is None:
+            raise ValueError("view() needs a bill number or id")
+        data: dict[str, Any] = {"CreateOrgId": 0}
+        if number is not None:
+            data["Number"] = number
+        if id is not None:
+            data["Id"] = str(id)
+        reply = self.call("View", {"formid": form_id, "data": data})
+        bill = (reply.get("Result") or {}).get("Result") if isinstance(reply, dict) else None
+        if not bill:
+            raise RemoteRefused(f"星空中找不到单据 {number or id}")
+        return bill
+
+    def attachment_upload(self, file_name: str, form_id: str, inter_id: int | str, bill_no: str, content: bytes) -> str:
+        """Attach ``content`` to a bill in one piece (``IsLast: true``); return Galaxy's FileId.
+
+        Galaxy answers success without storing anything when IsLast is missing, so it is
+        always sent. Not retried: a second call would attach the file twice.
+        """
+        data = {
+            "FileName": file_name,
+            "FormId": form_id,
+            "InterId": str(inter_id),
+            "BillNO": bill_no,
+            "IsLast": True,
+            "SendByte": base64.b64encode(content).decode("ascii"),
+        }
+        reply = self.call("AttachmentUpLoad", {"data": data})
+        file_id = (reply.get("Result") or {}).get("FileId") if isinstance(reply, dict) else None
+        if not file_id:
+            raise RemoteUnavailable("星空上传附件后没有返回 FileId", unreachable=False)
+        return str(file_id)
+
+    def attachment_download(self, file_id: str) -> bytes:
+        """Download an attachment by FileId, following Galaxy's chunking (StartIndex/IsLast)."""
+        parts: list[bytes] = []
+        start = 0
+        # A well-behaved server ends with IsLast; the bound only protects against one
+        # that keeps answering without making progress.
+        for _ in range(100_000):
+            reply = self.call("AttachmentDownLoad", {"data": {"FileId": file_id, "StartIndex": start}})
+            result = reply.get("Result") if isinstance(reply, dict) else None
+            if not isinstance(result, dict) or result.get("FilePart") is None:
+                raise RemoteUnavailable("星空下载附件的应答中缺少 FilePart", unreachable=False)
+            try:
+                chunk = base64.b64decode(result["FilePart"], validate=True)
+            except (binascii.Error, ValueError):
+                raise RemoteUnavailable("星空返回的附件内容不是有效的 base64", unreachable=False) from None
+            parts.append(chunk)
+            start += len(chunk)
+            if "IsLast" not in result or _truthy(result.get("IsLast")) or not chunk:
+                break
+        content = b"".join(parts)
+        expected = result.get("FileSize")
+        if expected not in (None, "") and str(expected).isdigit() and int(expected) != len(content):
+            raise RemoteUnavailable(
+                f"星空附件大小不一致：应为 {expected} 字节，实际收到 {len(content)} 字节", unreachable=False
+            )
+        return content
+
+
+# --------------------------------------------------------------------------------------
+# File downloads
+# --------------------------------------------------------------------------------------
+
+
+def _split_host_entry(entry: str) -> tuple[str, int | None] | None:
+    entry = entry.strip().lower()
+    if not entry:
+        return None
+    try:
+        parts = urlsplit(f"//{entry}")
+        return (parts.hostname or "", parts.port)
+    except ValueError:
+        return None
+
+
+def host_allowed(url: str, allowed_hosts: Iterable[str]) -> bool:
+    """True when the URL's host matches an allow-list entry.
+
+    Entries are ``host``, ``host:port`` or ``*.suffix`` (any subdomain of suffix, not the
+    suffix itself); hosts compare case-insensitively.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return False
+    if not host:
+        return False
+    for entry in allowed_hosts:
+        split = _split_host_entry(entry)
+        if split is None:
+            continue
+        pattern, entry_port = split
+        if entry_port is not None and entry_port != port:
+            continue
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def _check_download_url(url: str, allowed_hosts: list[str] | None) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise IntegrationError(f"下载地址格式不正确：{url}") from None
+    if parts.scheme not in ("http", "https"):
+        raise IntegrationError("下载地址只支持 http 或 https 协议")
+    if not parts.hostname:
+        raise IntegrationError(f"下载地址缺少主机名：{url}")
+    if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
+        raise IntegrationError(f"下载地址的主机 {parts.hostname} 不在允许的列表中")
+
+
+def _human_size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} 字节"
+
+
+def _filename_from(resp: requests.Response, url: str) -> str | None:
+    disposition = resp.headers.get("Content-Disposition")
+    name = None
+    if disposition:
+        msg = Message()
+        msg["Content-Disposition"] = disposition
+        name = msg.get_filename()  # handles RFC 2231 filename*=UTF-8''...
+    if not name:
+        name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    # Never trust a remote path: keep only the last component.
+    name = PurePosixPath(name.replace("\\", "/")).name if name else ""
+    return name or None
+
+
+def fetch_file(
+    url: str,
+    *,
+    max_bytes: int,
+    allowed_hosts: list[str] | None = None,
+    timeout: Timeout | None = None,
+    deadline: float = DEFAULT_DOWNLOAD_DEADLINE,
+    max_redirects: int = 5,
+) -> tuple[bytes, str | None]:
+    """Download ``url`` and return ``(content, filename or None)``.
+
+    Only http/https; when ``allowed_hosts`` is given the host must match it (see
+    :func:`host_allowed`). Redirects are followed only within the same host. The body is
+    streamed and refused as soon as it exceeds ``max_bytes`` (declared or actual), and the
+    whole download must finish within ``deadline`` seconds. Every failure raises
+    IntegrationError (RemoteRefused for HTTP 4xx, RemoteUnavailable for transport/5xx).
+    """
+    timeout = _normalise_timeout(timeout)
+    label = "文件服务器"
+    started = time.monotonic()
+    current = url
+    with requests.Session() as session:
+        session.headers["User-Agent"] = _USER_AGENT
+        for _ in range(max_redirects + 1):
+            _check_download_url(current, allowed_hosts)
+            resp = _send(session, "GET", current, label=label, timeout=timeout, stream=True, allow_redirects=False)
+            with resp:
+                if resp.is_redirect:
+                    target = urljoin(current, resp.headers.get("Location", ""))
+                    if (urlsplit(target).hostname or "").lower() != (urlsplit(current).hostname or "").lower():
+                        raise IntegrationError(f"下载地址被重定向到其他主机 {urlsplit(target).hostname}，已拒绝")
+                    current = target
+                    continue
+                host = _host_of(current)
+                if resp.status_code >= 500:
+                    raise RemoteUnavailable(f"{label}（{host}）返回 HTTP {resp.status_code} 错误", unreachable=False)
+                if resp.status_code >= 400:
+                    raise RemoteRefused(f"下载文件失败：{label}（{host}）返回 HTTP {resp.status_code}",
+                                        code=resp.status_code)
+                declared = resp.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise IntegrationError(
+                        f"文件大小 {_human_size(int(declared))} 超过上限 {_human_size(max_bytes)}，已拒绝下载"
+                    )
+                chunks: list[bytes] = []
+                received = 0
+                try:
+                    for chunk in resp.iter_content(chunk_size=64 * 1024):
+                        received += len(chunk)
+                        if received > max_bytes:
+                            raise IntegrationError(f"文件超过大小上限 {_human_size(max_bytes)}，已停止下载")
+                        if time.monotonic() - started > deadline:
+                            raise RemoteUnavailable(f"从{label}（{host}）下载文件超时（超过 {deadline:g} 秒）")
+                        chunks.append(chunk)
+                except requests.exceptions.RequestException as exc:
+                    # Read timeouts while streaming surface as ConnectionError in requests.
+                    raise RemoteUnavailable(f"从{label}（{host}）下载文件时连接中断或超时") from exc
+                return b"".join(chunks), _filename_from(resp, current)
+    raise IntegrationError(f"下载地址重定向次数过多（超过 {max_redirects} 次）")

@@ -1,0 +1,253 @@
+"""Emulator of Kingdee's invoice cloud (发票云, standard edition), for tests and the demo.
+
+Covers what the portal talks to: the token endpoint ``POST /base/oauth/token`` with the
+``md5(client_id + client_secret + timestamp)`` signature and the vendor's ``errcode`` /
+``description`` replies, plus a static file server ``GET /files/<name>`` standing in for
+the ``downloadUrl`` of invoices the receipt assistant pushes. ``GET /redirect?to=<url>``
+answers a 302, for testing how downloads treat redirects.
+
+Errcodes: ``0000`` success; ``1200`` empty client_id (vendor text); ``1101`` unknown
+client_id (vendor code, our wording); ``1102`` bad signature and ``1201`` missing
+sign/timestamp (our codes: the vendor's are not public); ``0300`` expired licence;
+``0400`` a body that is not a JSON object.
+
+Control API (JSON, under ``/_sandbox/``): ``POST reset``; ``GET|POST clients``
+``{client_id, client_secret, encrypt_key, tax_no, name, expired}``; ``GET|POST files``
+``{name, content_b64, content_type, download_name}``; ``GET tokens``; ``POST|DELETE
+faults``; ``GET|DELETE calls``. ``GET /files/<name>?chunked=1`` omits Content-Length.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from portal.sandbox.base import SandboxApp, json_response, request_json
+from portal.sandbox.server import SandboxServer
+from portal.signing import verify_sign
+
+__all__ = ["CloudApp", "CloudClient", "CloudSandbox", "TOKEN_LIFETIME"]
+
+TOKEN_LIFETIME = 7200
+
+MSG_OK = "操作成功"
+MSG_EMPTY_CLIENT = "授权ID不能为空"
+MSG_UNKNOWN_CLIENT = "授权ID（client_id）不存在，请检查发票云授权标识"
+MSG_BAD_SIGN = "签名错误，请检查client_id与client_secret"
+MSG_MISSING_SIGN = "签名参数不完整：sign 与 timestamp 不能为空"
+MSG_EXPIRED = "【收票服务】许可已过期失效"
+MSG_BAD_BODY = "请求参数格式错误，应为 JSON"
+
+
+@dataclass
+class CloudClient:
+    """An enterprise's invoice-cloud credentials (client_id/secret, 16-char encrypt_key)."""
+
+    client_id: str
+    client_secret: str
+    encrypt_key: str = ""
+    tax_no: str = ""
+    name: str = ""
+    expired: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Control-API representation (this is a sandbox: secrets included)."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class _StoredFile:
+    content: bytes
+    content_type: str
+    download_name: str | None
+
+
+class CloudApp(SandboxApp):
+    """The invoice-cloud emulator (WSGI). Thread-safe; state lives in memory."""
+
+    name = "invoice-cloud"
+
+    def __init__(self, seed: Callable[[CloudApp], None] | None = None) -> None:
+        super().__init__(seed)
+        self.register_control("clients", ("GET", "POST"), self._control_clients)
+        self.register_control("files", ("GET", "POST"), self._control_files)
+        self.register_control("tokens", ("GET",), self._control_tokens)
+
+    # -- state and helpers ---------------------------------------------------------------
+
+    def reset_state(self) -> None:
+        """Forget clients, issued tokens and files."""
+        self.clients: dict[str, CloudClient] = {}
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.files: dict[str, _StoredFile] = {}
+
+    def add_client(self, client_id: str, client_secret: str, encrypt_key: str = "", *, tax_no: str = "",
+                   name: str = "", expired: bool = False) -> CloudClient:
+        """Register (or replace) a client the token endpoint will accept."""
+        client = CloudClient(client_id, client_secret, encrypt_key, tax_no, name, expired)
+        with self.lock:
+            self.clients[client_id] = client
+        return client
+
+    def add_file(self, name: str, content: bytes, content_type: str | None = None,
+                 download_name: str | None = None) -> str:
+        """Serve ``content`` at ``/files/<name>``; returns that path.
+
+        ``download_name`` adds a ``Content-Disposition`` filename (RFC 5987 for non-ASCII).
+        """
+        if content_type is None:
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        with self.lock:
+            self.files[name] = _StoredFile(content, content_type, download_name)
+        return f"/files/{quote(name)}"
+
+    def token_owner(self, access_token: str) -> str | None:
+        """The client_id a still-valid token was issued to, else None."""
+        with self.lock:
+            entry = self.tokens.get(access_token)
+        if entry is None or entry[1] < time.time():
+            return None
+        return entry[0]
+
+    # -- control endpoints -----------------------------------------------------------------
+
+    def _control_clients(self, request: Request) -> Any:
+        if request.method == "GET":
+            with self.lock:
+                return [c.as_dict() for c in self.clients.values()]
+        body = request_json(request, default={})
+        client = self.add_client(body["client_id"], body["client_secret"], body.get("encrypt_key", ""),
+                                 tax_no=body.get("tax_no", ""), name=body.get("name", ""),
+                                 expired=bool(body.get("expired", False)))
+        return client.as_dict()
+
+    def _control_files(self, request: Request) -> Any:
+        if request.method == "GET":
+            with self.lock:
+                return [{"name": n, "size": len(f.content), "content_type": f.content_type}
+                        for n, f in self.files.items()]
+        body = request_json(request, default={})
+        path = self.add_file(body["name"], base64.b64decode(body["content_b64"]), body.get("content_type"),
+                             body.get("download_name"))
+        return {"ok": True, "path": path}
+
+    def _control_tokens(self, request: Request) -> Any:
+        with self.lock:
+            return [{"access_token": t, "client_id": c, "expires_at": e} for t, (c, e) in self.tokens.items()]
+
+    # -- protocol ------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Route the token endpoint, the file server and the redirect helper."""
+        path = request.path
+        if path.rstrip("/") == "/base/oauth/token":
+            if request.method != "POST":
+                raise MethodNotAllowed(valid_methods=["POST"])
+            self.record_call(service="token")
+            return self._token(request)
+        if path.startswith("/files/"):
+            if request.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
+            self.record_call(service="file", name=path[len("/files/"):])
+            return self._file(request, path[len("/files/"):])
+        if path == "/redirect":
+            return redirect(request.args.get("to", "/"), code=302)
+        raise NotFound()
+
+    def _token(self, request: Request) -> Response:
+        def refuse(errcode: str, description: str) -> Response:
+            return json_response({"errcode": errcode, "description": description})
+
+        try:
+            body = request_json(request, default={})
+        except ValueError:
+            return refuse("0400", MSG_BAD_BODY)
+        if not isinstance(body, dict):
+            return refuse("0400", MSG_BAD_BODY)
+        client_id = str(body.get("client_id") or "").strip()
+        if not client_id:
+            return refuse("1200", MSG_EMPTY_CLIENT)
+        with self.lock:
+            client = self.clients.get(client_id)
+        if client is None:
+            return refuse("1101", MSG_UNKNOWN_CLIENT)
+        timestamp, given = body.get("timestamp"), body.get("sign")
+        if timestamp in (None, "") or not given:
+            return refuse("1201", MSG_MISSING_SIGN)
+        if not verify_sign(client.client_id, client.client_secret, timestamp, given, body.get("encType", 0)):
+            return refuse("1102", MSG_BAD_SIGN)
+        if client.expired:
+            return refuse("0300", MSG_EXPIRED)
+        token = secrets.token_hex(16)
+        with self.lock:
+            self.tokens[token] = (client_id, time.time() + TOKEN_LIFETIME)
+        return json_response({"errcode": "0000", "description": MSG_OK, "access_token": token,
+                              "token_type": "bearer", "expires_in": TOKEN_LIFETIME})
+
+    def _file(self, request: Request, name: str) -> Response:
+        with self.lock:
+            stored = self.files.get(name)
+        if stored is None:
+            raise NotFound()
+        headers = {}
+        if stored.download_name:
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.download_name)}"
+        if request.args.get("chunked"):
+            # No Content-Length: the client must enforce its size cap while reading.
+            def pieces(data: bytes = stored.content) -> Iterator[bytes]:
+                for start in range(0, len(data), 16 * 1024):
+                    yield data[start:start + 16 * 1024]
+
+            return Response(pieces(), content_type=stored.content_type, headers=headers)
+        return Response(stored.content, content_type=stored.content_type, headers=headers)
+
+
+class CloudSandbox(SandboxServer):
+    """A running invoice-cloud emulator: ``SandboxServer`` plus shortcuts to its state."""
+
+    app: CloudApp
+
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1", seed: Callable[[CloudApp], None] | None = None,
+                 quiet: bool = True) -> None:
+        super().__init__(CloudApp(seed), host=host, port=port, name="invoice-cloud", quiet=quiet)
+
+    def reset(self) -> None:
+        """Back to the seeded state."""
+        self.app.reset()
+
+    def add_client(self, client_id: str, client_secret: str, encrypt_key: str = "", **kwargs: Any) -> CloudClient:
+        """See :meth:`CloudApp.add_client`."""
+        return self.app.add_client(client_id, client_secret, encrypt_key, **kwargs)
+
+    def add_file(self, name: str, content: bytes, content_type: str | None = None,
+                 download_name: str | None = None) -> str:
+        """Serve ``content`` and return its absolute URL (usable as an invoice ``downloadUrl``)."""
+        return self.url + self.app.add_file(name, content, content_type, download_name)
+
+    def file_url(self, name: str) -> str:
+        """Absolute URL of a registered file."""
+        return f"{self.url}/files/{quote(name)}"
+
+    def token_owner(self, access_token: str) -> str | None:
+        """See :meth:`CloudApp.token_owner`."""
+        return self.app.token_owner(access_token)
+
+    def inject_fault(self, **kwargs: Any) -> Any:
+        """See :meth:`portal.sandbox.base.SandboxApp.inject_fault`."""
+        return self.app.inject_fault(**kwargs)
+
+    @property
+    def calls(self) -> list[dict]:
+        """Protocol calls since the last reset."""
+        with self.app.lock:
+            return list(self.app.calls)
