@@ -14,6 +14,7 @@ BLUEPRINTS = [
 ]
 OPTIONAL = [
     ("api", "/api/v1"),
+    ("push", "/api/v1/push"),
     ("scan", "/scan"),
     ("bills", "/bills"),
     ("invoices", "/invoices"),

@@ -1,0 +1,504 @@
+"""Bills and their images: the domain rules shared by the ERP API, the scan desk and the push.
+
+Every function here works inside the caller's transaction and commits only
+where it says so; a refused file raises :class:`BillError` before anything is
+written to the database, so nothing is ever half-stored.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable
+
+from flask import current_app
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import audit, media
+from .extensions import db
+from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, utcnow
+from .recognition import Invoice as Reading
+from .recognition import recognise
+from .recognition.safety import UnsafeFile
+from .storage import LocalStorage, TooLarge
+
+log = logging.getLogger("portal.bills")
+
+# Statuses in which the scan desk may still add, remove and reorder images.
+EDITABLE = {"pending", "uploaded", "returned", "match_failed"}
+MEDIA_LABEL = "JPEG、PNG、TIFF、PDF、OFD、XML"
+
+
+class BillError(Exception):
+    """A refused request about a bill, with the HTTP status and a Chinese message."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# --------------------------------------------------------------------------- storage
+
+def storage() -> LocalStorage:
+    """The deployment's file store (one instance per app)."""
+    ext = current_app.extensions
+    if "portal_storage" not in ext:
+        ext["portal_storage"] = LocalStorage(current_app.config["STORAGE_DIR"])
+    return ext["portal_storage"]
+
+
+# --------------------------------------------------------------------------- keys and money
+
+def invoice_key(code: str | None, number: str | None) -> str | None:
+    """The duplicate key: ``":<number>"`` for 数电 (20 digits), ``"<code>:<number>"`` otherwise."""
+    if not number:
+        return None
+    number = number.strip()
+    if len(number) == 20 and number.isdigit():
+        return f":{number}"
+    return f"{(code or '').strip()}:{number}"
+
+
+def parse_money(value: Any, field: str) -> Decimal | None:
+    """A decimal with at most two places; raises BillError naming ``field`` otherwise."""
+    if value is None or value == "":
+        return None
+    try:
+        d = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        raise BillError(f"{field} 不是有效的金额：{value}") from None
+    if not d.is_finite() or d.as_tuple().exponent < -2 or abs(d) >= Decimal("1e14"):
+        raise BillError(f"{field} 不是有效的金额（最多两位小数）：{value}")
+    return d.quantize(Decimal("0.01"))
+
+
+def parse_day(value: Any, field: str) -> date | None:
+    """A date from ``YYYY-MM-DD`` or ``yyyyMMdd``; raises BillError naming ``field`` otherwise."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    try:
+        if len(text) == 8 and text.isdigit():
+            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise BillError(f"{field} 不是有效的日期：{value}") from None
+
+
+# --------------------------------------------------------------------------- history
+
+def event(bill: Bill, action: str, actor: str, *, to: str | None = None, detail: dict | None = None) -> BillEvent:
+    """Record a step of the bill's history; ``to`` also moves its status."""
+    ev = BillEvent(bill_id=bill.id, actor=actor, action=action, from_status=bill.status,
+                   to_status=to or bill.status, round=bill.round, detail=detail)
+    if to:
+        bill.status = to
+    db.session.add(ev)
+    return ev
+
+
+# --------------------------------------------------------------------------- opening bills
+
+@dataclass
+class Opened:
+    bill: Bill
+    created: bool
+
+
+def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
+    """Open an image task for ``data['bill_no']``; the same number again returns the existing bill."""
+    bill_no = str(data.get("bill_no") or "").strip()
+    if not bill_no:
+        raise BillError("bill_no 不能为空")
+    if len(bill_no) > 64:
+        raise BillError("bill_no 不能超过 64 个字符")
+    existing = db.session.scalar(select(Bill).where(Bill.enterprise_id == ent.id, Bill.bill_no == bill_no))
+    if existing is not None:
+        return Opened(existing, False)
+    point = None
+    if data.get("scan_point"):
+        point = db.session.scalar(select(ScanPoint).where(ScanPoint.enterprise_id == ent.id,
+                                                          ScanPoint.code == str(data["scan_point"])))
+        if point is None:
+            raise BillError(f"扫描点 {data['scan_point']} 不存在")
+    expected = data.get("expected_invoices") or []
+    if not isinstance(expected, list):
+        raise BillError("expected_invoices 应为数组")
+    bill = Bill(
+        enterprise_id=ent.id,
+        bill_no=bill_no,
+        form_id=str(data.get("form_id") or "ER_ExpReimbursement")[:64],
+        erp_id=None if data.get("erp_id") in (None, "") else str(data["erp_id"])[:64],
+        submitter=(str(data["submitter"])[:100] if data.get("submitter") else None),
+        org=(str(data["org"])[:200] if data.get("org") else None),
+        amount=parse_money(data.get("amount"), "amount"),
+        scan_point_id=point.id if point else None,
+        status="pending",
+    )
+    rows = [expected_from_push(ent.id, item, i, origin="erp", bill_no=bill_no) for i, item in enumerate(expected)]
+    try:
+        with db.session.begin_nested():
+            db.session.add(bill)
+            db.session.flush()
+    except IntegrityError:
+        # Another request opened the same bill at the same moment: answer with that one.
+        existing = db.session.scalar(select(Bill).where(Bill.enterprise_id == ent.id, Bill.bill_no == bill_no))
+        return Opened(existing, False)
+    seen: set[str] = set()
+    for row in rows:
+        row.dedup_key = f"b:{bill.id}:{row.invoice_key or row.serial_no or row.id}"
+        if row.dedup_key in seen:
+            continue  # the same invoice listed twice is expected once (else a unique-key 500)
+        seen.add(row.dedup_key)
+        db.session.add(row)
+    event(bill, "open", actor, detail={"expected": len(rows)})
+    audit.record("create", "bill", bill.id, enterprise_id=ent.id, summary=f"ERP 开启影像任务 {bill_no}", actor=actor)
+    return Opened(bill, True)
+
+
+def expected_from_push(enterprise_id: int, item: Any, index: int, *, origin: str, bill_no: str | None = None) -> ExpectedInvoice:
+    """Validate one invoice in the push protocol's field names into an ExpectedInvoice row."""
+    if not isinstance(item, dict):
+        raise BillError(f"第 {index + 1} 张发票格式错误：应为对象")
+    where = f"第 {index + 1} 张发票"
+    number = str(item.get("invoiceNo") or "").strip() or None
+    code = str(item.get("invoiceCode") or "").strip() or None
+    serial = str(item.get("serialNo") or "").strip() or None
+    if not number:
+        raise BillError(f"{where}缺少 invoiceNo")
+    if not number.isdigit() or len(number) > 20:
+        raise BillError(f"{where}的 invoiceNo 无效：{number}")
+    if code and (not code.isdigit() or len(code) > 12):
+        raise BillError(f"{where}的 invoiceCode 无效：{code}")
+    if len(number) != 20 and not code:
+        # Only 数电 numbers stand alone; a classic number needs its code to be a key.
+        log.debug("classic invoice %s pushed without code", number)
+    try:
+        row = ExpectedInvoice(
+            enterprise_id=enterprise_id,
+            origin=origin,
+            bill_no=(str(item.get("billNo")).strip()[:64] if item.get("billNo") else bill_no),
+            serial_no=serial[:64] if serial else None,
+            type=(str(item.get("invoiceType"))[:8] if item.get("invoiceType") not in (None, "") else None),
+            code=code,
+            number=number,
+            date=parse_day(item.get("invoiceDate"), f"{where}的 invoiceDate"),
+            amount=parse_money(item.get("amount"), f"{where}的 amount"),
+            tax=parse_money(item.get("taxAmount"), f"{where}的 taxAmount"),
+            total=parse_money(item.get("totalAmount"), f"{where}的 totalAmount"),
+            check_code=(str(item["checkCode"])[:32] if item.get("checkCode") else None),
+            seller_name=(str(item["salerName"])[:200] if item.get("salerName") else None),
+            seller_tax_no=(str(item["salerTaxNo"])[:20] if item.get("salerTaxNo") else None),
+            buyer_name=(str(item["buyerName"])[:200] if item.get("buyerName") else None),
+            buyer_tax_no=(str(item["buyerTaxNo"])[:20] if item.get("buyerTaxNo") else None),
+            download_url=(str(item["downloadUrl"])[:1000] if item.get("downloadUrl") else None),
+        )
+    except BillError as exc:
+        raise BillError(exc.message) from None
+    row.invoice_key = invoice_key(code, number)
+    row.dedup_key = f"s:{serial}" if serial else f"k:{row.invoice_key}"
+    return row
+
+
+# --------------------------------------------------------------------------- images
+
+def _require_editable(bill: Bill) -> None:
+    if bill.status == "deleted":
+        raise BillError("单据已被 ERP 删除，不能再修改影像", 409)
+    if bill.status not in EDITABLE:
+        raise BillError(f"单据当前状态为“{bill.status_label}”，不能修改影像；如需重扫请先退回", 409)
+
+
+def _touch_after_edit(bill: Bill, actor: str, what: str) -> None:
+    if bill.status == "pending":
+        event(bill, "upload", actor, to="uploaded")
+    elif bill.status == "match_failed":
+        event(bill, "rescan", actor, to="uploaded", detail={"why": what})
+
+
+@dataclass
+class Added:
+    image: Image
+    created: bool
+
+
+def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:
+    """Store ``data`` once, attach it to ``bill`` and recognise its invoices.
+
+    Refusals (too large 413, unsupported 415, damaged or unsafe 422, wrong
+    status 409) raise BillError before any row is written.
+    """
+    if check_status:
+        _require_editable(bill)
+    cfg = current_app.config
+    if len(data) > cfg["MAX_FILE_BYTES"]:
+        raise BillError(f"文件 {filename} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
+    if not data:
+        raise BillError(f"文件 {filename} 是空文件", 422)
+    media_type = media.sniff_file(data)
+    if media_type is None:
+        raise BillError(f"不支持的文件类型：{filename}（仅支持 {MEDIA_LABEL}，按文件内容判断）", 415)
+    try:
+        pages = media.page_count(data, media_type, max_pages=cfg["MAX_PAGES"])
+        readings = recognise(data, media_type, ocr=cfg["RECOGNITION_OCR"])
+    except media.MediaError as exc:
+        raise BillError(f"{filename}：{exc}", 422) from None
+    except UnsafeFile as exc:
+        raise BillError(f"{filename}：{exc}", 422) from None
+
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    image = db.session.scalar(select(Image).where(Image.bill_id == bill.id, Image.sha256 == sha))
+    if image is not None and not image.removed:
+        return Added(image, False)  # the same file twice on one bill is stored once
+    try:
+        storage().put(data)
+    except TooLarge:
+        raise BillError(f"文件 {filename} 过大", 413) from None
+    if db.session.get(Blob, sha) is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(Blob(sha256=sha, size=len(data), media_type=media_type, pages=pages))
+        except IntegrityError:
+            pass  # stored by a concurrent upload of the same content
+    returned = bill.status == "returned"
+    if image is not None:  # re-adding a removed file
+        image.removed = False
+        image.rescan_state = "added_after_return" if returned else "normal"
+        image.position = _next_position(bill)
+    else:
+        image = Image(bill_id=bill.id, sha256=sha, filename=(filename or "")[:255], uploaded_by=actor, origin=origin,
+                      position=_next_position(bill), round_added=bill.round,
+                      rescan_state="added_after_return" if (returned or bill.round > 1) else "normal")
+        try:
+            with db.session.begin_nested():
+                db.session.add(image)
+        except IntegrityError:
+            image = db.session.scalar(select(Image).where(Image.bill_id == bill.id, Image.sha256 == sha))
+            return Added(image, False)
+    db.session.flush()
+    keys = _store_readings(bill, image, readings)
+    refresh_duplicates(bill.enterprise_id, keys)
+    _touch_after_edit(bill, actor, "add")
+    event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(readings)})
+    return Added(image, True)
+
+
+def _next_position(bill: Bill) -> int:
+    return (db.session.scalar(select(func.max(Image.position)).where(Image.bill_id == bill.id)) or 0) + 1
+
+
+def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> set[str]:
+    keys = set()
+    for r in readings:
+        key = invoice_key(r.code, r.number)
+        inv = Invoice(enterprise_id=bill.enterprise_id, bill_id=bill.id, image_id=image.id, page=r.page, type=r.type,
+                      code=r.code, number=r.number, date=r.date, amount=r.amount, tax=r.tax, total=r.total,
+                      check_code=r.check_code, seller_name=r.seller_name, seller_tax_no=r.seller_tax_no,
+                      buyer_name=r.buyer_name, buyer_tax_no=r.buyer_tax_no, source=r.source, invoice_key=key,
+                      raw=r.raw or None)
+        db.session.add(inv)
+        if key:
+            keys.add(key)
+    db.session.flush()
+    return keys
+
+
+def remove_image(bill: Bill, image: Image, actor: str) -> None:
+    """Take an image off the bill; the file and the row stay for the audit trail."""
+    _require_editable(bill)
+    if image.bill_id != bill.id or image.removed:
+        raise BillError("影像不存在", 404)
+    keys = {i.invoice_key for i in image.invoices if i.invoice_key}
+    db.session.execute(Invoice.__table__.delete().where(Invoice.image_id == image.id))
+    image.removed = True
+    if bill.status == "returned" or bill.round > 1:
+        image.rescan_state = "removed_after_return"
+    db.session.flush()
+    db.session.expire(image, ["invoices"])
+    refresh_duplicates(bill.enterprise_id, keys)
+    _touch_after_edit(bill, actor, "remove")
+    event(bill, "remove_image", actor, detail={"image_id": image.id, "filename": image.filename})
+
+
+def reorder(bill: Bill, image_ids: list[int], actor: str) -> None:
+    """Set the images' order to ``image_ids`` (ids not on the bill are ignored)."""
+    _require_editable(bill)
+    images = {i.id: i for i in live_images(bill)}
+    pos = 1
+    for iid in image_ids:
+        if iid in images:
+            images.pop(iid).position = pos
+            pos += 1
+    for img in sorted(images.values(), key=lambda i: i.position):
+        img.position = pos
+        pos += 1
+    event(bill, "reorder", actor, detail={"order": image_ids})
+
+
+def live_images(bill: Bill) -> list[Image]:
+    """The bill's images in order, without removed ones."""
+    return list(db.session.scalars(select(Image).where(Image.bill_id == bill.id, Image.removed.is_(False))
+                                   .order_by(Image.position, Image.id)))
+
+
+def all_images(bill: Bill) -> list[Image]:
+    """Every image the bill ever had (removed ones last), for the history view."""
+    return list(db.session.scalars(select(Image).where(Image.bill_id == bill.id).order_by(Image.removed, Image.position, Image.id)))
+
+
+def bill_invoices(bill: Bill) -> list[Invoice]:
+    """Invoices recognised on the bill's live images, in image order."""
+    return list(db.session.scalars(
+        select(Invoice).join(Image, Invoice.image_id == Image.id)
+        .where(Invoice.bill_id == bill.id, Image.removed.is_(False))
+        .order_by(Image.position, Image.id, Invoice.id)))
+
+
+# --------------------------------------------------------------------------- corrections
+
+CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "check_code",
+               "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no")
+
+
+def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
+    """Apply a scanner's correction; the source becomes ``manual`` and the change is audited."""
+    bill = db.session.get(Bill, inv.bill_id)
+    _require_editable(bill)
+    before = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
+    old_key = inv.invoice_key
+    for f in CORRECTABLE:
+        if f not in values:
+            continue
+        v = values[f]
+        if f in ("amount", "tax", "total"):
+            v = parse_money(v, f)
+        elif f == "date":
+            v = parse_day(v, "开票日期")
+        else:
+            v = (str(v).strip() or None) if v is not None else None
+        setattr(inv, f, v)
+    if inv.number and (not inv.number.isdigit() or len(inv.number) > 20):
+        raise BillError("发票号码应为 8 位或 20 位数字")
+    if inv.code and (not inv.code.isdigit() or len(inv.code) > 12):
+        raise BillError("发票代码应为 10 位或 12 位数字")
+    after = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
+    if after == before:
+        return
+    inv.source = "manual"
+    inv.invoice_key = invoice_key(inv.code, inv.number)
+    db.session.flush()
+    refresh_duplicates(inv.enterprise_id, {k for k in (old_key, inv.invoice_key) if k})
+    changed = {k: v for k, v in after.items() if before[k] != v}
+    event(bill, "correct", actor, detail={"invoice_id": inv.id, "changed": changed})
+    audit.record("correct", "invoice", inv.id, enterprise_id=inv.enterprise_id,
+                 summary=f"人工修正单据 {bill.bill_no} 的发票识别结果",
+                 before={k: before[k] for k in changed}, after=changed, actor=actor)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return f"{v:.2f}"
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
+
+
+# --------------------------------------------------------------------------- duplicates
+
+def refresh_duplicates(enterprise_id: int, keys: Iterable[str]) -> None:
+    """Recompute the duplicate flag of every invoice with one of ``keys`` in the enterprise.
+
+    An invoice is a duplicate while another live (not deleted) bill carries the
+    same key; deleted bills keep their rows for the trail but never count.
+    """
+    keys = [k for k in set(keys) if k]
+    if not keys:
+        return
+    live = and_(Invoice.bill_id == Bill.id, Bill.status != "deleted")
+    counts = dict(db.session.execute(
+        select(Invoice.invoice_key, func.count(func.distinct(Invoice.bill_id)))
+        .join(Bill, live)
+        .where(Invoice.enterprise_id == enterprise_id, Invoice.invoice_key.in_(keys))
+        .group_by(Invoice.invoice_key)).all())
+    dup_keys = [k for k in keys if counts.get(k, 0) > 1]
+    single_keys = [k for k in keys if counts.get(k, 0) <= 1]
+    if dup_keys:
+        db.session.execute(update(Invoice).where(
+            Invoice.enterprise_id == enterprise_id, Invoice.invoice_key.in_(dup_keys),
+            Invoice.bill_id.in_(select(Bill.id).where(Bill.enterprise_id == enterprise_id, Bill.status != "deleted")))
+            .values(duplicate=True), execution_options={"synchronize_session": False})
+    if single_keys:
+        db.session.execute(update(Invoice).where(Invoice.enterprise_id == enterprise_id, Invoice.invoice_key.in_(single_keys))
+                           .values(duplicate=False), execution_options={"synchronize_session": False})
+    # Invoices of deleted bills are never flagged.
+    db.session.execute(update(Invoice).where(
+        Invoice.enterprise_id == enterprise_id, Invoice.invoice_key.in_(keys),
+        Invoice.bill_id.in_(select(Bill.id).where(Bill.enterprise_id == enterprise_id, Bill.status == "deleted")))
+        .values(duplicate=False), execution_options={"synchronize_session": False})
+    db.session.expire_all()
+
+
+def duplicate_bills(enterprise_id: int, bill_id: int, keys: Iterable[str]) -> dict[str, list[str]]:
+    """For each key, the numbers of the *other* live bills carrying it (one query)."""
+    keys = [k for k in set(keys) if k]
+    out: dict[str, list[str]] = {}
+    if not keys:
+        return out
+    rows = db.session.execute(
+        select(Invoice.invoice_key, Bill.bill_no).join(Bill, Invoice.bill_id == Bill.id)
+        .where(Invoice.enterprise_id == enterprise_id, Invoice.invoice_key.in_(keys),
+               Invoice.bill_id != bill_id, Bill.status != "deleted")
+        .distinct().order_by(Bill.bill_no))
+    for key, bill_no in rows:
+        out.setdefault(key, []).append(bill_no)
+    return out
+
+
+# --------------------------------------------------------------------------- status changes
+
+def delete_bill(bill: Bill, actor: str) -> None:
+    """The ERP deleted the bill: mark it, keep its images, release its invoices from duplicate checks."""
+    if bill.status == "deleted":
+        return
+    event(bill, "delete", actor, to="deleted")
+    keys = set(db.session.scalars(select(Invoice.invoice_key).where(Invoice.bill_id == bill.id, Invoice.invoice_key.is_not(None))))
+    db.session.flush()
+    refresh_duplicates(bill.enterprise_id, keys)
+    audit.record("delete", "bill", bill.id, enterprise_id=bill.enterprise_id, summary=f"单据 {bill.bill_no} 被删除", actor=actor)
+
+
+def return_bill(bill: Bill, reason: str, actor: str) -> None:
+    """Return a bill for rescan (影像退回) with a reason; a new round starts."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise BillError("请填写退回原因")
+    if bill.status in ("deleted", "pending"):
+        raise BillError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
+    if bill.status == "returned":
+        raise BillError("单据已经退回，等待重扫", 409)
+    bill.return_reason = reason[:500]
+    bill.round += 1
+    event(bill, "return", actor, to="returned", detail={"reason": reason})
+    audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,
+                 summary=f"退回单据 {bill.bill_no} 重扫：{reason[:100]}", actor=actor)
+
+
+def submit(bill: Bill, actor: str) -> None:
+    """Submit the bill's images: run the checks of its enterprise's image mode and move it on."""
+    from . import matching
+
+    if bill.status not in ("uploaded", "returned", "match_failed"):
+        if bill.status == "pending":
+            raise BillError("还没有上传影像，不能提交", 409)
+        raise BillError(f"单据当前状态为“{bill.status_label}”，不能提交", 409)
+    if not live_images(bill):
+        raise BillError("还没有上传影像，不能提交", 409)
+    event(bill, "submit", actor, to="submitted")
+    bill.submitted_at = utcnow()
+    bill.return_reason = None
+    matching.after_submit(bill, actor)
