@@ -11,6 +11,8 @@ import unicodedata
 
 import pypdfium2 as pdfium
 
+from portal.media import PDFIUM_LOCK
+
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all
 from .qr import parse_payload, scan_gray
@@ -34,18 +36,20 @@ def read_pdf(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
     """
     if len(data) > MAX_PDF_BYTES:
         raise UnsafeFile("PDF 文件过大，已拒绝")
-    pdf = pdfium.PdfDocument(data)
-    try:
-        if len(pdf) > MAX_PDF_PAGES:
-            raise UnsafeFile(f"PDF 超过 {MAX_PDF_PAGES} 页，请拆分后上传")
-        readings = _attachments(pdf)
-        if any(r.is_complete for r in readings):
-            # An embedded invoice XML is exact; the pages only repeat it.
-            return merge_all(readings)
-        for index in range(len(pdf)):
-            readings.extend(_read_page(pdf, index, ocr_enabled))
-    finally:
-        pdf.close()
+    # PDFium is not thread-safe: every pdfium call in the process holds one lock.
+    with PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument(data)
+        try:
+            if len(pdf) > MAX_PDF_PAGES:
+                raise UnsafeFile(f"PDF 超过 {MAX_PDF_PAGES} 页，请拆分后上传")
+            readings = _attachments(pdf)
+            if any(r.is_complete for r in readings):
+                # An embedded invoice XML is exact; the pages only repeat it.
+                return merge_all(readings)
+            for index in range(len(pdf)):
+                readings.extend(_read_page(pdf, index, ocr_enabled))
+        finally:
+            pdf.close()
     return _merge_pages(readings)
 
 
