@@ -1,0 +1,232 @@
+"""``make demo``: the portal with living demo data, the sandbox ERP and invoice cloud included.
+
+``python -m portal.demo`` migrates the instance database, starts the Galaxy and
+invoice-cloud emulators on loopback, seeds demo enterprises (one per image
+mode), users of each role, scan points and bills with real corpus files,
+runs the job loop (ERP write-back, sync-mode downloads) and serves the portal
+on http://127.0.0.1:5000.  Demo passwords are generated on the first run and
+kept in ``instance/demo_logins.txt``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import secrets
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+log = logging.getLogger("portal.demo")
+
+demo_cli = AppGroup("demo", help="演示数据。")
+
+REPO = Path(__file__).resolve().parents[1]
+# Corpus files the demo bills carry: (bill, enterprise mode, files).
+DEMO_BILLS = [
+    ("FYBX0001", "basic", "张三", "北京出差差旅费", "25254.62", ["vat_e_special_guizhou_00008006.pdf"]),
+    ("FYBX0002", "basic", "李四", "客户招待餐费", "526.00", ["vat_e_ordinary_zhejiang_83089647.ofd",
+                                                          "vat_e_ordinary_tianjin_33207675.png"]),
+    # The same invoice as FYBX0001, as a photo: flagged as a duplicate reimbursement.
+    ("FYBX0003", "basic", "王五", "办公用品采购", "24519.05", ["vat_e_special_guizhou_00008006_render.jpg"]),
+    ("FYBX0004", "match", "赵六", "上海培训住宿费", "4449.00", ["shudian_vat_special_24112000000048542163.ofd"]),
+    ("FYBX0005", "match", "钱七", "市内交通费", "20000.00", []),
+    ("FYBX0006", "sync", "孙八", "快递费", "1470.00", []),
+]
+ROLES = (("ops", "运维"), ("scanner", "扫描岗"), ("viewer", "查看"))
+
+
+def corpus_dir() -> Path:
+    """The shared invoice corpus beside the repository (``PORTAL_CORPUS_DIR`` overrides)."""
+    return Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
+
+
+def _logins_file(app) -> Path:
+    return Path(app.instance_path) / "demo_logins.txt"
+
+
+def _demo_passwords(app) -> dict[str, str]:
+    """Passwords of the demo users: generated once, then read back from the instance folder."""
+    path = _logins_file(app)
+    if path.exists():
+        return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
+    values = {f"demo_{role}": secrets.token_urlsafe(9) for role, _ in ROLES}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(f"{k}\t{v}\n" for k, v in values.items()))
+    return values
+
+
+def seed(app, galaxy_url: str, cloud_url: str) -> None:
+    """Create the demo data once; later runs only point the docking connection at the sandbox."""
+    from . import bills
+    from .blueprints.users.service import create_user
+    from .crypto import encrypt
+    from .extensions import db
+    from .models import Bill, DockingConnection, Enterprise, ScanPoint
+    from .sandbox.seed import DEMO_CLOUD_CLIENTS, DEMO_GALAXY
+
+    base_url = galaxy_url.rstrip("/") + "/k3cloud/"
+    conn = db.session.scalar(select(DockingConnection).where(DockingConnection.name == "演示星空"))
+    if conn is not None:
+        conn.base_url = base_url  # the sandbox may listen on another port this time
+        db.session.commit()
+        return
+    conn = DockingConnection(name="演示星空", base_url=base_url, acct_id=DEMO_GALAXY.acct_id, acct_name=DEMO_GALAXY.acct_name,
+                             username=DEMO_GALAXY.username, password_enc=encrypt(DEMO_GALAXY.password))
+    db.session.add(conn)
+    db.session.flush()
+    ents: dict[str, Enterprise] = {}
+    for client in DEMO_CLOUD_CLIENTS:
+        ent = Enterprise(tax_no=client.tax_no, name=client.name, client_id=client.client_id,
+                         client_secret_enc=encrypt(client.client_secret), encrypt_key_enc=encrypt(client.encrypt_key),
+                         image_mode=client.image_mode, docking_id=conn.id)
+        db.session.add(ent)
+        ents[client.image_mode] = ent
+    db.session.flush()
+    points = [ScanPoint(enterprise_id=ents["basic"].id, code="SZ01", name="深圳总部扫描点"),
+              ScanPoint(enterprise_id=ents["match"].id, code="SH01", name="上海分公司扫描点")]
+    db.session.add_all(points)
+    db.session.flush()
+    passwords = _demo_passwords(app)
+    everyone = list(ents.values())
+    create_user("demo_ops", "ops", passwords["demo_ops"], display_name="演示运维", actor="demo")
+    create_user("demo_scanner", "scanner", passwords["demo_scanner"], display_name="演示扫描员",
+                enterprises=everyone, scan_points=points, actor="demo")
+    create_user("demo_viewer", "viewer", passwords["demo_viewer"], display_name="演示查看", enterprises=everyone, actor="demo")
+
+    corpus = corpus_dir()
+    fid = {b["number"]: b["id"] for b in DEMO_GALAXY.bills}
+    for bill_no, mode, submitter, org, amount, files in DEMO_BILLS:
+        ent = ents[mode]
+        point = next((p for p in points if p.enterprise_id == ent.id), None)
+        data = {"bill_no": bill_no, "erp_id": str(fid.get(bill_no, "")), "submitter": submitter, "org": org,
+                "amount": amount, "scan_point": point.code if point else None}
+        if bill_no == "FYBX0004":
+            # The ERP expects two invoices; only one is scanned, so matching shows what is missing.
+            data["expected_invoices"] = [
+                {"invoiceNo": "24112000000048542163", "invoiceDate": "20240528", "totalAmount": "4449.00", "invoiceType": "31"},
+                {"invoiceNo": "24322000000489101796", "invoiceDate": "20241205", "totalAmount": "20000.00", "invoiceType": "31"},
+            ]
+        bill = bills.open_bill(ent, data, actor="demo").bill
+        for name in files:
+            path = corpus / name
+            if path.exists():
+                bills.add_file(bill, path.read_bytes(), name, actor="demo_scanner")
+        db.session.flush()
+        if bill_no in ("FYBX0001", "FYBX0004") and files and (corpus / files[0]).exists():
+            bills.submit(bill, "demo_scanner")
+    db.session.commit()
+    returned = db.session.scalar(select(Bill).where(Bill.bill_no == "FYBX0002"))
+    if returned is not None and returned.status == "uploaded":
+        bills.submit(returned, "demo_scanner")
+        bills.return_bill(returned, "第二张发票影像模糊，请重新扫描", "demo_scanner")
+        db.session.commit()
+    _seed_sync_push(ents["sync"], cloud_url, corpus)
+
+
+SYNC_FILE = "shudian_vat_ordinary_sichuan_1455.45.pdf"
+
+
+def _seed_sync_push(ent, cloud_url: str, corpus: Path) -> None:
+    """The receipt assistant's push for the sync-mode bill: an invoice whose file the cloud serves."""
+    from .extensions import db
+    from .models import ExpectedInvoice
+
+    if not (corpus / SYNC_FILE).exists():
+        return
+    db.session.add(ExpectedInvoice(
+        enterprise_id=ent.id, origin="push", dedup_key="s:demo-sync-0001", bill_no="FYBX0006", serial_no="demo-sync-0001",
+        type="32", number="23512000000058396237", invoice_key=":23512000000058396237",
+        download_url=cloud_url.rstrip("/") + "/files/" + SYNC_FILE))
+    db.session.commit()
+
+
+def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
+    """Run due write-back jobs and sync downloads until ``stop`` is set."""
+    while not stop.wait(every):
+        with app.app_context():
+            try:
+                if importlib.util.find_spec("portal.sync"):
+                    from . import sync
+
+                    sync.fetch_pending()
+                if importlib.util.find_spec("portal.writeback"):
+                    from . import writeback
+
+                    writeback.run_due()
+            except Exception:  # the loop must survive a bad job; the job keeps its error
+                log.exception("demo job loop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start everything and serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m portal.demo", description="发票影像系统演示")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORTAL_DEMO_PORT", 5000)))
+    parser.add_argument("--galaxy-port", type=int, default=8701)
+    parser.add_argument("--cloud-port", type=int, default=8702)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from flask_migrate import upgrade
+    from werkzeug.serving import make_server
+
+    from . import create_app
+    from .sandbox.galaxy import GalaxySandbox
+    from .sandbox.invoice_cloud import CloudSandbox
+    from .sandbox.seed import SEEDS
+
+    galaxy = GalaxySandbox(port=args.galaxy_port, seed=SEEDS["demo"][0], quiet=True)
+    cloud = CloudSandbox(port=args.cloud_port, seed=SEEDS["demo"][1], quiet=True)
+    galaxy.start()
+    cloud.start()
+    if (corpus_dir() / SYNC_FILE).exists():
+        # The emulator keeps files in memory: serve the sync-mode invoice file on every start.
+        cloud.add_file(SYNC_FILE, (corpus_dir() / SYNC_FILE).read_bytes(), "application/pdf")
+    os.environ.setdefault("PORTAL_INVOICE_CLOUD_URL", cloud.url)
+    app = create_app()
+    app.config["INVOICE_CLOUD_URL"] = cloud.url
+    with app.app_context():
+        upgrade()
+        seed(app, galaxy.url, cloud.url)
+        passwords = _demo_passwords(app)
+    stop = threading.Event()
+    worker = threading.Thread(target=job_loop, args=(app, stop), daemon=True, name="demo-jobs")
+    worker.start()
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    print("\n发票影像系统演示已启动：http://127.0.0.1:%d\n" % args.port)
+    for role, label in ROLES:
+        print(f"  {label:<4} 用户名 demo_{role:<8} 密码 {passwords[f'demo_{role}']}")
+    print(f"\n  星空沙箱 {galaxy.url}/k3cloud/（数据中心 69a531ee82525a，用户 demo / demo-pass）")
+    print(f"  发票云沙箱 {cloud.url}（演示企业的 client_id/secret 见 portal/sandbox/seed.py）")
+    print(f"  登录信息保存在 {_logins_file(app)}；按 Ctrl-C 停止。\n", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        cloud.stop()
+        galaxy.stop()
+    return 0
+
+
+@demo_cli.command("seed")
+@click.option("--galaxy-url", required=True, help="星空沙箱地址")
+@click.option("--cloud-url", required=True, help="发票云沙箱地址")
+def seed_command(galaxy_url, cloud_url):
+    """Seed demo data against running sandbox emulators."""
+    from flask import current_app
+
+    seed(current_app, galaxy_url, cloud_url)
+    click.echo("演示数据已就绪")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
