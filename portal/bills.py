@@ -6,6 +6,7 @@ written to the database, so nothing is ever half-stored.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -160,52 +161,20 @@ def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
 
 
 def expected_from_push(enterprise_id: int, item: Any, index: int, *, origin: str, bill_no: str | None = None) -> ExpectedInvoice:
-    """Validate one invoice in the push protocol's field names into an ExpectedInvoice row."""
-    if not isinstance(item, dict):
-        raise BillError(f"第 {index + 1} 张发票格式错误：应为对象")
-    where = f"第 {index + 1} 张发票"
-    number = str(item.get("invoiceNo") or "").strip() or None
-    code = str(item.get("invoiceCode") or "").strip() or None
-    serial = str(item.get("serialNo") or "").strip() or None
-    if not number:
-        raise BillError(f"{where}缺少 invoiceNo")
-    if not number.isdigit() or len(number) > 20:
-        raise BillError(f"{where}的 invoiceNo 无效：{number}")
-    if code and (not code.isdigit() or len(code) > 12):
-        raise BillError(f"{where}的 invoiceCode 无效：{code}")
-    if len(number) != 20 and not code:
-        # Only 数电 numbers stand alone; a classic number needs its code to be a key.
-        log.debug("classic invoice %s pushed without code", number)
-    try:
-        row = ExpectedInvoice(
-            enterprise_id=enterprise_id,
-            origin=origin,
-            bill_no=(str(item.get("billNo")).strip()[:64] if item.get("billNo") else bill_no),
-            serial_no=serial[:64] if serial else None,
-            type=(str(item.get("invoiceType"))[:8] if item.get("invoiceType") not in (None, "") else None),
-            code=code,
-            number=number,
-            date=parse_day(item.get("invoiceDate"), f"{where}的 invoiceDate"),
-            amount=parse_money(item.get("amount"), f"{where}的 amount"),
-            tax=parse_money(item.get("taxAmount"), f"{where}的 taxAmount"),
-            total=parse_money(item.get("totalAmount"), f"{where}的 totalAmount"),
-            check_code=(str(item["checkCode"])[:32] if item.get("checkCode") else None),
-            seller_name=(str(item["salerName"])[:200] if item.get("salerName") else None),
-            seller_tax_no=(str(item["salerTaxNo"])[:20] if item.get("salerTaxNo") else None),
-            buyer_name=(str(item["buyerName"])[:200] if item.get("buyerName") else None),
-            buyer_tax_no=(str(item["buyerTaxNo"])[:20] if item.get("buyerTaxNo") else None),
-            download_url=(str(item["downloadUrl"])[:1000] if item.get("downloadUrl") else None),
-        )
-    except BillError as exc:
-        raise BillError(exc.message) from None
-    row.invoice_key = invoice_key(code, number)
-    row.dedup_key = f"s:{serial}" if serial else f"k:{row.invoice_key}"
-    return row
+    """Validate one invoice in the push protocol's field names into an ExpectedInvoice row.
+
+    The rules live in :func:`portal.push.invoice_row` (the push receiver's fast path),
+    so the ERP's expected invoices and the pushed ones are validated alike.
+    """
+    from .push import invoice_row
+
+    return ExpectedInvoice(**invoice_row(enterprise_id, item, index, origin=origin, bill_no=bill_no))
 
 
 # --------------------------------------------------------------------------- images
 
-def _require_editable(bill: Bill) -> None:
+def require_editable(bill: Bill) -> None:
+    """Raise BillError 409 unless the scan desk may still change the bill's images."""
     if bill.status == "deleted":
         raise BillError("单据已被 ERP 删除，不能再修改影像", 409)
     if bill.status not in EDITABLE:
@@ -225,14 +194,24 @@ class Added:
     created: bool
 
 
-def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:
-    """Store ``data`` once, attach it to ``bill`` and recognise its invoices.
+@dataclass
+class Prepared:
+    """A file that passed every check and was recognised, ready to attach."""
 
-    Refusals (too large 413, unsupported 415, damaged or unsafe 422, wrong
-    status 409) raise BillError before any row is written.
+    data: bytes
+    filename: str
+    sha256: str
+    media_type: str
+    pages: int
+    readings: list[Reading]
+
+
+def prepare_file(data: bytes, filename: str) -> Prepared:
+    """Check size, type (by content) and readability, and recognise the invoices.
+
+    Refusals raise BillError (too large 413, unsupported 415, damaged or unsafe
+    422) before anything reaches the file store or the database.
     """
-    if check_status:
-        _require_editable(bill)
     cfg = current_app.config
     if len(data) > cfg["MAX_FILE_BYTES"]:
         raise BillError(f"文件 {filename} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
@@ -244,36 +223,48 @@ def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str 
     try:
         pages = media.page_count(data, media_type, max_pages=cfg["MAX_PAGES"])
         readings = recognise(data, media_type, ocr=cfg["RECOGNITION_OCR"])
-    except media.MediaError as exc:
+    except (media.MediaError, UnsafeFile) as exc:
         raise BillError(f"{filename}：{exc}", 422) from None
-    except UnsafeFile as exc:
-        raise BillError(f"{filename}：{exc}", 422) from None
+    return Prepared(data, filename, hashlib.sha256(data).hexdigest(), media_type, pages, readings)
 
-    import hashlib
 
-    sha = hashlib.sha256(data).hexdigest()
+def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:
+    """Check, store once, attach to ``bill`` and recognise; see :func:`prepare_file` and :func:`attach`."""
+    if check_status:
+        require_editable(bill)
+    return attach(bill, prepare_file(data, filename), actor, origin=origin, check_status=False)
+
+
+def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:
+    """Store a prepared file once (by sha256) and attach it to ``bill`` with its invoices.
+
+    The same file twice on one bill is attached once (``created`` False); a
+    file removed earlier comes back in place.
+    """
+    if check_status:
+        require_editable(bill)
+    sha = file.sha256
     image = db.session.scalar(select(Image).where(Image.bill_id == bill.id, Image.sha256 == sha))
     if image is not None and not image.removed:
-        return Added(image, False)  # the same file twice on one bill is stored once
+        return Added(image, False)
     try:
-        storage().put(data)
+        storage().put(file.data)
     except TooLarge:
-        raise BillError(f"文件 {filename} 过大", 413) from None
+        raise BillError(f"文件 {file.filename} 过大", 413) from None
     if db.session.get(Blob, sha) is None:
         try:
             with db.session.begin_nested():
-                db.session.add(Blob(sha256=sha, size=len(data), media_type=media_type, pages=pages))
+                db.session.add(Blob(sha256=sha, size=len(file.data), media_type=file.media_type, pages=file.pages))
         except IntegrityError:
             pass  # stored by a concurrent upload of the same content
-    returned = bill.status == "returned"
+    rescan = "added_after_return" if (bill.status == "returned" or bill.round > 1) else "normal"
     if image is not None:  # re-adding a removed file
         image.removed = False
-        image.rescan_state = "added_after_return" if returned else "normal"
+        image.rescan_state = rescan
         image.position = _next_position(bill)
     else:
-        image = Image(bill_id=bill.id, sha256=sha, filename=(filename or "")[:255], uploaded_by=actor, origin=origin,
-                      position=_next_position(bill), round_added=bill.round,
-                      rescan_state="added_after_return" if (returned or bill.round > 1) else "normal")
+        image = Image(bill_id=bill.id, sha256=sha, filename=(file.filename or "")[:255], uploaded_by=actor, origin=origin,
+                      position=_next_position(bill), round_added=bill.round, rescan_state=rescan)
         try:
             with db.session.begin_nested():
                 db.session.add(image)
@@ -281,10 +272,10 @@ def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str 
             image = db.session.scalar(select(Image).where(Image.bill_id == bill.id, Image.sha256 == sha))
             return Added(image, False)
     db.session.flush()
-    keys = _store_readings(bill, image, readings)
+    keys = _store_readings(bill, image, file.readings)
     refresh_duplicates(bill.enterprise_id, keys)
     _touch_after_edit(bill, actor, "add")
-    event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(readings)})
+    event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(file.readings)})
     return Added(image, True)
 
 
@@ -310,7 +301,7 @@ def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> se
 
 def remove_image(bill: Bill, image: Image, actor: str) -> None:
     """Take an image off the bill; the file and the row stay for the audit trail."""
-    _require_editable(bill)
+    require_editable(bill)
     if image.bill_id != bill.id or image.removed:
         raise BillError("影像不存在", 404)
     keys = {i.invoice_key for i in image.invoices if i.invoice_key}
@@ -327,7 +318,7 @@ def remove_image(bill: Bill, image: Image, actor: str) -> None:
 
 def reorder(bill: Bill, image_ids: list[int], actor: str) -> None:
     """Set the images' order to ``image_ids`` (ids not on the bill are ignored)."""
-    _require_editable(bill)
+    require_editable(bill)
     images = {i.id: i for i in live_images(bill)}
     pos = 1
     for iid in image_ids:
@@ -368,7 +359,7 @@ CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "chec
 def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     """Apply a scanner's correction; the source becomes ``manual`` and the change is audited."""
     bill = db.session.get(Bill, inv.bill_id)
-    _require_editable(bill)
+    require_editable(bill)
     before = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
     old_key = inv.invoice_key
     for f in CORRECTABLE:

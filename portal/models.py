@@ -1,8 +1,8 @@
 """SQLAlchemy models of the whole product (DESIGN §3)."""
 from __future__ import annotations
 
-import enum
-from datetime import date, datetime, timezone
+import datetime as dt
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -312,7 +312,7 @@ class Invoice(db.Model):
     type: Mapped[str | None] = mapped_column(String(8))
     code: Mapped[str | None] = mapped_column(String(20))
     number: Mapped[str | None] = mapped_column(String(32))
-    date: Mapped[date | None] = mapped_column(Date)
+    date: Mapped[dt.date | None] = mapped_column(Date)
     amount: Mapped[Decimal | None] = mapped_column(Money)
     tax: Mapped[Decimal | None] = mapped_column(Money)
     total: Mapped[Decimal | None] = mapped_column(Money)
@@ -353,7 +353,7 @@ class ExpectedInvoice(db.Model):
     type: Mapped[str | None] = mapped_column(String(8))
     code: Mapped[str | None] = mapped_column(String(20))
     number: Mapped[str | None] = mapped_column(String(32))
-    date: Mapped[date | None] = mapped_column(Date)
+    date: Mapped[dt.date | None] = mapped_column(Date)
     amount: Mapped[Decimal | None] = mapped_column(Money)
     tax: Mapped[Decimal | None] = mapped_column(Money)
     total: Mapped[Decimal | None] = mapped_column(Money)

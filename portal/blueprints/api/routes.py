@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from ... import bills, links, media
+from ... import bills, links
 from ...errors import MESSAGES
 from ...extensions import csrf, db
 from ...models import Bill, Image, ScanPoint
@@ -92,29 +92,6 @@ def _bill_or_404(bill_no: str) -> Bill:
 def _basename(name: str | None) -> str:
     # Some clients send the client-side path; only the last part is the file's name.
     return (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-
-
-def _precheck(bill: Bill, files: list[tuple[str, bytes]]) -> None:
-    """Refuse the whole request before anything reaches the disk or the database.
-
-    ``bills.add_file`` checks each file only when it gets to it, after earlier files
-    of the request were already written to the file store; checking size, type and
-    readability of all of them first keeps a refused request from leaving files behind.
-    """
-    bills._require_editable(bill)  # a 409 answers before any file-level complaint
-    cfg = current_app.config
-    for name, data in files:
-        if len(data) > cfg["MAX_FILE_BYTES"]:
-            raise bills.BillError(f"文件 {name} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
-        if not data:
-            raise bills.BillError(f"文件 {name} 是空文件", 422)
-        media_type = media.sniff_file(data)
-        if media_type is None:
-            raise bills.BillError(f"不支持的文件类型：{name}（仅支持 {bills.MEDIA_LABEL}，按文件内容判断）", 415)
-        try:
-            media.page_count(data, media_type, max_pages=cfg["MAX_PAGES"])
-        except media.MediaError as exc:
-            raise bills.BillError(f"{name}：{exc}", 422) from None
 
 
 def _public_url(token: str) -> str:
@@ -209,11 +186,13 @@ def upload_images(bill_no: str):
     files = [(_basename(f.filename), f.read()) for f in request.files.getlist("file")]
     if not files:
         raise ApiError(422, "invalid_request", "请上传文件（multipart 表单字段 file）")
-    _precheck(bill, files)
+    bills.require_editable(bill)  # a 409 answers before any file-level complaint
+    # Every file is checked and recognised before any reaches the store: all or none.
+    prepared = [bills.prepare_file(data, name) for name, data in files]
     added: list[tuple[int, bool]] = []
     try:
-        for name, data in files:
-            result = bills.add_file(bill, data, name, g.api_actor, origin="api")
+        for file in prepared:
+            result = bills.attach(bill, file, g.api_actor, origin="api", check_status=False)
             added.append((result.image.id, result.created))
     except bills.BillError:
         db.session.rollback()  # one refused file: none of the request's files is attached
