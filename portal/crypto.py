@@ -27,11 +27,16 @@ def decrypt(token: bytes | None) -> str:
 
 
 def mask(token: bytes | None) -> str:
-    """The masked form of a stored secret, e.g. ``••••3f9a`` (last four characters)."""
+    """The masked form of a stored secret, e.g. ``••••3f9a``.
+
+    The last four characters help tell secrets apart; they are shown only for
+    secrets of 20 characters or more, where they give little away (a 16-character
+    encrypt_key is shown as the bare mask).
+    """
     plain = decrypt(token)
     if not plain:
         return ""
-    return MASK + (plain[-4:] if len(plain) >= 12 else "")
+    return MASK + (plain[-4:] if len(plain) >= 20 else "")
 
 
 def is_masked(value: str | None) -> bool:
