@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import create_app
     from .sandbox.galaxy import GalaxySandbox
     from .sandbox.invoice_cloud import CloudSandbox
-    from .sandbox.seed import SEEDS
+    from .sandbox.seed import DEMO_SPARE_CLIENT, SEEDS
 
     galaxy = GalaxySandbox(port=args.galaxy_port, seed=SEEDS["demo"][0], quiet=True)
     cloud = CloudSandbox(port=args.cloud_port, seed=SEEDS["demo"][1], quiet=True)
@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     for role, label in ROLES:
         print(f"  {label:<4} 用户名 demo_{role:<8} 密码 {passwords[f'demo_{role}']}")
     print(f"\n  星空沙箱 {galaxy.url}/k3cloud/（数据中心 69a531ee82525a，用户 demo / demo-pass）")
-    print(f"  发票云沙箱 {cloud.url}（演示企业的 client_id/secret 见 portal/sandbox/seed.py）")
+    spare = DEMO_SPARE_CLIENT
+    print(f"  发票云沙箱 {cloud.url}；可用来新增企业授权的演示凭据：")
+    print(f"    企业名称 {spare.name}  税号 {spare.tax_no}  client_id {spare.client_id}")
+    print(f"    client_secret {spare.client_secret}  encrypt_key {spare.encrypt_key}")
     print(f"  登录信息保存在 {_logins_file(app)}；按 Ctrl-C 停止。\n", flush=True)
     try:
         server.serve_forever()

@@ -17,6 +17,7 @@ from portal.sandbox.invoice_cloud import CloudApp
 
 __all__ = [
     "DEMO_CLOUD_CLIENTS",
+    "DEMO_SPARE_CLIENT",
     "DEMO_GALAXY",
     "SEEDS",
     "TEST_CLOUD_CLIENT",
@@ -138,6 +139,10 @@ DEMO_CLOUD_CLIENTS = (
                     "91330100MADEM0003W", "演示企业（同步提单人）", image_mode="sync"),
 )
 
+#: Known to the demo invoice cloud but not yet an enterprise: for trying 新增企业授权 in the demo.
+DEMO_SPARE_CLIENT = CloudClientSeed("demoSpare00004", "demo-secret-spare-000000000004", "DemoKeySpare0004",
+                                    "91330100MADEM00040", "演示企业（待新增）")
+
 
 def _cloud_seed(clients: tuple[CloudClientSeed, ...]) -> Callable[[CloudApp], None]:
     def apply(app: CloudApp) -> None:
@@ -150,5 +155,5 @@ def _cloud_seed(clients: tuple[CloudClientSeed, ...]) -> Callable[[CloudApp], No
 #: name → (Galaxy seed function, invoice-cloud seed function), for ``--seed`` and fixtures.
 SEEDS: dict[str, tuple[Callable[[GalaxyApp], None], Callable[[CloudApp], None]]] = {
     "test": (TEST_GALAXY.apply, _cloud_seed(TEST_CLOUD_CLIENTS)),
-    "demo": (DEMO_GALAXY.apply, _cloud_seed(DEMO_CLOUD_CLIENTS)),
+    "demo": (DEMO_GALAXY.apply, _cloud_seed(DEMO_CLOUD_CLIENTS + (DEMO_SPARE_CLIENT,))),
 }
