@@ -66,3 +66,6 @@ def register(app: Flask) -> None:
     from . import demo
 
     app.cli.add_command(demo.demo_cli)
+    from .writeback import writeback_cli
+
+    app.cli.add_command(writeback_cli)
