@@ -7,7 +7,6 @@ written to the database, so nothing is ever half-stored.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -25,7 +24,6 @@ from .recognition import recognise
 from .recognition.safety import UnsafeFile
 from .storage import LocalStorage, TooLarge
 
-log = logging.getLogger("portal.bills")
 
 # Statuses in which the scan desk may still add, remove and reorder images.
 EDITABLE = {"pending", "uploaded", "returned", "match_failed"}

@@ -66,6 +66,8 @@ def register(app: Flask) -> None:
     from . import demo
 
     app.cli.add_command(demo.demo_cli)
+    from .sync import sync_cli
     from .writeback import writeback_cli
 
     app.cli.add_command(writeback_cli)
+    app.cli.add_command(sync_cli)

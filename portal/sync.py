@@ -1,0 +1,164 @@
+"""Sync mode (影像同步提单人): the pushed invoice files become the bill's images.
+
+The push receiver only stores the invoices (fast, no outbound call); the files
+named by their ``downloadUrl`` are fetched here, by the job runner calling
+:func:`fetch_pending` (or ``flask --app portal sync run``). Each file is fetched
+through :func:`portal.integration.fetch_file` (timeouts, size cap, host
+allow-list), attached and recognised like any upload, and committed on its own,
+so one bad file never costs the others. A bill whose pushed files are all
+attached is submitted automatically, which completes it and writes it back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import and_, select
+
+from . import bills, integration
+from .extensions import db
+from .models import Bill, Enterprise, ExpectedInvoice
+
+log = logging.getLogger("portal.sync")
+
+ACTOR = "sync"
+# Bills that may still receive images (a returned bill takes the files of a new push too).
+FETCHABLE = ("pending", "uploaded", "returned")
+
+
+def _fetch_options() -> dict:
+    cfg = current_app.config
+    hosts = [h.strip() for h in str(cfg.get("FETCH_ALLOWED_HOSTS") or "").split(",") if h.strip()]
+    return {
+        "max_bytes": int(cfg["FETCH_MAX_BYTES"]),
+        "allowed_hosts": hosts or None,  # empty = any host
+        "timeout": integration.timeout_from_config(cfg),
+    }
+
+
+def _pending_rows(limit: int) -> list[tuple[int, int]]:
+    """(expected invoice id, bill id) of files still to fetch: fresh ones first, then earlier failures."""
+    stmt = (
+        select(ExpectedInvoice.id, Bill.id)
+        .join(Enterprise, Enterprise.id == ExpectedInvoice.enterprise_id)
+        .join(Bill, and_(Bill.enterprise_id == ExpectedInvoice.enterprise_id, Bill.bill_no == ExpectedInvoice.bill_no))
+        .where(Enterprise.image_mode == "sync", ExpectedInvoice.origin == "push",
+               ExpectedInvoice.download_url.is_not(None), ExpectedInvoice.fetched_image_id.is_(None),
+               Bill.status.in_(FETCHABLE))
+        # A file that failed before waits behind every fresh one, so broken links never starve new pushes.
+        .order_by(ExpectedInvoice.fetch_error.is_not(None), ExpectedInvoice.id)
+        .limit(limit)
+    )
+    return [tuple(r) for r in db.session.execute(stmt).all()]
+
+
+def fetch_pending(limit: int = 100) -> int:
+    """Fetch up to ``limit`` pushed files of sync-mode bills; return how many were attached.
+
+    A failure (unreachable, HTTP error, host not allowed, too large, unreadable file)
+    is stored in ``fetch_error`` and retried on a later call; it never stops the others.
+    Commits after every file.
+    """
+    rows = _pending_rows(limit)
+    db.session.commit()  # no transaction stays open across the downloads
+    if not rows:
+        return 0
+    options = _fetch_options()
+    attached = 0
+    touched: list[int] = []
+    for row_id, bill_id in rows:
+        row = db.session.get(ExpectedInvoice, row_id)
+        if row is None or row.fetched_image_id is not None:
+            continue  # fetched meanwhile by another runner
+        url = row.download_url
+        db.session.commit()
+        try:
+            data, name = integration.fetch_file(url, **options)
+        except integration.IntegrationError as exc:
+            _failed(row_id, exc.message)
+            continue
+        try:
+            attached += _attach(row_id, bill_id, data, name)
+        except bills.BillError as exc:
+            db.session.rollback()
+            _failed(row_id, exc.message)
+            continue
+        except Exception:  # one bad file must not stop the run; the trace goes to the log
+            db.session.rollback()
+            log.exception("sync: attaching pushed file of expected invoice %s failed", row_id)
+            _failed(row_id, "附加文件时发生内部错误，请联系运维")
+            continue
+        if bill_id not in touched:
+            touched.append(bill_id)
+    for bill_id in touched:
+        _submit_when_complete(bill_id)
+    return attached
+
+
+def _attach(row_id: int, bill_id: int, data: bytes, name: str | None) -> int:
+    """Attach one downloaded file to its bill (recognised like an upload) and commit; 1 when attached."""
+    row = db.session.get(ExpectedInvoice, row_id)
+    bill = db.session.get(Bill, bill_id)
+    if row is None or bill is None or row.fetched_image_id is not None:
+        return 0
+    if bill.status not in FETCHABLE:
+        db.session.rollback()
+        return 0  # submitted or deleted while we were downloading: the row waits for a return
+    filename = name or f"发票{row.number or row.id}"
+    added = bills.add_file(bill, data, filename, actor=ACTOR, origin="push")
+    row.fetched_image_id = added.image.id
+    row.fetch_error = None
+    db.session.commit()
+    log.info("sync: attached %s to bill %s (image %s)", filename, bill.bill_no, added.image.id)
+    return 1
+
+
+def _failed(row_id: int, message: str) -> None:
+    row = db.session.get(ExpectedInvoice, row_id)
+    if row is not None:
+        row.fetch_error = message[:500]
+        db.session.commit()
+    log.warning("sync: fetching pushed file of expected invoice %s failed: %s", row_id, message)
+
+
+def _submit_when_complete(bill_id: int) -> None:
+    """Submit an ``uploaded`` sync-mode bill once every pushed file naming it is attached."""
+    bill = db.session.get(Bill, bill_id)
+    if bill is None or bill.status != "uploaded" or bill.enterprise.image_mode != "sync":
+        return
+    waiting = db.session.scalar(select(ExpectedInvoice.id).where(
+        ExpectedInvoice.enterprise_id == bill.enterprise_id, ExpectedInvoice.origin == "push",
+        ExpectedInvoice.bill_no == bill.bill_no, ExpectedInvoice.download_url.is_not(None),
+        ExpectedInvoice.fetched_image_id.is_(None)).limit(1))
+    if waiting is not None:
+        return
+    try:
+        bills.submit(bill, ACTOR)
+        db.session.commit()
+    except bills.BillError as exc:
+        db.session.rollback()
+        log.warning("sync: automatic submit of bill %s refused: %s", bill_id, exc.message)
+    except Exception:
+        db.session.rollback()
+        log.exception("sync: automatic submit of bill %s failed", bill_id)
+
+
+# --------------------------------------------------------------------------- CLI
+
+sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的文件并附到单据（run）。")
+
+
+@sync_cli.command("run")
+@click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
+@click.option("--every", type=float, default=0, help="每隔多少秒再运行一轮；0 = 只运行一轮")
+def run_command(limit: int, every: float) -> None:
+    """Fetch the pending pushed files once (or every N seconds until interrupted)."""
+    while True:
+        n = fetch_pending(limit)
+        click.echo(f"已附加 {n} 个文件")
+        if every <= 0:
+            return
+        time.sleep(every)

@@ -1,0 +1,307 @@
+"""Image modes after submit: matching (影像匹配) against the ERP's and pushed invoices, confirm, basic, sync."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from portal import bills, matching, signing
+from portal.extensions import db
+from portal.models import AuditEvent, Bill, BillEvent, Image
+
+CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+SECRET = "s3cret-value-1234567890"
+KEY = "0123456789abcdef"
+
+# Recognised values known from the corpus MANIFEST.
+PDF_8006 = "vat_e_special_guizhou_00008006.pdf"  # legacy: code 052002100113, amount 24519.05, total 25254.62
+JPG_8006 = "vat_e_special_guizhou_00008006_render.jpg"  # the same invoice as a picture (QR: amount only)
+OFD_48542163 = "shudian_vat_special_24112000000048542163.ofd"  # 数电: amount 4197.17, total 4449.00
+OFD_489101796 = "shudian_vat_special_24322000000489101796.ofd"  # 数电: amount 17699.12, total 20000.00
+PNG_33207675 = "vat_e_ordinary_tianjin_33207675.png"  # legacy: code 012001800311, amount 46.62
+
+EXPECT_8006 = {"invoiceCode": "052002100113", "invoiceNo": "00008006", "invoiceDate": "20220505",
+               "amount": "24519.05", "taxAmount": "735.57", "totalAmount": "25254.62", "invoiceType": "20"}
+EXPECT_48542163 = {"invoiceNo": "24112000000048542163", "invoiceDate": "20240528", "amount": "4197.17",
+                   "totalAmount": "4449.00", "invoiceType": "31"}
+EXPECT_489101796 = {"invoiceNo": "24322000000489101796", "invoiceDate": "20241205", "amount": "17699.12",
+                    "totalAmount": "20000.00", "invoiceType": "31"}
+WRITEBACK = importlib.util.find_spec("portal.writeback") is not None
+
+
+def corpus(name: str) -> bytes:
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"corpus file {name} not found (set PORTAL_CORPUS_DIR)")
+    return path.read_bytes()
+
+
+class Erp:
+    """The ERP side: bearer-token API calls, and the receipt assistant's pushes."""
+
+    def __init__(self, browser, ent):
+        self.browser = browser
+        self.ent = ent
+        resp = browser.request("POST", "/api/v1/token", json={"client_id": ent.client_id, "client_secret": SECRET})
+        self.headers = {"Authorization": f"Bearer {resp.get_json()['access_token']}"}
+
+    def open(self, bill_no, expected=()):
+        resp = self.browser.request("POST", "/api/v1/bills", headers=self.headers,
+                                    json={"bill_no": bill_no, "erp_id": "100001", "expected_invoices": list(expected)})
+        assert resp.status_code == 201, resp.get_json()
+        return db.session.scalar(select(Bill).where(Bill.enterprise_id == self.ent.id, Bill.bill_no == bill_no))
+
+    def get(self, bill_no):
+        resp = self.browser.request("GET", f"/api/v1/bills/{bill_no}", headers=self.headers)
+        assert resp.status_code == 200
+        return resp.get_json()
+
+    def upload(self, bill_no, *names):
+        parts = [(io.BytesIO(corpus(n)), n) for n in names]
+        resp = self.browser.request("POST", f"/api/v1/bills/{bill_no}/images", data={"file": parts},
+                                    content_type="multipart/form-data", headers=self.headers)
+        assert resp.status_code == 201, resp.get_json()
+
+    def return_bill(self, bill_no, reason):
+        resp = self.browser.request("POST", f"/api/v1/bills/{bill_no}/return", json={"reason": reason}, headers=self.headers)
+        assert resp.status_code == 200, resp.get_json()
+
+    def push(self, *invoices):
+        ts = int(time.time() * 1000)
+        body = {"taxNo": self.ent.tax_no, "client_id": self.ent.client_id, "timestamp": ts, "encType": 1, "encrypt": True,
+                "sign": signing.sign(self.ent.client_id, SECRET, ts, 1),
+                "data": signing.aes_ecb_encrypt(json.dumps(list(invoices)).encode(), KEY)}
+        resp = self.browser.request("POST", "/api/v1/push/invoices", json=body)
+        assert resp.status_code == 200 and resp.get_json()["errcode"] == "0000", resp.get_json()
+
+
+@pytest.fixture
+def ent(make_enterprise):
+    return make_enterprise("匹配企业", client_id="match-client", mode="match")
+
+
+@pytest.fixture
+def erp(browser, ent):
+    return Erp(browser, ent)
+
+
+def submit(bill, actor="scanner1"):
+    db.session.refresh(bill)
+    bills.submit(bill, actor)
+    db.session.commit()
+    db.session.refresh(bill)
+    return bill
+
+
+def statuses(bill) -> dict[str, str]:
+    return {item["key"]: item["status"] for item in bill.match_result["items"]}
+
+
+def image_of(bill, filename) -> Image:
+    return db.session.scalar(select(Image).where(Image.bill_id == bill.id, Image.filename == filename, Image.removed.is_(False)))
+
+
+def events(bill, action) -> list[BillEvent]:
+    return list(db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id, BillEvent.action == action)
+                                   .order_by(BillEvent.id)))
+
+
+# --------------------------------------------------------------------------- match mode
+
+def test_missing_and_unexpected_then_fixed_after_return(erp):
+    bill = erp.open("FYBX1001", [EXPECT_8006])
+    # The receipt assistant pushes a second invoice for the bill, and one for another bill.
+    erp.push({**EXPECT_48542163, "serialNo": "SN-1", "billNo": "FYBX1001"},
+             {**EXPECT_489101796, "serialNo": "SN-2", "billNo": "FYBX9999"})
+    erp.upload("FYBX1001", PDF_8006, PNG_33207675)
+    bill = submit(bill)
+
+    assert bill.status == "match_failed"
+    result = bill.match_result
+    assert result["result"] == "match_failed" and result["round"] == 1
+    assert result["reasons"] == ["发票 24112000000048542163 缺少影像", "影像中的发票 33207675 不在应收发票中"]
+    assert statuses(bill) == {"052002100113:00008006": "matched", ":24112000000048542163": "missing_image",
+                              "012001800311:33207675": "unexpected_image"}
+    items = {i["key"]: i for i in result["items"]}
+    assert items["052002100113:00008006"]["expected"]["amount"] == "24519.05"
+    assert items["052002100113:00008006"]["found"]["amount"] == "24519.05"
+    assert items["052002100113:00008006"]["found"]["filename"] == PDF_8006
+    assert items[":24112000000048542163"]["expected"]["origin"] == "push" and items[":24112000000048542163"]["found"] is None
+    assert items["012001800311:33207675"]["expected"] is None
+    assert items["012001800311:33207675"]["found"]["date"] == "2019-05-08"
+    json.dumps(result)  # JSON-safe as stored
+    assert [e.to_status for e in events(bill, "recognise")] == ["recognised"]
+    assert events(bill, "match")[0].detail["result"] == "match_failed"
+    assert not events(bill, "writeback")  # a failed match is not written back
+
+    # The ERP shows the result.
+    shown = erp.get("FYBX1001")
+    assert shown["status"] == "match_failed" and shown["match"]["reasons"] == result["reasons"]
+
+    # Returned for rescan: a new round; the scanner removes the stray image and adds the missing one.
+    erp.return_bill("FYBX1001", "缺少一张发票")
+    db.session.refresh(bill)
+    assert bill.status == "returned" and bill.round == 2
+    bills.remove_image(bill, image_of(bill, PNG_33207675), "scanner1")
+    db.session.commit()
+    erp.upload("FYBX1001", OFD_48542163)
+    bill = submit(bill)
+
+    assert bill.status == "matched"
+    assert bill.match_result["result"] == "matched" and bill.match_result["round"] == 2
+    assert bill.match_result["reasons"] == []
+    assert set(statuses(bill).values()) == {"matched"} and len(statuses(bill)) == 2
+    # Every round's result stays in the history.
+    rounds = [(e.round, e.detail["result"], e.to_status) for e in events(bill, "match")]
+    assert rounds == [(1, "match_failed", "match_failed"), (2, "matched", "matched")]
+    assert events(bill, "match")[0].detail["reasons"] == result["reasons"]
+    if WRITEBACK:
+        assert len(events(bill, "writeback")) == 1  # a match is written back
+    assert erp.get("FYBX1001")["match"]["result"] == "matched"
+
+
+def test_match_failed_is_editable_and_resubmitted_directly(erp):
+    bill = erp.open("FYBX1002", [EXPECT_489101796])
+    erp.upload("FYBX1002", PNG_33207675)
+    bill = submit(bill)
+    assert bill.status == "match_failed" and bill.round == 1
+    erp.upload("FYBX1002", OFD_489101796)  # match_failed takes images without a return
+    db.session.refresh(bill)
+    assert bill.status == "uploaded"
+    bills.remove_image(bill, image_of(bill, PNG_33207675), "scanner1")
+    db.session.commit()
+    bill = submit(bill)
+    assert bill.status == "matched" and bill.match_result["round"] == 1
+    assert len(events(bill, "match")) == 2
+
+
+def test_amount_legacy_compares_pre_tax_and_shudian_the_total(erp):
+    # Legacy: a wrong pre-tax amount fails even with the right total.
+    # 数电: the right total passes even with a wrong pre-tax amount.
+    bill = erp.open("FYBX1003", [{**EXPECT_8006, "amount": "24000.00"}, {**EXPECT_48542163, "amount": "9999.99"}])
+    erp.upload("FYBX1003", PDF_8006, OFD_48542163)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    assert bill.match_result["reasons"] == ["发票 00008006 金额不一致：应为 24000.00，识别为 24519.05（不含税金额）"]
+    assert statuses(bill) == {"052002100113:00008006": "amount_mismatch", ":24112000000048542163": "matched"}
+
+
+def test_shudian_wrong_total_fails(erp):
+    bill = erp.open("FYBX1004", [{**EXPECT_489101796, "totalAmount": "19999.00"}])
+    erp.upload("FYBX1004", OFD_489101796)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    assert bill.match_result["reasons"] == ["发票 24322000000489101796 金额不一致：应为 19999.00，识别为 20000.00（价税合计）"]
+    assert statuses(bill) == {":24322000000489101796": "amount_mismatch"}
+
+
+def test_legacy_picture_without_total_compares_the_pre_tax_amount(erp):
+    # The QR of the rendered image carries only the pre-tax amount: that is what is compared.
+    bill = erp.open("FYBX1005", [{**EXPECT_8006, "totalAmount": "1.00"}])
+    erp.upload("FYBX1005", JPG_8006)
+    bill = submit(bill)
+    assert bill.status == "matched", bill.match_result
+
+
+def test_duplicate_reimbursement_fails_the_match(erp):
+    other = erp.open("FYBX0002")
+    erp.upload("FYBX0002", PDF_8006)
+    bill = erp.open("FYBX1006", [EXPECT_8006])
+    erp.upload("FYBX1006", JPG_8006)  # the same invoice, as a picture, on a second bill
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    assert bill.match_result["reasons"] == ["发票 00008006 重复报销（单据 FYBX0002）"]
+    items = bill.match_result["items"]
+    assert [(i["key"], i["status"]) for i in items] == [("052002100113:00008006", "matched"),
+                                                        ("052002100113:00008006", "duplicate")]
+    assert items[1]["other_bills"] == ["FYBX0002"]
+    # Once the other bill is deleted by the ERP, the invoice is no longer a duplicate.
+    bills.delete_bill(other, "api:test")
+    db.session.commit()
+    bill = submit(bill)
+    assert bill.status == "matched"
+
+
+def test_same_invoice_expected_from_erp_and_push_counts_once(erp):
+    bill = erp.open("FYBX1007", [EXPECT_8006])
+    erp.push({**EXPECT_8006, "serialNo": "SN-8006", "billNo": "FYBX1007"})
+    erp.upload("FYBX1007", PDF_8006)
+    bill = submit(bill)
+    assert bill.status == "matched"
+    assert [i["expected"]["origin"] for i in bill.match_result["items"]] == ["erp"]
+
+
+def test_unrecognised_image_does_not_fail_the_match(erp):
+    # A cover sheet or a receipt without a readable invoice is kept but not compared.
+    bill = erp.open("FYBX1008", [EXPECT_489101796])
+    erp.upload("FYBX1008", OFD_489101796, "vat_special_paper_sample_87654321.jpg")
+    bill = submit(bill)
+    assert bill.status == "matched", bill.match_result["reasons"]
+
+
+def test_manual_confirm(erp, ent, make_user):
+    bill = erp.open("FYBX1009", [EXPECT_8006, EXPECT_48542163])
+    erp.upload("FYBX1009", PDF_8006)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+
+    with pytest.raises(bills.BillError) as err:
+        matching.confirm(bill, "   ", "scanner1")
+    assert err.value.status == 422 and "理由" in err.value.message
+    matching.confirm(bill, "纸质发票已核对，数电票由提单人另行补交", "scanner1")
+    db.session.commit()
+    db.session.refresh(bill)
+    assert bill.status == "matched"
+    result = bill.match_result
+    assert result["result"] == "confirmed" and result["confirmed_by"] == "scanner1"
+    assert result["reason"] == "纸质发票已核对，数电票由提单人另行补交"
+    assert result["reasons"] == ["发票 24112000000048542163 缺少影像"]  # what was confirmed stays visible
+    [ev] = events(bill, "confirm")
+    assert (ev.from_status, ev.to_status, ev.actor) == ("match_failed", "matched", "scanner1")
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "confirm"))
+    assert audit.actor == "scanner1" and audit.enterprise_id == ent.id and audit.object_id == str(bill.id)
+    assert "FYBX1009" in audit.summary and audit.after["reason"] == result["reason"]
+    if WRITEBACK:
+        assert len(events(bill, "writeback")) == 1
+    assert erp.get("FYBX1009")["match"]["result"] == "confirmed"
+
+    with pytest.raises(bills.BillError) as err:
+        matching.confirm(bill, "再确认一次", "scanner1")
+    assert err.value.status == 409
+
+
+def test_confirm_refused_unless_match_failed(erp):
+    bill = erp.open("FYBX1010", [EXPECT_8006])
+    with pytest.raises(bills.BillError) as err:
+        matching.confirm(bill, "理由", "scanner1")
+    assert err.value.status == 409
+
+
+def test_no_expected_invoices_means_every_image_is_unexpected(erp):
+    bill = erp.open("FYBX1011")
+    erp.upload("FYBX1011", PNG_33207675)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    assert bill.match_result["reasons"] == ["影像中的发票 33207675 不在应收发票中"]
+
+
+# --------------------------------------------------------------------------- other modes
+
+@pytest.mark.parametrize("mode", ["basic", "sync"])
+def test_basic_and_sync_modes_complete_on_submit(make_enterprise, browser, mode):
+    ent = make_enterprise(client_id=f"{mode}-client", mode=mode)
+    erp = Erp(browser, ent)
+    bill = erp.open("FYBX2001", [EXPECT_48542163])  # expected invoices are not checked here
+    erp.upload("FYBX2001", PNG_33207675)
+    bill = submit(bill)
+    assert bill.status == "completed" and bill.match_result is None
+    assert [e.action for e in db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id)
+                                                 .order_by(BillEvent.id))][-2:] == (
+        ["complete", "writeback"] if WRITEBACK else ["submit", "complete"])
+    assert "match" not in erp.get("FYBX2001")
