@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from portal import bills, create_app
 from portal.crypto import encrypt
@@ -87,3 +87,24 @@ def test_bills_images_and_duplicates_on_postgresql(pg_app):
     bills.delete_bill(b, "test")
     db.session.commit()
     assert not db.session.scalar(select(Invoice).where(Invoice.bill_id == a.id)).duplicate
+
+
+def test_push_is_idempotent_on_postgresql(pg_app):
+    from portal import push
+
+    from .test_push import envelope, invoice
+
+    ent = Enterprise(tax_no=tax_no(502), name="PG 推送", client_id="pgpush01", client_secret_enc=encrypt("s3cret-value-1234567890"),
+                     encrypt_key_enc=encrypt("0123456789abcdef"))
+    db.session.add(ent)
+    db.session.commit()
+    body = envelope(ent, [invoice(n) for n in range(1, 101)], encrypt=True)
+    first = push.receive(body)
+    db.session.commit()
+    again = push.receive(body)
+    db.session.commit()
+    assert (first.accepted, first.duplicates) == (100, 0)
+    assert (again.accepted, again.duplicates) == (0, 100)
+    from portal.models import ExpectedInvoice
+
+    assert db.session.scalar(select(func.count()).select_from(ExpectedInvoice)) == 100
