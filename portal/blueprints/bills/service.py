@@ -1,0 +1,299 @@
+"""What the bill pages need on top of :mod:`portal.bills`: lookups, permissions, labels, history.
+
+The domain rules (what may be added, removed, submitted, returned) live in
+``portal.bills``; this module only decides who sees which bill, who may press
+which button, and how the bill's data reads on a page.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from flask import url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ... import bills
+from ...extensions import db
+from ...models import BILL_STATUSES, Bill, BillEvent, Image, Invoice
+from ...views import scope
+
+# Re-exported for the templates (macros see globals only).
+EDITABLE = bills.EDITABLE
+STATUS_LABELS = BILL_STATUSES
+
+# The scan desk works on bills still waiting for (re)scanning.
+QUEUE_STATUSES = ("pending", "uploaded", "returned", "match_failed")
+
+STATUS_BADGES = {
+    "pending": "",
+    "uploaded": "badge-info",
+    "submitted": "badge-info",
+    "recognised": "badge-info",
+    "matched": "badge-ok",
+    "match_failed": "badge-err",
+    "completed": "badge-ok",
+    "returned": "badge-warn",
+    "deleted": "",
+}
+
+# Times are stored in UTC; the people reading them work on Beijing time (no daylight saving).
+BEIJING = timedelta(hours=8)
+
+EVENT_LABELS = {
+    "open": "开启影像任务",
+    "upload": "上传影像",
+    "add_image": "添加影像",
+    "remove_image": "删除影像",
+    "reorder": "调整影像顺序",
+    "correct": "修正识别结果",
+    "submit": "提交",
+    "complete": "审核完成",
+    "recognise": "识别完成",
+    "match": "系统初审",
+    "matched": "匹配成功",
+    "match_failed": "匹配失败",
+    "confirm": "人工确认通过",
+    "return": "退回重扫",
+    "rescan": "重新扫描",
+    "delete": "单据被删除",
+    "writeback": "回写 ERP",
+}
+
+MATCH_RESULTS = {"matched": "匹配成功", "match_failed": "匹配失败", "confirmed": "人工确认通过"}
+MATCH_ITEM_STATUSES = {
+    "matched": ("匹配成功", "badge-ok"),
+    "missing_image": ("缺少影像", "badge-err"),
+    "amount_mismatch": ("金额不一致", "badge-err"),
+    "unexpected_image": ("非应收发票", "badge-warn"),
+    "duplicate": ("重复报销", "badge-err"),
+}
+
+RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}
+
+MEDIA_LABELS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/tiff": "TIFF",
+    "application/pdf": "PDF",
+    "application/ofd": "OFD",
+    "application/xml": "XML",
+}
+
+ORIGINS = {"upload": "扫描上传", "api": "ERP 上传", "push": "收票推送", "link": "提单人补传"}
+
+INVOICE_TYPES = {
+    "01": "增值税专用发票",
+    "04": "增值税普通发票",
+    "08": "增值税电子专用发票",
+    "10": "增值税电子普通发票",
+    "20": "增值税电子专用发票",
+    "31": "电子发票（增值税专用发票）",
+    "32": "电子发票（普通发票）",
+    "61": "电子发票（航空运输电子客票行程单）",
+}
+
+FIELD_LABELS = {
+    "type": "发票类型",
+    "code": "发票代码",
+    "number": "发票号码",
+    "date": "开票日期",
+    "amount": "金额（不含税）",
+    "tax": "税额",
+    "total": "价税合计",
+    "check_code": "校验码",
+    "seller_name": "销方名称",
+    "seller_tax_no": "销方税号",
+    "buyer_name": "购方名称",
+    "buyer_tax_no": "购方税号",
+}
+
+
+# --------------------------------------------------------------------------- lookups and permissions
+
+def find_bills(bill_no: str, enterprise_id: int | None = None) -> list[Bill]:
+    """Bills numbered ``bill_no`` in the current user's enterprises (numbers are unique per enterprise)."""
+    stmt = scope(select(Bill).where(Bill.bill_no == bill_no), Bill.enterprise_id)
+    if enterprise_id is not None:
+        stmt = stmt.where(Bill.enterprise_id == enterprise_id)
+    return list(db.session.scalars(stmt.order_by(Bill.enterprise_id)))
+
+
+def sees_many_enterprises() -> bool:
+    """True when the user's bill numbers may clash, so links must name the enterprise."""
+    return current_user.is_global or len(current_user.enterprises) > 1
+
+
+def bill_url(endpoint: str, bill: Bill, **kw: Any) -> str:
+    """URL of a bill route; ``e=<enterprise>`` is added only for users who see several enterprises."""
+    if current_user.is_authenticated and sees_many_enterprises():
+        kw.setdefault("e", bill.enterprise_id)
+    return url_for(endpoint, bill_no=bill.bill_no, **kw)
+
+
+def owns(bill: Bill) -> bool:
+    """Whether the current scanner/ops user works on this bill's scan desk.
+
+    Ops work on every bill they can see; a scanner on bills of their scan points
+    and on bills the ERP opened without a scan point (nobody else claims those).
+    """
+    if not current_user.is_authenticated:
+        return False
+    if current_user.role == "ops":
+        return True
+    if current_user.role != "scanner":
+        return False
+    return bill.scan_point_id is None or bill.scan_point_id in {p.id for p in current_user.scan_points}
+
+
+def may_edit_images(bill: Bill) -> bool:
+    """Upload, remove, reorder and correct are offered: the desk owns the bill and it is editable."""
+    return owns(bill) and bill.status in bills.EDITABLE
+
+
+def actor() -> str:
+    """The name recorded in the bill's history for the current user."""
+    return current_user.username
+
+
+# --------------------------------------------------------------------------- asset URLs
+
+@dataclass(frozen=True)
+class AssetUrls:
+    """Where a page finds an image's thumbnail, page renders and original.
+
+    The bill pages use the logged-in routes, the public pages the token routes, so the
+    same templates serve both.  An endpoint left ``None`` is not offered on that page.
+    """
+
+    thumb_endpoint: str
+    page_endpoint: str | None = None
+    original_endpoint: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    def thumb(self, image: Image) -> str:
+        return url_for(self.thumb_endpoint, image_id=image.id, **dict(self.params))
+
+    def page(self, image: Image, n: int = 1) -> str | None:
+        if self.page_endpoint is None:
+            return None
+        return url_for(self.page_endpoint, image_id=image.id, n=n, **dict(self.params))
+
+    def page_base(self, image: Image) -> str | None:
+        """The page URL without its number (viewer.js appends ``n``)."""
+        url = self.page(image, 1)
+        return url[:-1] if url else None
+
+    def original(self, image: Image) -> str | None:
+        if self.original_endpoint is None:
+            return None
+        return url_for(self.original_endpoint, image_id=image.id, **dict(self.params))
+
+
+# --------------------------------------------------------------------------- page data
+
+def duplicate_map(bill: Bill, invoices: Iterable[Invoice]) -> dict[str, list[str]]:
+    """Other live bills' numbers for each duplicate-flagged invoice key (one query)."""
+    keys = {inv.invoice_key for inv in invoices if inv.duplicate and inv.invoice_key}
+    return bills.duplicate_bills(bill.enterprise_id, bill.id, keys)
+
+
+@dataclass
+class HistoryRow:
+    event: BillEvent
+    label: str
+    text: str
+
+
+def history(bill: Bill) -> list[HistoryRow]:
+    """The bill's events, newest first, each with a Chinese label and a one-line detail."""
+    events = db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id)
+                                .order_by(BillEvent.at.desc(), BillEvent.id.desc()))
+    return [HistoryRow(ev, EVENT_LABELS.get(ev.action, ev.action), describe(ev)) for ev in events]
+
+
+def removed_images(bill: Bill, rows: list[HistoryRow]) -> list[tuple[Image, int | None]]:
+    """Images taken off the bill, each with the round in which it was removed."""
+    removed_in: dict[int, int] = {}
+    for row in reversed(rows):  # oldest first: a re-added and removed-again image keeps the last round
+        ev = row.event
+        if ev.action == "remove_image" and isinstance(ev.detail, dict) and "image_id" in ev.detail:
+            removed_in[ev.detail["image_id"]] = ev.round
+    return [(img, removed_in.get(img.id)) for img in bills.all_images(bill) if img.removed]
+
+
+def describe(ev: BillEvent) -> str:
+    """A short Chinese sentence for an event's detail."""
+    d = ev.detail if isinstance(ev.detail, dict) else {}
+    if d.get("message"):  # write-back steps say it themselves
+        return str(d["message"])
+    if ev.action == "match":
+        return "；".join(str(r) for r in d.get("reasons") or []) or MATCH_RESULTS.get(d.get("result"), "")
+    if ev.action in ("recognise", "complete", "submit", "upload"):
+        return ""
+    if ev.action == "open":
+        return f"预期发票 {d['expected']} 张" if d.get("expected") else ""
+    if ev.action == "add_image":
+        return f"{d.get('filename') or '（无文件名）'}，识别到 {d.get('invoices', 0)} 张发票"
+    if ev.action == "remove_image":
+        return d.get("filename") or ""
+    if ev.action == "reorder":
+        return ""
+    if ev.action == "correct":
+        changed = d.get("changed") or {}
+        parts = [f"{FIELD_LABELS.get(k, k)} → {v if v not in (None, '') else '（空）'}" for k, v in changed.items()]
+        return "；".join(parts)
+    if ev.action in ("return", "confirm"):
+        return f"原因：{d['reason']}" if d.get("reason") else ""
+    if ev.action == "rescan":
+        return {"add": "退回后添加影像", "remove": "退回后删除影像"}.get(d.get("why"), "")
+    return "；".join(f"{k}：{_plain(v)}" for k, v in d.items())
+
+
+def _plain(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "、".join(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return "，".join(f"{k} {_plain(x)}" for k, x in v.items())
+    return "" if v is None else str(v)
+
+
+# The parts of a match item's expected/found invoice worth showing, in reading order.
+MATCH_FIELDS = (("number", "号码"), ("code", "代码"), ("date", "日期"), ("amount", "金额"), ("tax", "税额"),
+                ("total", "价税合计"), ("filename", "文件"))
+
+
+def match_value(v: Any) -> str:
+    """An expected/found value of a match item, readable whatever its shape."""
+    if v is None or v == "":
+        return "—"
+    if isinstance(v, dict):
+        known = [f"{label} {v[key]}" for key, label in MATCH_FIELDS if v.get(key) not in (None, "")]
+        return " · ".join(known) if known else _plain(v)
+    return _plain(v)
+
+
+def type_label(code: str | None) -> str:
+    """The Chinese name of an invoice kind code; unknown codes stay visible."""
+    if not code:
+        return "—"
+    return INVOICE_TYPES.get(code, f"其他（{code}）")
+
+
+def human_size(n: int | None) -> str:
+    """A byte count for people."""
+    if n is None:
+        return "—"
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} B"
+
+
+def beijing_time(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (naive UTC) time as Beijing time."""
+    if at is None:
+        return "—"
+    return (at + BEIJING).strftime(fmt)

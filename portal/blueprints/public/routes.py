@@ -1,0 +1,147 @@
+"""Pages reached through signed links, without an account.
+
+* ``/v/<token>`` — the view link (影像调阅): a read-only page of the bill's images and
+  invoices for approvers, and its image assets; every asset route checks that the
+  token's bill owns the image.
+* ``/v/upload/<token>`` — the submitter's upload link (sync mode): add files to the
+  bill while it is editable.  The POST carries the CSRF token of the anonymous session.
+
+An altered or expired token answers 403 with a Chinese page.  The token is the only
+credential, so these pages never send it on as a referrer and are never cached.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from flask import Blueprint, abort, render_template, request
+
+from ... import bills, links
+from ...extensions import db
+from ...models import Bill, Image
+from ...views import render
+from ..bills import assets, service
+
+bp = Blueprint("public", __name__)
+
+INVALID = "链接已失效或无效"
+
+
+class LinkRefused(Exception):
+    """The token is altered, expired or names no bill."""
+
+
+@bp.errorhandler(LinkRefused)
+def _refused(_err):
+    return render_template("public/invalid.html", message=INVALID), 403
+
+
+@bp.after_request
+def _no_leak(resp):
+    """Keep the token out of Referer headers, shared caches and search engines."""
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["X-Robots-Tag"] = "noindex, nofollow"
+    if resp.mimetype == "text/html":
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _bill(purpose: str, token: str) -> Bill:
+    data = links.load(purpose, token)
+    if data is None or not isinstance(data.get("b"), int):
+        raise LinkRefused()
+    bill = db.session.get(Bill, data["b"])
+    if bill is None:
+        raise LinkRefused()
+    return bill
+
+
+def _image(bill: Bill, image_id: int) -> Image:
+    """A live image of the token's bill; any other id is 404, whoever owns it."""
+    image = db.session.get(Image, image_id)
+    if image is None or image.bill_id != bill.id or image.removed:
+        abort(404)
+    return image
+
+
+def _view_urls(token: str) -> service.AssetUrls:
+    return service.AssetUrls("public.image_thumb", "public.image_page", "public.image_original", (("token", token),))
+
+
+# --------------------------------------------------------------------------- view link
+
+@bp.get("/<token>")
+def view(token: str):
+    """The bill's images in the viewer and its invoices, read-only."""
+    bill = _bill("view", token)
+    images = bills.live_images(bill)
+    invoices = [inv for img in images for inv in img.invoices]
+    return render("public/view.html", bill=bill, images=images, urls=_view_urls(token), editable=False,
+                  dups=service.duplicate_map(bill, invoices), show_dup_bills=True, total=_total(invoices))
+
+
+def _total(invoices) -> Decimal | None:
+    totals = [inv.total for inv in invoices if inv.total is not None]
+    return sum(totals) if totals else None
+
+
+@bp.get("/<token>/images/<int:image_id>/thumb")
+def image_thumb(token: str, image_id: int):
+    """Thumbnail of an image of the link's bill."""
+    return assets.thumbnail(_image(_bill("view", token), image_id))
+
+
+@bp.get("/<token>/images/<int:image_id>/pages/<int:n>")
+def image_page(token: str, image_id: int, n: int):
+    """Page ``n`` of an image of the link's bill."""
+    return assets.page(_image(_bill("view", token), image_id), n)
+
+
+@bp.get("/<token>/images/<int:image_id>/original")
+def image_original(token: str, image_id: int):
+    """The original file of an image of the link's bill."""
+    return assets.original(_image(_bill("view", token), image_id))
+
+
+# --------------------------------------------------------------------------- upload link
+
+def _upload_urls(token: str) -> service.AssetUrls:
+    # The submitter sees thumbnails of the bill's files; pages and originals stay with the view link.
+    return service.AssetUrls("public.upload_thumb", params=(("token", token),))
+
+
+@bp.get("/upload/<token>")
+def upload_page(token: str):
+    """The submitter's page: the bill, the files it has, and the upload component while editable."""
+    bill = _bill("upload", token)
+    return render("public/upload.html", bill=bill, images=bills.live_images(bill), urls=_upload_urls(token),
+                  editable=False, dups={}, show_dup_bills=False, token=token,
+                  open_for_upload=bill.status in bills.EDITABLE)
+
+
+@bp.post("/upload/<token>/images")
+def upload(token: str):
+    """Add one file (multipart ``file``) to the link's bill; answers like the bill page's upload."""
+    bill = _bill("upload", token)
+    files = [f for f in request.files.getlist("file") if f.filename or f.content_length]
+    if len(files) != 1:
+        return render("_upload_failed.html", message="请每次上传一个文件（表单字段 file）", status=422)
+    name = files[0].filename.replace("\\", "/").rsplit("/", 1)[-1]
+    actor = f"提单人{('（' + bill.submitter + '）') if bill.submitter else ''}·上传链接"[:100]
+    try:
+        added = bills.add_file(bill, files[0].read(), name, actor, origin="link")
+    except bills.BillError as err:
+        db.session.rollback()
+        return render("_upload_failed.html", message=err.message, status=err.status)
+    db.session.commit()
+    image = db.session.get(Image, added.image.id)
+    return render("_uploaded.html", status=201 if added.created else 200,
+                  headers={"HX-Trigger": json.dumps({"bill-changed": True})},
+                  image=image, created=added.created, bill=bill, urls=_upload_urls(token), editable=False,
+                  dups={}, show_dup_bills=False)
+
+
+@bp.get("/upload/<token>/images/<int:image_id>/thumb")
+def upload_thumb(token: str, image_id: int):
+    """Thumbnail of a file on the upload link's bill."""
+    return assets.thumbnail(_image(_bill("upload", token), image_id))

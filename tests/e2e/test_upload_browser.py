@@ -1,0 +1,146 @@
+"""A scanner drops three invoice files on a bill in a real browser: a progress bar per file, then
+the thumbnails and the recognised invoice numbers appear without a page load."""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from playwright.sync_api import expect
+from sqlalchemy import func, select
+
+from portal import bills
+from portal.crypto import encrypt
+from portal.extensions import db
+from portal.models import Bill, Enterprise, Image, ScanPoint
+from tests.conftest import REPO, tax_no
+from tests.e2e.conftest import artifact_path, login
+
+CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
+FILES = {
+    "vat_e_special_guizhou_00008006.pdf": ("application/pdf", "00008006"),
+    "shudian_vat_special_24112000000048542163.ofd": ("application/octet-stream", "24112000000048542163"),
+    "vat_e_ordinary_tianjin_33207675.png": ("image/png", "33207675"),
+}
+BILL_NO = "FYBX-2024-000123"
+
+# Drop files on the zone the way a browser does: dragenter, dragover, drop with a DataTransfer of Files.
+DROP = """([selector, files]) => {
+  const dt = new DataTransfer();
+  for (const f of files) {
+    const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+    dt.items.add(new File([bytes], f.name, { type: f.type }));
+  }
+  const zone = document.querySelector(selector);
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+  }
+}"""
+
+
+def _payload(name: str, data: bytes, media_type: str) -> dict:
+    return {"name": name, "type": media_type, "data": base64.b64encode(data).decode()}
+
+
+def _make_bill() -> tuple[int, int]:
+    ent = Enterprise(tax_no=tax_no(7), name="贵州浏览器测试有限公司", client_id="client-e2e-upload",
+                     client_secret_enc=encrypt("s3cret-value-1234567890"), encrypt_key_enc=encrypt("0123456789abcdef"))
+    db.session.add(ent)
+    db.session.flush()
+    point = ScanPoint(enterprise_id=ent.id, code="SP01", name="一号扫描点")
+    db.session.add(point)
+    db.session.flush()
+    bills.open_bill(ent, {"bill_no": BILL_NO, "scan_point": "SP01", "submitter": "张三", "org": "财务共享中心",
+                          "amount": "29756.32"}, "erp")
+    db.session.commit()
+    return ent.id, point.id
+
+
+def test_drop_three_files_shows_progress_thumbnails_and_numbers(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    expect(page.locator("#bill-head .bill-status")).to_have_text("待扫描")
+    expect(page.locator("#dropzone")).to_be_visible()
+
+    documents = []
+    page.on("request", lambda r: documents.append(r.url) if r.resource_type == "document" else None)
+    files = [_payload(name, (CORPUS / name).read_bytes(), media_type) for name, (media_type, _) in FILES.items()]
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/images")):
+        page.evaluate(DROP, ["#dropzone", files])
+
+    rows = page.locator("#upload-list .upload-row")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#upload-list .upload-row progress")).to_have_count(3)
+    expect(page.locator('#upload-list .upload-row[data-state="done"]')).to_have_count(3, timeout=15_000)
+    for i in range(3):
+        row = rows.nth(i)
+        bar = row.locator("progress")
+        expect(bar).to_be_visible()
+        assert bar.evaluate("p => p.max > 1 && p.value === p.max"), row.inner_html()
+        assert int(row.get_attribute("data-progress-events") or 0) >= 1  # driven by htmx:xhr:progress
+        expect(row.locator(".upload-ok")).to_contain_text("已上传")
+
+    cards = page.locator("#image-list .image-card")
+    expect(cards).to_have_count(3)
+    for _, number in FILES.values():
+        expect(page.locator("#image-list .invoice-number", has_text=number)).to_have_count(1)
+    page.wait_for_function("""() => {
+      const imgs = [...document.querySelectorAll('#image-list .image-card .image-thumb img')];
+      return imgs.length === 3 && imgs.every((im) => im.complete && im.naturalWidth > 0);
+    }""")
+    # The rest of the page follows by itself (bill-changed): status, history, the viewer's strip.
+    expect(page.locator("#bill-head .bill-status")).to_have_text("影像已上传")
+    expect(page.locator("#bill-history")).to_contain_text("添加影像")
+    expect(page.locator("#viewer .viewer-thumb")).to_have_count(3)
+    page.wait_for_function("() => document.querySelector('#viewer .viewer-img').naturalWidth > 0")
+    assert documents == []  # no page load: everything came through htmx
+
+    page.screenshot(path=str(artifact_path("bill_uploaded")), full_page=True)
+
+    assert live_app.scalar(select(Bill.status).where(Bill.bill_no == BILL_NO)) == "uploaded"
+    assert live_app.scalar(select(func.count()).select_from(Image)) == 3
+
+
+def test_refused_file_keeps_its_message_and_viewer_keys_work(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    bad = _payload("伪装成PDF.pdf", b"<!doctype html><html><body>not an invoice</body></html>", "application/pdf")
+    good = _payload("vat_e_ordinary_tianjin_33207675.png", (CORPUS / "vat_e_ordinary_tianjin_33207675.png").read_bytes(),
+                    "image/png")
+    multi = "vat_e_ordinary_chongqing_12235358.ofd"  # five pages
+    page.evaluate(DROP, ["#dropzone", [bad, good, _payload(multi, (CORPUS / multi).read_bytes(), "application/ofd")]])
+    failed = page.locator('#upload-list .upload-row[data-state="failed"]')
+    expect(failed).to_have_count(1, timeout=15_000)
+    expect(failed.locator(".upload-error")).to_contain_text("不支持的文件类型")
+    expect(page.locator('#upload-list .upload-row[data-state="done"]')).to_have_count(2, timeout=15_000)
+    expect(page.locator("#image-list .image-card")).to_have_count(2)
+    expect(page.locator("#toasts .toast-error")).to_have_count(0)  # the row says it; no page-level error
+
+    # Open the five-page file in the viewer and page through it with the keyboard.
+    page.locator(f'#image-list .image-card[data-name="{multi}"] [data-viewer-open]').click()
+    pos = page.locator("#viewer .viewer-pos")
+    expect(pos).to_contain_text("1/5 页")
+    page.keyboard.press("ArrowRight")
+    expect(pos).to_contain_text("2/5 页")
+    page.wait_for_function("""() => {
+      const im = document.querySelector('#viewer .viewer-img');
+      return im.src.endsWith('/pages/2') && im.complete && im.naturalWidth > 0;
+    }""")
+    page.keyboard.press("r")
+    assert "rotate(90deg)" in page.locator("#viewer .viewer-img").evaluate("im => im.style.transform")
+    page.keyboard.press("+")
+    expect(page.locator("#viewer .viewer-zoom")).not_to_contain_text("适应")
+    page.keyboard.press("0")
+    expect(page.locator("#viewer .viewer-zoom")).to_contain_text("适应")
+
+    # Move the first card down: the order is saved without a page load.
+    first_id = page.locator("#image-list .image-card").first.get_attribute("data-image-id")
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/order")) as saved:
+        page.locator("#image-list .image-card").first.locator('[data-move="down"]').click()
+    assert saved.value.status == 204
+    order = live_app.call(lambda: [i.id for i in bills.live_images(db.session.scalar(select(Bill)))])
+    assert str(order[-1]) == first_id

@@ -1,0 +1,468 @@
+"""The bill pages through the browser routes: upload, remove, reorder, correct, submit, return, assets."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, select
+
+from portal import bills, matching
+from portal.extensions import db
+from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
+
+CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR")
+              or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+
+PDF_00008006 = "vat_e_special_guizhou_00008006.pdf"
+OFD_SHUDIAN = "shudian_vat_special_24112000000048542163.ofd"
+PNG_33207675 = "vat_e_ordinary_tianjin_33207675.png"
+XML_83089647 = "vat_e_ordinary_zhejiang_83089647_original_invoice.xml"
+OFD_MULTIPAGE = "vat_e_ordinary_chongqing_12235358.ofd"
+
+
+def corpus(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+@pytest.fixture
+def world(app, make_enterprise, make_user, make_scan_point):
+    """Two enterprises; enterprise A has two scan points, a scanner on SP01, a viewer, ops, bills."""
+    ent = make_enterprise("甲公司")
+    other = make_enterprise("乙公司")
+    sp1 = make_scan_point(ent, "SP01", "一号扫描点")
+    sp2 = make_scan_point(ent, "SP02", "二号扫描点")
+    osp = make_scan_point(other, "SP01", "乙公司扫描点")
+    make_user("scanner1", "scanner", [ent], [sp1])
+    make_user("scanner2", "scanner", [ent], [sp2])
+    make_user("viewer1", "viewer", [ent])
+    make_user("ops1", "ops", [ent])
+    make_user("other_scanner", "scanner", [other], [osp])
+    for ent_, no, point in ((ent, "BX-0001", "SP01"), (ent, "BX-0002", "SP01"), (ent, "BX-0003", "SP02"),
+                            (other, "BX-9001", "SP01")):
+        bills.open_bill(ent_, {"bill_no": no, "scan_point": point, "submitter": "张三", "amount": "25254.62"}, "erp")
+    db.session.commit()
+    return {"ent": ent.id, "other": other.id}
+
+
+def bill(no: str, enterprise_id: int | None = None) -> Bill:
+    stmt = select(Bill).where(Bill.bill_no == no)
+    if enterprise_id:
+        stmt = stmt.where(Bill.enterprise_id == enterprise_id)
+    return db.session.scalar(stmt)
+
+
+def attach(no: str, name: str, enterprise_id: int | None = None) -> Image:
+    """Attach a corpus file directly through the domain service (for tests about other things)."""
+    added = bills.add_file(bill(no, enterprise_id), corpus(name), name, "tester")
+    db.session.commit()
+    return added.image
+
+
+def upload(browser, no: str, name: str, data: bytes | None = None, *, htmx=True, query: str = ""):
+    payload = {"file": (io.BytesIO(corpus(name) if data is None else data), name)}
+    return browser.post(f"/bills/{no}/images{query}", payload, htmx="upload-1-state" if htmx else False,
+                        content_type="multipart/form-data")
+
+
+@pytest.fixture
+def scanner(browser, world):
+    assert browser.login("scanner1").status_code == 302
+    return browser
+
+
+# --------------------------------------------------------------------------- upload
+
+def test_upload_corpus_files_creates_images_and_invoices(scanner):
+    expected = {PDF_00008006: "00008006", OFD_SHUDIAN: "24112000000048542163", PNG_33207675: "33207675"}
+    for name, number in expected.items():
+        resp = upload(scanner, "BX-0001", name)
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        html = resp.get_data(as_text=True)
+        # The row's text names the recognised number; the card goes to #image-list out of band.
+        assert f'<span class="mono">{number}</span>' in html
+        assert 'hx-swap-oob="beforeend:#image-list"' in html and 'class="image-card"' in html
+        assert json.loads(resp.headers["HX-Trigger"]) == {"bill-changed": True}
+    b = bill("BX-0001")
+    assert b.status == "uploaded"
+    images = bills.live_images(b)
+    assert [i.filename for i in images] == list(expected)
+    assert [i.origin for i in images] == ["upload"] * 3
+    assert [inv.number for inv in bills.bill_invoices(b)] == list(expected.values())
+    assert {i.uploaded_by for i in images} == {"scanner1"}
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    for number in expected.values():
+        assert number in page
+
+
+@pytest.mark.parametrize("data", [
+    b"<!doctype html><html><body><script>alert(1)</script></body></html>",
+    os.urandom(4096),
+], ids=["html", "random"])
+def test_unsupported_content_is_refused_with_415_and_nothing_stored(scanner, app, data):
+    resp = upload(scanner, "BX-0001", "invoice.pdf", data)
+    assert resp.status_code == 415
+    assert "不支持的文件类型" in resp.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Image)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Blob)) == 0
+    stored = [p for p in Path(app.config["STORAGE_DIR"]).rglob("*") if p.is_file()]
+    assert stored == []
+    assert bill("BX-0001").status == "pending"
+
+
+def test_the_same_file_twice_is_stored_once(scanner):
+    assert upload(scanner, "BX-0001", PNG_33207675).status_code == 201
+    again = upload(scanner, "BX-0001", PNG_33207675)
+    assert again.status_code == 200
+    html = again.get_data(as_text=True)
+    assert "未重复保存" in html and "hx-swap-oob" not in html
+    assert db.session.scalar(select(func.count()).select_from(Image)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Blob)) == 1
+
+
+def test_upload_without_javascript_redirects_back(scanner):
+    resp = upload(scanner, "BX-0001", PDF_00008006, htmx=False)
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/bills/BX-0001")
+    refused = upload(scanner, "BX-0001", "x.pdf", b"not a pdf at all", htmx=False)
+    assert refused.status_code == 415 and "不支持的文件类型" in refused.get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- remove and reorder
+
+def test_remove_image(scanner):
+    image = attach("BX-0001", PDF_00008006)
+    resp = scanner.post(f"/bills/BX-0001/images/{image.id}/remove", htmx=f"image-{image.id}")
+    assert resp.status_code == 200 and resp.get_data() == b""
+    trigger = json.loads(resp.headers["HX-Trigger"])
+    assert trigger["bill-changed"] and "已删除影像" in trigger["toast"]["message"]
+    image = db.session.get(Image, image.id)
+    assert image.removed
+    assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.image_id == image.id)) == 0
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert f'id="image-{image.id}"' not in page  # not among the live cards
+    assert f'id="removed-image-{image.id}"' in page  # but in the history's removed images
+    again = scanner.post(f"/bills/BX-0001/images/{image.id}/remove", htmx=f"image-{image.id}")
+    assert again.status_code == 404
+
+
+def test_reorder(scanner):
+    ids = [attach("BX-0001", name).id for name in (PDF_00008006, OFD_SHUDIAN, PNG_33207675)]
+    resp = scanner.post("/bills/BX-0001/order", {"image_ids": [str(i) for i in reversed(ids)]}, htmx="image-order")
+    assert resp.status_code == 204
+    assert json.loads(resp.headers["HX-Trigger"])["toast"]["message"] == "已调整影像顺序"
+    assert [i.id for i in bills.live_images(bill("BX-0001"))] == list(reversed(ids))
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    positions = [page.index(f'id="image-{i}"') for i in reversed(ids)]
+    assert positions == sorted(positions)
+    assert scanner.post("/bills/BX-0001/order", {"image_ids": ["x"]}, htmx="image-order").status_code == 422
+
+
+# --------------------------------------------------------------------------- correction and duplicates
+
+def test_correct_invoice_sets_manual_source_audits_and_recomputes_duplicates(scanner):
+    attach("BX-0001", PDF_00008006)
+    attach("BX-0002", PDF_00008006)  # the same invoice on a second bill: a duplicate reimbursement
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    other = bills.bill_invoices(bill("BX-0002"))[0]
+    assert inv.duplicate and other.duplicate
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "重复报销" in page and ">BX-0002</a>" in page
+
+    values = {"type": "20", "code": "052002100113", "number": "00008007", "date": "2022-05-05",
+              "amount": "24519.05", "tax": "735.57", "total": "25254.62", "check_code": "",
+              "seller_name": "卖方", "seller_tax_no": "", "buyer_name": "买方", "buyer_tax_no": ""}
+    resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", values, htmx=f"invoice-{inv.id}")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    assert html.lstrip().startswith(f'<div class="invoice" id="invoice-{inv.id}"')
+    assert "00008007" in html and "人工录入" in html and "重复报销" not in html
+    inv, other = db.session.get(Invoice, inv.id), db.session.get(Invoice, other.id)
+    assert inv.source == "manual" and inv.number == "00008007" and inv.invoice_key == "052002100113:00008007"
+    assert not inv.duplicate and not other.duplicate
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "correct"))
+    assert audit.object_id == str(inv.id) and audit.actor == "scanner1"
+    assert audit.before["number"] == "00008006" and audit.after["number"] == "00008007"
+    ev = db.session.scalar(select(BillEvent).where(BillEvent.action == "correct"))
+    assert ev.detail["changed"]["number"] == "00008007"
+    history = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "修正识别结果" in history and "发票号码 → 00008007" in history
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("number", "12AB", "发票号码应为 8 位或 20 位数字"),
+    ("amount", "12.345", "不是有效的金额"),
+    ("date", "2022-13-45", "开票日期 不是有效的日期"),
+])
+def test_correction_errors_answer_422_with_the_form(scanner, field, value, message):
+    attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", {field: value}, htmx=f"invoice-{inv.id}")
+    assert resp.status_code == 422
+    html = resp.get_data(as_text=True)
+    assert message in html and "<details class=\"invoice-edit\" open>" in html
+    assert f'value="{value}"' in html  # what was typed comes back for fixing
+    inv = db.session.get(Invoice, inv.id)
+    assert inv.source == "pdf_text" and inv.number == "00008006"
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "correct")) == 0
+
+
+# --------------------------------------------------------------------------- submit, return, confirm
+
+def test_submit_moves_the_status(scanner):
+    refused = scanner.post("/bills/BX-0001/submit")
+    assert refused.status_code == 409 and "还没有上传影像" in refused.get_data(as_text=True)
+    attach("BX-0001", PDF_00008006)
+    resp = scanner.post("/bills/BX-0001/submit")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/bills/BX-0001")
+    b = bill("BX-0001")
+    assert b.status == "completed" and b.submitted_at is not None  # basic mode completes on submit
+    actions = [e.action for e in db.session.scalars(select(BillEvent).where(BillEvent.bill_id == b.id)
+                                                    .order_by(BillEvent.id))]
+    assert actions.index("submit") < actions.index("complete")
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert 'id="upload-panel"' not in page and "hx-post" not in page  # nothing editable any more
+    assert upload(scanner, "BX-0001", PNG_33207675).status_code == 409
+
+
+def test_return_for_rescan_with_a_reason(scanner):
+    attach("BX-0001", PDF_00008006)
+    scanner.post("/bills/BX-0001/submit")
+    missing = scanner.post("/bills/BX-0001/return", {"reason": "  "})
+    assert missing.status_code == 422 and "请填写退回原因" in missing.get_data(as_text=True)
+    resp = scanner.post("/bills/BX-0001/return", {"reason": "第 1 张发票模糊"})
+    assert resp.status_code == 303
+    b = bill("BX-0001")
+    assert (b.status, b.return_reason, b.round) == ("returned", "第 1 张发票模糊", 2)
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "退回原因：</strong>第 1 张发票模糊" in page and 'id="upload-panel"' in page
+    # Rescan: a new file is marked as added after the return, the old one as removed after it.
+    old = bills.live_images(b)[0]
+    assert upload(scanner, "BX-0001", PNG_33207675).status_code == 201
+    scanner.post(f"/bills/BX-0001/images/{old.id}/remove", htmx=f"image-{old.id}")
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "退扫后新增" in page and "退扫后删除" in page
+    assert "退回重扫" in page and "原因：第 1 张发票模糊" in page  # in the history
+
+
+def test_confirm_calls_matching_or_says_the_mode_has_none(scanner, monkeypatch):
+    attach("BX-0001", PDF_00008006)
+    b = bill("BX-0001")
+    b.status = "match_failed"
+    b.match_result = {"result": "match_failed", "reasons": ["发票 00008006 金额不一致"],
+                      "items": [{"key": "052002100113:00008006", "status": "amount_mismatch",
+                                 "expected": "25254.00", "found": "25254.62"}]}
+    db.session.commit()
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "发票 00008006 金额不一致" in page and "金额不一致" in page and "25254.00" in page
+
+    monkeypatch.delattr(matching, "confirm", raising=False)
+    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "已核实"})
+    assert resp.status_code == 409 and "当前影像模式不支持人工确认" in resp.get_data(as_text=True)
+
+    calls = []
+
+    def confirm(bill_, reason, actor):
+        calls.append((bill_.bill_no, reason, actor))
+        bills.event(bill_, "confirm", actor, to="matched", detail={"reason": reason})
+
+    monkeypatch.setattr(matching, "confirm", confirm, raising=False)
+    assert scanner.post("/bills/BX-0001/confirm", {"reason": ""}).status_code == 422
+    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "已与提单人核实"})
+    assert resp.status_code == 303
+    assert calls == [("BX-0001", "已与提单人核实", "scanner1")]
+    assert bill("BX-0001").status == "matched"
+
+
+@pytest.mark.skipif(not callable(getattr(matching, "confirm", None)), reason="matching.confirm not installed")
+def test_confirm_through_the_matching_module(scanner):
+    attach("BX-0001", PDF_00008006)
+    b = bill("BX-0001")
+    b.status = "match_failed"
+    b.match_result = {"result": "match_failed", "reasons": ["缺少影像"], "items": []}
+    db.session.commit()
+    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "纸质发票已核对"})
+    assert resp.status_code == 303
+    b = bill("BX-0001")
+    assert b.status == "matched" and b.match_result["result"] == "confirmed"
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "人工确认通过" in page and "原因：纸质发票已核对" in page
+    again = scanner.post("/bills/BX-0001/confirm", {"reason": "再确认一次"})
+    assert again.status_code == 409
+
+
+# --------------------------------------------------------------------------- who may do what
+
+def _every_post(image_id: int, invoice_id: int) -> list[str]:
+    return ["/bills/BX-0001/images", f"/bills/BX-0001/images/{image_id}/remove", "/bills/BX-0001/order",
+            f"/bills/BX-0001/invoices/{invoice_id}", "/bills/BX-0001/submit", "/bills/BX-0001/return",
+            "/bills/BX-0001/confirm"]
+
+
+def test_viewer_sees_a_read_only_page_and_every_post_is_refused(browser, world):
+    image = attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    browser.login("viewer1")
+    page = browser.get("/bills/BX-0001")
+    assert page.status_code == 200
+    main = page.get_data(as_text=True).split('<main class="container">', 1)[1]
+    assert "<form" not in main and "hx-post" not in main and "<input" not in main
+    assert "00008006" in main and 'data-viewer-item' in main
+    for url in _every_post(image.id, inv.id):
+        assert browser.post(url, {"reason": "x", "number": "1"}).status_code == 403, url
+    assert len(bills.live_images(bill("BX-0001"))) == 1
+
+
+def test_scanner_of_another_scan_point_reads_but_cannot_change(browser, world):
+    image = attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    browser.login("scanner2")
+    page = browser.get("/bills/BX-0001").get_data(as_text=True)
+    assert "该单据属于其他扫描点" in page and "hx-post" not in page
+    for url in _every_post(image.id, inv.id):
+        assert browser.post(url, {"reason": "x"}).status_code == 403, url
+
+
+@pytest.mark.parametrize("user", ["scanner1", "viewer1", "ops1"])
+def test_other_enterprises_bills_and_images_are_404(browser, world, user):
+    image = attach("BX-9001", PDF_00008006, world["other"])
+    browser.login(user)
+    assert browser.get("/bills/BX-9001").status_code == 404
+    assert browser.get(f"/bills/BX-9001?e={world['other']}").status_code == 404
+    for kind in ("thumb", "pages/1", "original"):
+        assert browser.get(f"/bills/images/{image.id}/{kind}").status_code == 404
+    if user != "viewer1":
+        assert upload(browser, "BX-9001", PNG_33207675).status_code == 404
+
+
+def test_anonymous_is_sent_to_login(browser, world):
+    image = attach("BX-0001", PDF_00008006)
+    for url in ("/bills/", "/bills/BX-0001", f"/bills/images/{image.id}/thumb", f"/bills/images/{image.id}/original"):
+        resp = browser.get(url)
+        assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+def test_same_number_in_two_enterprises_asks_which(browser, world, make_user):
+    from portal.models import Enterprise
+
+    ent, other = db.session.get(Enterprise, world["ent"]), db.session.get(Enterprise, world["other"])
+    bills.open_bill(other, {"bill_no": "BX-0001"}, "erp")
+    db.session.commit()
+    make_user("ops2", "ops", [ent, other])
+    browser.login("ops2")
+    page = browser.get("/bills/BX-0001").get_data(as_text=True)
+    assert "多个企业都有这个编号的单据" in page
+    assert f"/bills/BX-0001?e={world['ent']}" in page and f"/bills/BX-0001?e={world['other']}" in page
+    chosen = browser.get(f"/bills/BX-0001?e={world['other']}")
+    assert chosen.status_code == 200 and "乙公司" in chosen.get_data(as_text=True)
+    # For someone with several enterprises, the page's own links name the enterprise.
+    assert f"/bills/BX-0001/images?e={world['other']}" in chosen.get_data(as_text=True)
+    assert browser.post("/bills/BX-0001/submit").status_code == 409  # which one? refused, not guessed
+
+
+# --------------------------------------------------------------------------- the page and its parts
+
+def test_head_and_history_refresh_as_fragments(scanner):
+    attach("BX-0001", PDF_00008006)
+    head = scanner.get("/bills/BX-0001", htmx="bill-head").get_data(as_text=True)
+    assert head.lstrip().startswith('<section class="card bill-head" id="bill-head"') and "<html" not in head
+    assert 'hx-trigger="bill-changed from:body"' in head and "影像已上传" in head
+    history = scanner.get("/bills/BX-0001", htmx="bill-history").get_data(as_text=True)
+    assert history.lstrip().startswith('<section class="card bill-history" id="bill-history"')
+    assert "添加影像" in history and PDF_00008006 in history
+
+
+def test_returned_bill_shows_its_reason_and_match_result_shape_is_tolerated(scanner):
+    b = bill("BX-0001")
+    b.status, b.return_reason = "returned", "缺少第 2 张发票"
+    b.match_result = {"result": "matched", "reasons": [], "items": [
+        {"key": ":24112000000048542163", "status": "matched", "expected": {"total": "4449.00"}, "found": None}]}
+    db.session.commit()
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "缺少第 2 张发票" in page and "匹配成功" in page and "价税合计 4449.00" in page
+
+
+# --------------------------------------------------------------------------- the list
+
+def test_bill_list_filters_searches_and_counts(scanner):
+    attach("BX-0001", PDF_00008006)
+    attach("BX-0001", OFD_SHUDIAN)
+    page = scanner.get("/bills/").get_data(as_text=True)
+    assert all(no in page for no in ("BX-0001", "BX-0002", "BX-0003")) and "BX-9001" not in page
+    row = page.split('<tr id="bill-', 1)[1].split("</tr>", 1)[0]  # newest first: BX-0003
+    assert "BX-0003" in row
+    uploaded = scanner.get("/bills/?status=uploaded", htmx="bill-list").get_data(as_text=True)
+    assert uploaded.lstrip().startswith('<div id="bill-list">')
+    assert "BX-0001" in uploaded and "BX-0002" not in uploaded
+    row = uploaded.split('<tr id="bill-', 1)[1].split("</tr>", 1)[0]
+    assert [c.split(">")[-1] for c in row.split("</td>") if 'class="num"' in c][1:] == ["2", "2"]
+    found = scanner.get("/bills/?q=0002", htmx="bill-list").get_data(as_text=True)
+    assert "BX-0002" in found and "BX-0001" not in found
+    assert "没有符合条件的单据" in scanner.get("/bills/?q=%25", htmx="bill-list").get_data(as_text=True)
+
+
+def test_bill_list_query_count_does_not_grow_with_rows(scanner, world):
+    from portal.models import Enterprise
+
+    def statements(url: str) -> int:
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            assert scanner.get(url).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    attach("BX-0001", PDF_00008006)
+    few = statements("/bills/")
+    ent = db.session.get(Enterprise, world["ent"])
+    for n in range(12):
+        bills.open_bill(ent, {"bill_no": f"BX-1{n:03d}", "scan_point": "SP02"}, "erp")
+    db.session.commit()
+    attach("BX-1000", OFD_SHUDIAN)
+    assert statements("/bills/") == few
+
+
+# --------------------------------------------------------------------------- assets
+
+def test_thumbnail_page_and_original(scanner, app):
+    image = attach("BX-0001", OFD_MULTIPAGE)
+    thumb = scanner.get(f"/bills/images/{image.id}/thumb")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg" and thumb.data[:3] == b"\xff\xd8\xff"
+    assert "max-age=31536000" in thumb.headers["Cache-Control"] and "private" in thumb.headers["Cache-Control"]
+    etag = thumb.headers["ETag"]
+    assert image.sha256 in etag
+    assert bills.storage().get_derived(image.sha256, "thumb-320.jpg") == thumb.data  # cached by sha256 + name
+    cached = scanner.get(f"/bills/images/{image.id}/thumb", headers={"If-None-Match": etag})
+    assert cached.status_code == 304 and cached.data == b""
+
+    pages = db.session.get(Image, image.id).blob.pages
+    assert pages == 5
+    page = scanner.get(f"/bills/images/{image.id}/pages/{pages}")
+    assert page.status_code == 200 and page.mimetype == "image/jpeg"
+    assert page.headers["ETag"] != etag and "immutable" in page.headers["Cache-Control"]
+    assert scanner.get(f"/bills/images/{image.id}/pages/{pages + 1}").status_code == 404
+    assert scanner.get(f"/bills/images/{image.id}/pages/0").status_code == 404
+
+    original = scanner.get(f"/bills/images/{image.id}/original", buffered=True)
+    assert original.status_code == 200 and original.mimetype == "application/ofd"
+    assert original.data == corpus(OFD_MULTIPAGE)
+    assert hashlib.sha256(original.data).hexdigest() == image.sha256
+    assert original.headers["Content-Disposition"] == f"attachment; filename={OFD_MULTIPAGE}"
+    assert original.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_xml_renders_as_png_card_and_chinese_names_download_intact(scanner):
+    data = corpus(XML_83089647)
+    resp = upload(scanner, "BX-0001", "发票 原件.xml", data)
+    assert resp.status_code == 201
+    image = bills.live_images(bill("BX-0001"))[0]
+    page = scanner.get(f"/bills/images/{image.id}/pages/1")
+    assert page.mimetype == "image/png" and page.data[:8] == b"\x89PNG\r\n\x1a\n"
+    original = scanner.get(f"/bills/images/{image.id}/original", buffered=True)
+    assert original.data == data and original.mimetype == "application/xml"
+    disposition = original.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and "filename*=UTF-8''%E5%8F%91%E7%A5%A8%20%E5%8E%9F%E4%BB%B6.xml" in disposition
