@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from portal.taxno import uscc_check_char
 pytest_plugins = ["tests.sandbox_plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
 PASSWORD = "correct-horse-1"
 DATA_KEY = Fernet.generate_key().decode()
 
@@ -76,7 +78,11 @@ def isolated(fn, *args, **kw):
     """
     db.session.commit()
     try:
-        return contextvars.Context().run(fn, *args, **kw)
+        resp = contextvars.Context().run(fn, *args, **kw)
+        # Read and close like a WSGI server does, so streamed files are never left open.
+        resp.get_data()
+        resp.close()
+        return resp
     finally:
         db.session.commit()
 
