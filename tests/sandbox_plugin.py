@@ -22,7 +22,12 @@ import pytest
 
 from portal.sandbox.galaxy import GalaxySandbox
 from portal.sandbox.invoice_cloud import CloudSandbox
-from portal.sandbox.seed import SEEDS, TEST_CLOUD_CLIENT, TEST_EXPIRED_CLIENT, TEST_GALAXY
+from portal.sandbox.seed import (
+    SEEDS,
+    TEST_CLOUD_CLIENT,
+    TEST_EXPIRED_CLIENT,
+    TEST_GALAXY,
+)
 
 __all__ = ["TEST_CLOUD_CLIENT", "TEST_EXPIRED_CLIENT", "TEST_GALAXY"]
 

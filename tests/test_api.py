@@ -17,7 +17,8 @@ from portal.crypto import encrypt
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, Blob, ExpectedInvoice, Image
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
+
 PDF_8006 = "vat_e_special_guizhou_00008006.pdf"
 JPG_8006 = "vat_e_special_guizhou_00008006_render.jpg"
 OFD_SHUDIAN = "shudian_vat_special_24322000000489101796.ofd"
@@ -26,11 +27,6 @@ SECRET = "s3cret-value-1234567890"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-def corpus(name: str) -> bytes:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"corpus file {name} not found (set PORTAL_CORPUS_DIR)")
-    return path.read_bytes()
 
 
 class Api:

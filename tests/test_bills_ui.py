@@ -14,18 +14,13 @@ from portal import bills, matching
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
 
 PDF_00008006 = "vat_e_special_guizhou_00008006.pdf"
 OFD_SHUDIAN = "shudian_vat_special_24112000000048542163.ofd"
 PNG_33207675 = "vat_e_ordinary_tianjin_33207675.png"
 XML_83089647 = "vat_e_ordinary_zhejiang_83089647_original_invoice.xml"
 OFD_MULTIPAGE = "vat_e_ordinary_chongqing_12235358.ofd"
-
-
-def corpus(name: str) -> bytes:
-    return (CORPUS / name).read_bytes()
 
 
 @pytest.fixture

@@ -5,7 +5,11 @@ from sqlalchemy import func, select
 from portal.crypto import decrypt, encrypt
 from portal.extensions import db
 from portal.models import AuditEvent, DockingConnection
-from portal.sandbox.galaxy import MSG_BAD_PASSWORD, MSG_NO_DATA_CENTER, MSG_NOT_WEBAPI_USER
+from portal.sandbox.galaxy import (
+    MSG_BAD_PASSWORD,
+    MSG_NO_DATA_CENTER,
+    MSG_NOT_WEBAPI_USER,
+)
 from portal.sandbox.seed import TEST_GALAXY
 
 

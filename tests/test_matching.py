@@ -4,9 +4,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +13,8 @@ from portal import bills, matching, signing
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Image
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
+
 SECRET = "s3cret-value-1234567890"
 KEY = "0123456789abcdef"
 
@@ -35,11 +34,6 @@ EXPECT_489101796 = {"invoiceNo": "24322000000489101796", "invoiceDate": "2024120
 WRITEBACK = importlib.util.find_spec("portal.writeback") is not None
 
 
-def corpus(name: str) -> bytes:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"corpus file {name} not found (set PORTAL_CORPUS_DIR)")
-    return path.read_bytes()
 
 
 class Erp:

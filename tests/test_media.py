@@ -8,7 +8,6 @@ import struct
 import threading
 import zipfile
 import zlib
-from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
@@ -17,10 +16,8 @@ from PIL import Image
 from portal import media, ofd_render
 from portal.media import JPEG, OFD, PDF, PNG, TIFF, XML, MediaError
 
-CORPUS = Path(
-    os.environ.get("PORTAL_CORPUS_DIR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices"
-)
+from .conftest import CORPUS
+
 BY_SUFFIX = {".pdf": PDF, ".ofd": OFD, ".xml": XML, ".jpg": JPEG, ".png": PNG}
 CORPUS_FILES = sorted(p for p in CORPUS.glob("*") if p.suffix in BY_SUFFIX) if CORPUS.is_dir() else []
 

@@ -6,7 +6,6 @@ each test run gets a database of its own and drops it afterwards.
 import os
 import secrets
 import shutil
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,10 +18,9 @@ from portal.crypto import encrypt
 from portal.extensions import db
 from portal.models import Enterprise, Invoice
 
-from .conftest import DATA_KEY, tax_no
+from .conftest import CORPUS, DATA_KEY, tax_no
 
 ADMIN_URL = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,15 +10,13 @@ from portal import bills, links
 from portal.extensions import db
 from portal.models import Bill, Image
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR")
-              or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
+
 PDF = "vat_e_special_guizhou_00008006.pdf"
 OFD = "shudian_vat_special_24112000000048542163.ofd"
 PNG = "vat_e_ordinary_tianjin_33207675.png"
 
 
-def corpus(name: str) -> bytes:
-    return (CORPUS / name).read_bytes()
 
 
 @pytest.fixture

@@ -16,7 +16,13 @@ import requests
 
 from portal.sandbox.galaxy import GalaxyApp, GalaxySandbox
 from portal.sandbox.invoice_cloud import CloudApp
-from portal.sandbox.seed import DEMO_CLOUD_CLIENTS, DEMO_GALAXY, TEST_CLOUD_CLIENT, TEST_EXPIRED_CLIENT, TEST_GALAXY
+from portal.sandbox.seed import (
+    DEMO_CLOUD_CLIENTS,
+    DEMO_GALAXY,
+    TEST_CLOUD_CLIENT,
+    TEST_EXPIRED_CLIENT,
+    TEST_GALAXY,
+)
 from portal.sandbox.server import SandboxServer
 from portal.signing import sign
 

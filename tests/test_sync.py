@@ -4,9 +4,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +14,8 @@ from portal import bills, signing, sync
 from portal.extensions import db
 from portal.models import Bill, BillEvent, ExpectedInvoice, Image, Invoice
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
+
 SECRET = "s3cret-value-1234567890"
 KEY = "0123456789abcdef"
 PDF_8006 = "vat_e_special_guizhou_00008006.pdf"
@@ -25,11 +24,6 @@ OFD_489101796 = "shudian_vat_special_24322000000489101796.ofd"
 WRITEBACK = importlib.util.find_spec("portal.writeback") is not None
 
 
-def corpus(name: str) -> bytes:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"corpus file {name} not found (set PORTAL_CORPUS_DIR)")
-    return path.read_bytes()
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import threading
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,10 +14,18 @@ from portal import bills, writeback
 from portal.crypto import encrypt
 from portal.extensions import db
 from portal.integration import GalaxyClient
-from portal.models import AuditEvent, Bill, BillEvent, DockingConnection, WritebackJob, utcnow
+from portal.models import (
+    AuditEvent,
+    Bill,
+    BillEvent,
+    DockingConnection,
+    WritebackJob,
+    utcnow,
+)
 from portal.sandbox.seed import TEST_GALAXY
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices")
+from .conftest import corpus
+
 FILES = ["vat_e_ordinary_zhejiang_83089647_original_invoice.xml", "vat_e_ordinary_chongqing_99999951_test.ofd",
          "shudian_vat_ordinary_sichuan_1455.45.pdf"]
 EXTRA_FILE = "vat_e_special_guizhou_00008006_original_invoice.xml"
@@ -28,11 +34,6 @@ STATUS_FIELD = "F_PAEZ_ImageStatus"
 LATER = timedelta(hours=2)  # past any backoff of the first few attempts
 
 
-def corpus(name: str) -> bytes:
-    path = CORPUS / name
-    if not path.exists():
-        pytest.skip(f"corpus file {name} not found (set PORTAL_CORPUS_DIR)")
-    return path.read_bytes()
 
 
 def md5(data: bytes) -> str:

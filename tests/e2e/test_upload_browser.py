@@ -3,8 +3,6 @@ the thumbnails and the recognised invoice numbers appear without a page load."""
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
 
 from playwright.sync_api import expect
 from sqlalchemy import func, select
@@ -13,10 +11,9 @@ from portal import bills
 from portal.crypto import encrypt
 from portal.extensions import db
 from portal.models import Bill, Enterprise, Image, ScanPoint
-from tests.conftest import REPO, tax_no
+from tests.conftest import CORPUS, tax_no
 from tests.e2e.conftest import artifact_path, login
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
 FILES = {
     "vat_e_special_guizhou_00008006.pdf": ("application/pdf", "00008006"),
     "shudian_vat_special_24112000000048542163.ofd": ("application/octet-stream", "24112000000048542163"),
