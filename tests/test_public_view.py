@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -156,3 +157,16 @@ def test_upload_link_needs_the_csrf_token_and_an_editable_bill(browser, bill_pai
     assert db.session.scalar(select(func.count()).select_from(Image)) == before
     expired = links.upload_link(bill_pair["other"], ttl=-1).token
     assert _refused(_post_file(browser, expired, PDF, corpus(PDF)))
+
+
+def test_sync_mode_view_page_offers_the_submitter_an_upload_link(browser, bill_pair, make_enterprise):
+    html = browser.get(f"/v/{view_token(bill_pair['bill'])}").get_data(as_text=True)
+    match = re.search(r'href="(/v/upload/[^"]+)"', html)
+    assert match and "补传" in html
+    page = browser.get(match.group(1))
+    assert page.status_code == 200
+    # Other image modes have a scan desk: their view page offers no upload.
+    basic = make_enterprise("乙公司", mode="basic")
+    other = bills.open_bill(basic, {"bill_no": "BX-9"}, "erp").bill
+    db.session.commit()
+    assert "/v/upload/" not in browser.get(f"/v/{view_token(other.id)}").get_data(as_text=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template, request, url_for
 
 from ... import bills, links
 from ...extensions import db
@@ -76,8 +76,13 @@ def view(token: str):
     bill = _bill("view", token)
     images = bills.live_images(bill)
     invoices = [inv for img in images for inv in img.invoices]
+    upload_url = None
+    if bill.enterprise.image_mode == "sync" and bill.status in bills.EDITABLE:
+        # 影像同步提单人: no scan desk, so the submitter adds what the push did not bring.
+        upload_url = url_for(".upload_page", token=links.upload_link(bill.id).token)
     return render("public/view.html", bill=bill, images=images, urls=_view_urls(token), editable=False,
-                  dups=service.duplicate_map(bill, invoices), show_dup_bills=True, total=_total(invoices))
+                  dups=service.duplicate_map(bill, invoices), show_dup_bills=True, total=_total(invoices),
+                  upload_url=upload_url)
 
 
 def _total(invoices) -> Decimal | None:
