@@ -302,6 +302,9 @@ class Invoice(db.Model):
         Index("ix_invoices_enterprise_id", "enterprise_id", "id"),
         Index("ix_invoices_enterprise_total", "enterprise_id", "total"),
         Index("ix_invoices_enterprise_number", "enterprise_id", "number"),
+        # Filters of the invoices list that would otherwise read every row of an enterprise.
+        Index("ix_invoices_enterprise_type", "enterprise_id", "type", "id"),
+        Index("ix_invoices_enterprise_seller_tax_no", "enterprise_id", "seller_tax_no", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

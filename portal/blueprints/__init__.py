@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-# (package, url prefix); a package exposes ``bp`` in its routes module.
+# (package, url prefix); each package's routes module defines ``bp``.
 BLUEPRINTS = [
     ("auth", None),
     ("users", "/users"),
@@ -11,8 +11,6 @@ BLUEPRINTS = [
     ("docking", "/docking"),
     ("scan_points", "/scan-points"),
     ("audit", "/audit"),
-]
-OPTIONAL = [
     ("api", "/api/v1"),
     ("push", "/api/v1/push"),
     ("scan", "/scan"),
@@ -24,12 +22,7 @@ OPTIONAL = [
 
 
 def register_blueprints(app) -> None:
-    """Register every feature blueprint; later features register once they exist."""
-    for name, prefix in BLUEPRINTS + OPTIONAL:
-        try:
-            mod = importlib.import_module(f"portal.blueprints.{name}.routes")
-        except ModuleNotFoundError as exc:
-            if (name, prefix) in OPTIONAL and exc.name in (f"portal.blueprints.{name}", f"portal.blueprints.{name}.routes"):
-                continue
-            raise
-        app.register_blueprint(mod.bp, url_prefix=prefix)
+    """Register every feature blueprint on ``app``."""
+    for name, prefix in BLUEPRINTS:
+        module = importlib.import_module(f"portal.blueprints.{name}.routes")
+        app.register_blueprint(module.bp, url_prefix=prefix)
