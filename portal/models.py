@@ -70,6 +70,26 @@ INVOICE_SOURCES = {
     "erp": "ERP",
 }
 
+# Invoice kind codes as the VAT QR code carries them (DESIGN §6); unknown codes are kept.
+INVOICE_TYPES = {
+    "01": "增值税专用发票",
+    "04": "增值税普通发票",
+    "08": "增值税电子专用发票",
+    "10": "增值税电子普通发票",
+    "20": "增值税电子专用发票",
+    "31": "电子发票（增值税专用发票）",
+    "32": "电子发票（普通发票）",
+    "61": "电子发票（航空运输电子客票行程单）",
+}
+
+
+def invoice_type_label(code: str | None) -> str:
+    """The Chinese name of an invoice kind code; unknown codes stay visible as 其他（code）."""
+    if not code:
+        return "—"
+    return INVOICE_TYPES.get(code, f"其他（{code}）")
+
+
 user_enterprises = Table(
     "user_enterprises",
     db.metadata,

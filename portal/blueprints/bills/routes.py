@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from ... import bills, matching
 from ...errors import fail
 from ...extensions import db
-from ...models import BILL_STATUSES, Bill, Image, Invoice
+from ...models import BILL_STATUSES, Bill, Image, Invoice, invoice_type_label
 from ...views import render, roles_required, scope, toast
 from . import assets, service
 from .forms import ConfirmForm, InvoiceForm, ReturnForm
@@ -31,7 +31,7 @@ BILL_ASSETS = service.AssetUrls("bills.image_thumb", "bills.image_page", "bills.
 bp.add_app_template_global(service.bill_url, "bill_url")
 bp.add_app_template_global(service, "bill_ui")
 bp.add_app_template_filter(service.human_size, "human_size")
-bp.add_app_template_filter(service.type_label, "invoice_type")
+bp.add_app_template_filter(invoice_type_label, "invoice_type")
 bp.add_app_template_filter(service.beijing_time, "beijing_time")
 
 

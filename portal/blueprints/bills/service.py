@@ -83,16 +83,6 @@ MEDIA_LABELS = {
 
 ORIGINS = {"upload": "扫描上传", "api": "ERP 上传", "push": "收票推送", "link": "提单人补传"}
 
-INVOICE_TYPES = {
-    "01": "增值税专用发票",
-    "04": "增值税普通发票",
-    "08": "增值税电子专用发票",
-    "10": "增值税电子普通发票",
-    "20": "增值税电子专用发票",
-    "31": "电子发票（增值税专用发票）",
-    "32": "电子发票（普通发票）",
-    "61": "电子发票（航空运输电子客票行程单）",
-}
 
 FIELD_LABELS = {
     "type": "发票类型",
@@ -273,12 +263,6 @@ def match_value(v: Any) -> str:
         return " · ".join(known) if known else _plain(v)
     return _plain(v)
 
-
-def type_label(code: str | None) -> str:
-    """The Chinese name of an invoice kind code; unknown codes stay visible."""
-    if not code:
-        return "—"
-    return INVOICE_TYPES.get(code, f"其他（{code}）")
 
 
 def human_size(n: int | None) -> str:

@@ -27,29 +27,14 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from ...bills import BillError, parse_day, parse_money
 from ...extensions import db
-from ...models import Bill, Invoice
+from ...models import INVOICE_TYPES, Bill, Invoice
+from ...models import invoice_type_label as type_label
 
 PER_PAGE = 50
 SMALL_CAP = 1_000  # counted first: cheap, and exact for most searches
 COUNT_CAP = 10_000  # counted next, when time allows
 
-INVOICE_TYPES = {
-    "01": "增值税专用发票",
-    "04": "增值税普通发票",
-    "08": "增值税电子专用发票",
-    "20": "增值税电子专用发票",
-    "10": "增值税电子普通发票",
-    "31": "电子发票（增值税专用发票）",
-    "32": "电子发票（普通发票）",
-    "61": "电子发票（航空运输电子客票行程单）",
-}
 
-
-def type_label(code: str | None) -> str:
-    """The Chinese name of an invoice kind code; unknown codes are kept visible as 其他（code）."""
-    if not code:
-        return "—"
-    return INVOICE_TYPES.get(code, f"其他（{code}）")
 
 
 def money(value: Decimal | None) -> str:
