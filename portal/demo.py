@@ -10,7 +10,6 @@ kept in ``instance/demo_logins.txt``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import secrets
@@ -149,17 +148,13 @@ def _seed_sync_push(ent, cloud_url: str, corpus: Path) -> None:
 
 def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
     """Run due write-back jobs and sync downloads until ``stop`` is set."""
+    from . import sync, writeback
+
     while not stop.wait(every):
         with app.app_context():
             try:
-                if importlib.util.find_spec("portal.sync"):
-                    from . import sync
-
-                    sync.fetch_pending()
-                if importlib.util.find_spec("portal.writeback"):
-                    from . import writeback
-
-                    writeback.run_due()
+                sync.fetch_pending()
+                writeback.run_due()
             except Exception:  # the loop must survive a bad job; the job keeps its error
                 log.exception("demo job loop")
 

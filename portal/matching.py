@@ -11,7 +11,6 @@ the bill's ``match`` history event (all rounds).
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from datetime import date
 from decimal import Decimal
@@ -88,11 +87,8 @@ def confirm(bill: Bill, reason: str, actor: str) -> None:
 
 
 def write_back(bill: Bill, actor: str) -> None:
-    """Queue the bill's ERP write-back (:func:`portal.writeback.enqueue_bill`), when that module is installed."""
-    if importlib.util.find_spec("portal.writeback") is None:
-        log.info("write-back not installed; bill %s not queued", bill.bill_no)
-        return
-    from portal import writeback
+    """Queue the bill's ERP write-back (:func:`portal.writeback.enqueue_bill`)."""
+    from . import writeback  # imported here: writeback imports bills, which imports this module lazily
 
     writeback.enqueue_bill(bill, actor)
 

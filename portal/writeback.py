@@ -21,7 +21,6 @@ backoff up to ``WRITEBACK_MAX_ATTEMPTS``; after that the job waits for a person
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import random
 import time
@@ -552,12 +551,9 @@ writeback_cli = AppGroup("writeback", help="ERP 回写任务（run）。")
 
 
 def _one_pass(limit: int) -> dict[str, int]:
-    if importlib.util.find_spec("portal.sync") is not None:
-        from . import sync  # written by the sync feature; fetch the pushed files first
+    from . import sync  # sync-mode bills: fetch the pushed files first, so they are written back too
 
-        fetched = sync.fetch_pending()
-        if fetched is not None:
-            click.echo(f"同步下载：{fetched}")
+    click.echo(f"同步下载：{sync.fetch_pending()}")
     counts = run_due(limit=limit)
     click.echo("回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                .format(**counts))
