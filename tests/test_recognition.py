@@ -469,3 +469,10 @@ def test_invoice_numbers_in_text_need_their_labels():
     inv = parse_text(["合同编号 12345678", "2024年01月02日"], source="pdf_text", page=0)
     assert inv.number is None and not inv.is_useful
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", inv.date.isoformat())
+
+
+def test_digital_ofd_gets_its_kind_from_the_embedded_qr():
+    """The 数电 OFDs carry no kind in their text; the QR bitmap tells 31 (专用发票)."""
+    for name in ("shudian_vat_special_24112000000048542163.ofd", "shudian_vat_special_24322000000489101796.ofd"):
+        [inv] = recognise((corpus_dir() / name).read_bytes(), "application/ofd")
+        assert inv.type == "31" and inv.source == "ofd"

@@ -94,7 +94,9 @@ def read_ofd(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
     for page, lines in page_lines:
         readings.append(parse_text(lines, source="ofd", page=page))
     merged = [r for r in merge_all(readings) if r.is_useful]
-    if any(r.is_complete for r in merged):
+    # Complete text without a kind (数电 OFDs print the title in a template) still reads
+    # the embedded QR bitmap: a few milliseconds for the exact type code.
+    if any(r.is_complete for r in merged) and all(r.type for r in merged if r.is_complete):
         return merged
 
     qr_readings = []
