@@ -354,27 +354,45 @@ CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "chec
                "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no")
 
 
+MONEY_LABELS = {"amount": "金额（不含税）", "tax": "税额", "total": "价税合计"}
+NUMBER_RULE = "发票号码应为 8 位或 20 位数字"
+CODE_RULE = "发票代码应为 10 位或 12 位数字"
+
+
+def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`CORRECTABLE` fields present in ``values``, parsed: money, dates, stripped text (empty → None).
+
+    Raises BillError naming the first field that does not parse.
+    """
+    parsed: dict[str, Any] = {}
+    for f in CORRECTABLE:
+        if f not in values:
+            continue
+        v = values[f]
+        if f in MONEY_LABELS:
+            v = parse_money(v, MONEY_LABELS[f])
+        elif f == "date":
+            v = parse_day(v, "开票日期")
+        else:
+            v = (str(v).strip() or None) if v is not None else None
+        parsed[f] = v
+    return parsed
+
+
 def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     """Apply a scanner's correction; the source becomes ``manual`` and the change is audited."""
     bill = db.session.get(Bill, inv.bill_id)
     require_editable(bill)
     before = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
     old_key = inv.invoice_key
-    for f in CORRECTABLE:
-        if f not in values:
-            continue
-        v = values[f]
-        if f in ("amount", "tax", "total"):
-            v = parse_money(v, f)
-        elif f == "date":
-            v = parse_day(v, "开票日期")
-        else:
-            v = (str(v).strip() or None) if v is not None else None
+    for f, v in _parse_invoice_values(values).items():
         setattr(inv, f, v)
+    # Looser than a typed-in invoice: recognition may have stored other lengths, and a
+    # correction of another field must not be refused for them.
     if inv.number and (not inv.number.isdigit() or len(inv.number) > 20):
-        raise BillError("发票号码应为 8 位或 20 位数字")
+        raise BillError(NUMBER_RULE)
     if inv.code and (not inv.code.isdigit() or len(inv.code) > 12):
-        raise BillError("发票代码应为 10 位或 12 位数字")
+        raise BillError(CODE_RULE)
     after = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
     if after == before:
         return
@@ -387,6 +405,37 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     audit.record("correct", "invoice", inv.id, enterprise_id=inv.enterprise_id,
                  summary=f"人工修正单据 {bill.bill_no} 的发票识别结果",
                  before={k: before[k] for k in changed}, after=changed, actor=actor)
+
+
+def add_manual_invoice(image: Image, values: dict[str, Any], actor: str) -> Invoice:
+    """Type in an invoice for ``image`` (e.g. an old paper invoice nothing was recognised on).
+
+    The number is required (8 or 20 digits), the code optional (10 or 12 digits);
+    money and dates parse as in :func:`correct_invoice`.  The invoice is stored with
+    source ``manual``, checked for duplicates, and written to the history and the audit log.
+    """
+    bill = db.session.get(Bill, image.bill_id)
+    require_editable(bill)
+    if image.removed:
+        raise BillError("影像不存在", 404)
+    fields = _parse_invoice_values(values)
+    number, code = fields.get("number"), fields.get("code")
+    if not number:
+        raise BillError("请填写发票号码")
+    if not number.isdigit() or len(number) not in (8, 20):
+        raise BillError(NUMBER_RULE)
+    if code and (not code.isdigit() or len(code) not in (10, 12)):
+        raise BillError(CODE_RULE)
+    inv = Invoice(enterprise_id=bill.enterprise_id, bill_id=bill.id, image_id=image.id, source="manual",
+                  invoice_key=invoice_key(code, number), **fields)
+    db.session.add(inv)
+    db.session.flush()
+    refresh_duplicates(bill.enterprise_id, {inv.invoice_key})
+    entered = {k: _plain(v) for k, v in fields.items() if v not in (None, "")}
+    event(bill, "add_invoice", actor, detail={"invoice_id": inv.id, "image_id": image.id, "number": number})
+    audit.record("create", "invoice", inv.id, enterprise_id=bill.enterprise_id,
+                 summary=f"手工录入单据 {bill.bill_no} 的发票 {number}", after=entered, actor=actor)
+    return inv
 
 
 def _plain(v: Any) -> Any:

@@ -292,7 +292,7 @@ def test_confirm_through_the_matching_module(scanner):
 
 def _every_post(image_id: int, invoice_id: int) -> list[str]:
     return ["/bills/BX-0001/images", f"/bills/BX-0001/images/{image_id}/remove", "/bills/BX-0001/order",
-            f"/bills/BX-0001/invoices/{invoice_id}", "/bills/BX-0001/submit", "/bills/BX-0001/return",
+            f"/bills/BX-0001/invoices/{invoice_id}", f"/bills/BX-0001/images/{image_id}/invoices", "/bills/BX-0001/submit", "/bills/BX-0001/return",
             "/bills/BX-0001/confirm"]
 
 
@@ -461,3 +461,96 @@ def test_xml_renders_as_png_card_and_chinese_names_download_intact(scanner):
     assert original.data == data and original.mimetype == "application/xml"
     disposition = original.headers["Content-Disposition"]
     assert disposition.startswith("attachment;") and "filename*=UTF-8''%E5%8F%91%E7%A5%A8%20%E5%8E%9F%E4%BB%B6.xml" in disposition
+
+
+# --------------------------------------------------------------------------- typing in an invoice
+
+PAPER_87654321 = "vat_special_paper_sample_87654321.jpg"  # a photo of a paper invoice: nothing recognised
+MANUAL = {"code": "1100094140", "number": "87654321", "date": "2010-11-18", "amount": "5999.00", "tax": "",
+          "total": "7018.83", "seller_name": "", "seller_tax_no": ""}
+
+
+def _manual(browser, no: str, image_id: int, values: dict):
+    return browser.post(f"/bills/{no}/images/{image_id}/invoices", values, htmx=f"image-{image_id}")
+
+
+def test_type_in_an_invoice_for_an_image_nothing_was_recognised_on(scanner):
+    resp = upload(scanner, "BX-0001", PAPER_87654321)
+    assert resp.status_code == 201 and "未识别到发票" in resp.get_data(as_text=True)
+    image = bills.live_images(bill("BX-0001"))[0]
+    assert image.invoices == []
+    # The card offers the entry form unfolded while it has no invoice.
+    assert f'id="manual-invoice-{image.id}" open>' in resp.get_data(as_text=True)
+
+    resp = _manual(scanner, "BX-0001", image.id, MANUAL)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    html = resp.get_data(as_text=True)
+    assert html.lstrip().startswith(f'<article class="image-card" id="image-{image.id}"')
+    assert "87654321" in html and "人工录入" in html and "未识别到发票" not in html
+    assert f'id="manual-invoice-{image.id}">' in html  # folded now: the file may hold one more
+    trigger = json.loads(resp.headers["HX-Trigger"])
+    assert trigger["bill-changed"] and trigger["toast"]["message"] == "已录入发票 87654321"
+
+    invoices = bills.bill_invoices(bill("BX-0001"))
+    assert len(invoices) == 1
+    inv = invoices[0]
+    assert (inv.source, inv.invoice_key, inv.image_id, inv.code, inv.number) == (
+        "manual", "1100094140:87654321", image.id, "1100094140", "87654321")
+    assert inv.date.isoformat() == "2010-11-18" and str(inv.amount) == "5999.00" and str(inv.total) == "7018.83"
+    assert inv.tax is None and inv.enterprise_id == bill("BX-0001").enterprise_id and not inv.duplicate
+    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "create", AuditEvent.object_type == "invoice"))
+    assert audit.object_id == str(inv.id) and audit.actor == "scanner1" and audit.after["number"] == "87654321"
+    ev = db.session.scalar(select(BillEvent).where(BillEvent.action == "add_invoice"))
+    assert ev.actor == "scanner1" and ev.detail["invoice_id"] == inv.id
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "手工录入发票" in page and "发票号码 87654321" in page  # in the history
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("number", "1234567", "发票号码应为 8 位或 20 位数字"),
+    ("number", "8765432A", "发票号码应为 8 位或 20 位数字"),
+    ("number", "", "请填写发票号码"),
+    ("code", "11000941", "发票代码应为 10 位或 12 位数字"),
+    ("total", "7018.833", "价税合计 不是有效的金额"),
+    ("date", "2010-13-18", "开票日期 不是有效的日期"),
+])
+def test_typed_in_invoice_errors_answer_422_with_the_form(scanner, field, value, message):
+    image = attach("BX-0001", PAPER_87654321)
+    resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, field: value})
+    assert resp.status_code == 422
+    html = resp.get_data(as_text=True)
+    assert html.lstrip().startswith(f'<details class="invoice-edit manual-invoice" id="manual-invoice-{image.id}" open>')
+    assert resp.headers["HX-Retarget"] == f"#manual-invoice-{image.id}" and resp.headers["HX-Reswap"] == "outerHTML"
+    assert message in html
+    if value:
+        assert f'value="{value}"' in html  # what was typed comes back for fixing
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "invoice")) == 0
+    assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "add_invoice")) == 0
+
+
+def test_the_same_typed_in_invoice_on_two_bills_is_a_duplicate_on_both(scanner):
+    first = attach("BX-0001", PAPER_87654321)
+    second = attach("BX-0002", PAPER_87654321)
+    assert _manual(scanner, "BX-0001", first.id, MANUAL).status_code == 200
+    resp = _manual(scanner, "BX-0002", second.id, MANUAL)
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert "重复报销" in html and ">BX-0001</a>" in html
+    one, two = bills.bill_invoices(bill("BX-0001"))[0], bills.bill_invoices(bill("BX-0002"))[0]
+    assert one.invoice_key == two.invoice_key == "1100094140:87654321"
+    assert one.duplicate and two.duplicate
+
+
+def test_typing_in_is_refused_to_viewers_and_on_a_submitted_bill(browser, world):
+    image = attach("BX-0001", PAPER_87654321)
+    browser.login("viewer1")
+    assert _manual(browser, "BX-0001", image.id, MANUAL).status_code == 403
+    browser.post("/logout")
+    browser.login("scanner1")
+    assert browser.post("/bills/BX-0001/submit").status_code == 303
+    page = browser.get("/bills/BX-0001").get_data(as_text=True)
+    assert "手工录入发票" not in page.split('id="bill-history"', 1)[0]  # no form once submitted
+    resp = _manual(browser, "BX-0001", image.id, MANUAL)
+    assert resp.status_code == 409 and "不能修改影像" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0

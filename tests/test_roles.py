@@ -60,6 +60,7 @@ ROUTES = [
     ("POST", "/bills/B-1/images/{image}/remove", (LOGIN, OK, OK, DENIED)),
     ("POST", "/bills/B-1/order", (LOGIN, OK, OK, DENIED)),
     ("POST", "/bills/B-1/invoices/{invoice}", (LOGIN, OK, OK, DENIED)),
+    ("POST", "/bills/B-1/images/{image}/invoices", (LOGIN, OK, OK, DENIED)),
     ("POST", "/bills/B-1/submit", (LOGIN, OK, OK, DENIED)),
     ("POST", "/bills/B-1/return", (LOGIN, OK, OK, DENIED)),
     ("POST", "/bills/B-1/confirm", (LOGIN, OK, OK, DENIED)),

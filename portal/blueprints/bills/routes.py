@@ -1,4 +1,4 @@
-"""Bills (单据): the list, the bill page, image upload/remove/reorder, invoice correction,
+"""Bills (单据): the list, the bill page, image upload/remove/reorder, invoice correction and entry,
 submit / return / confirm, and the image assets (thumbnail, page render, original).
 
 Views are thin: they find the bill in the user's enterprises, check the desk owns it,
@@ -20,7 +20,7 @@ from ...extensions import db
 from ...models import BILL_STATUSES, Bill, Image, Invoice, invoice_type_label
 from ...views import render, roles_required, scope, toast
 from . import assets, service
-from .forms import ConfirmForm, InvoiceForm, ReturnForm
+from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
 
 bp = Blueprint("bills", __name__)
 
@@ -88,6 +88,8 @@ def _page_context(bill: Bill, **extra) -> dict:
         urls=BILL_ASSETS,
         invoice_form=InvoiceForm.for_invoice,
         invoice_forms={},
+        manual_invoice_form=_blank_manual_form,
+        manual_forms={},
         return_form=ReturnForm(formdata=None),
         confirm_form=ConfirmForm(formdata=None),
         can_confirm=callable(getattr(matching, "confirm", None)),
@@ -185,9 +187,7 @@ def upload(bill_no: str):
     db.session.commit()
     image = db.session.get(Image, added.image.id)
     return render("_uploaded.html", status=201 if added.created else 200, headers=_trigger(),
-                  image=image, created=added.created, bill=bill, urls=BILL_ASSETS, editable=True,
-                  dups=service.duplicate_map(bill, image.invoices), show_dup_bills=True,
-                  invoice_form=InvoiceForm.for_invoice, invoice_forms={})
+                  created=added.created, **_card_context(bill, image))
 
 
 def _upload_without_js(bill: Bill, files):
@@ -284,6 +284,55 @@ def _invoice_context(bill: Bill, inv: Invoice, form: InvoiceForm | None = None, 
                 show_dup_bills=True, invoice_form=InvoiceForm.for_invoice,
                 invoice_forms={inv.id: form} if form is not None else {},
                 open_invoice=inv.id if form is not None else None, invoice_error=error)
+
+
+@bp.post("/<bill_no>/images/<int:image_id>/invoices")
+@roles_required(*DESK_ROLES)
+def add_invoice(bill_no: str, image_id: int):
+    """Type in an invoice for an image (nothing recognised, or one more in the file); htmx gets the new card."""
+    bill = _desk_bill(bill_no)
+    image = db.session.get(Image, image_id)
+    if image is None or image.bill_id != bill.id or image.removed:
+        abort(404)
+    form = ManualInvoiceForm()
+    error, status = None, 422
+    if form.validate():
+        try:
+            inv = bills.add_manual_invoice(image, form.values(), service.actor())
+        except bills.BillError as err:
+            db.session.rollback()
+            error, status = err.message, err.status
+        else:
+            db.session.commit()
+            message = f"已录入发票 {inv.number}"
+            if _htmx():
+                return render("_image_card.html", headers=_trigger(message),
+                              **_card_context(bill, db.session.get(Image, image_id)))
+            return _back(bill, message)
+    image = db.session.get(Image, image_id)
+    if _htmx():
+        # The form targets the whole card; a refusal replaces only the form, keeping what was typed.
+        # A 409 (bill no longer editable) is not swapped by htmx: a toast says it instead.
+        headers = toast(error, "error") if error and status != 422 else {}
+        headers.update({"HX-Retarget": f"#manual-invoice-{image.id}", "HX-Reswap": "outerHTML"})
+        return render("_manual_invoice.html", status=status, headers=headers,
+                      **_card_context(bill, image, form=form, error=error))
+    return _show_page(bill, status=status, error=error or "发票信息有误，请检查后重新保存",
+                      manual_forms={image.id: form}, open_manual=image.id)
+
+
+def _blank_manual_form() -> ManualInvoiceForm:
+    return ManualInvoiceForm(formdata=None)
+
+
+def _card_context(bill: Bill, image: Image, form: ManualInvoiceForm | None = None, error: str | None = None) -> dict:
+    """What ``_image_card.html`` (and the manual-entry form in it) needs for one image."""
+    return dict(bill=bill, image=image, urls=BILL_ASSETS, editable=service.may_edit_images(bill),
+                dups=service.duplicate_map(bill, image.invoices), show_dup_bills=True,
+                invoice_form=InvoiceForm.for_invoice, invoice_forms={},
+                manual_invoice_form=_blank_manual_form,
+                manual_forms={image.id: form} if form is not None else {},
+                open_manual=image.id if form is not None else None, manual_error=error)
 
 
 @bp.post("/<bill_no>/submit")

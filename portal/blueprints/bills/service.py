@@ -48,6 +48,7 @@ EVENT_LABELS = {
     "remove_image": "删除影像",
     "reorder": "调整影像顺序",
     "correct": "修正识别结果",
+    "add_invoice": "手工录入发票",
     "submit": "提交",
     "complete": "审核完成",
     "recognise": "识别完成",
@@ -230,6 +231,8 @@ def describe(ev: BillEvent) -> str:
         return d.get("filename") or ""
     if ev.action == "reorder":
         return ""
+    if ev.action == "add_invoice":
+        return f"发票号码 {d['number']}" if d.get("number") else ""
     if ev.action == "correct":
         changed = d.get("changed") or {}
         parts = [f"{FIELD_LABELS.get(k, k)} → {v if v not in (None, '') else '（空）'}" for k, v in changed.items()]
