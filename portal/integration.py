@@ -21,8 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from email.message import Message
@@ -639,6 +641,26 @@ def _check_download_url(url: str, allowed_hosts: list[str] | None) -> None:
         raise IntegrationError(f"下载地址缺少主机名：{url}")
     if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
         raise IntegrationError(f"下载地址的主机 {parts.hostname} 不在允许的列表中")
+    if not allowed_hosts and _reserved_target(parts.hostname):
+        # Without an allow-list, never let a pushed URL reach link-local addresses
+        # (cloud metadata services live there) or multicast/unspecified ones.
+        raise IntegrationError(f"下载地址的主机 {parts.hostname} 指向保留地址，已拒绝")
+
+
+def _reserved_target(host: str) -> bool:
+    """True when ``host`` is or resolves to a link-local, multicast or unspecified address."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError, OSError):
+        return False  # unresolvable: the request itself fails with the usual message
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+            return True
+    return False
 
 
 def _human_size(n: int) -> str:

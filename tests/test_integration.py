@@ -414,3 +414,11 @@ def test_fetch_file_unreachable_and_timeouts(cloud):
         fetch_file(url, max_bytes=100, timeout=IMPATIENT)
     with pytest.raises(RemoteUnavailable, match="下载文件超时"):
         fetch_file(url, max_bytes=100, timeout=FAST, deadline=0)
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x", "http://0.0.0.0/x",
+                                 "http://224.0.0.1/x"])
+def test_fetch_file_refuses_reserved_addresses_without_an_allow_list(url):
+    with pytest.raises(IntegrationError) as err:
+        fetch_file(url, max_bytes=1024, timeout=(0.5, 0.5))
+    assert "保留地址" in err.value.message
