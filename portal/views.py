@@ -64,7 +64,10 @@ def scope(stmt: Select, column) -> Select:
 
 def visible_enterprises() -> list[Enterprise]:
     """The current user's enterprises, ordered by name."""
-    return list(db.session.scalars(scope(select(Enterprise), Enterprise.id).order_by(Enterprise.name)))
+    if current_user.is_global:
+        return list(db.session.scalars(select(Enterprise).order_by(Enterprise.name)))
+    # Bound users carry their enterprises already (loaded with the user): no extra query.
+    return sorted(current_user.enterprises, key=lambda e: e.name)
 
 
 def enterprise_or_404(enterprise_id: int) -> Enterprise:
