@@ -2,8 +2,9 @@
 
 The hot path of the whole product (DESIGN §9: ≥ 10,000 invoices/s in batches of
 100), so it is written for speed: one query for the enterprise, one
-``INSERT … ON CONFLICT DO NOTHING RETURNING`` statement for the whole batch,
-plain dicts instead of ORM objects. It is also all-or-nothing: every invoice of
+``INSERT … ON CONFLICT DO NOTHING`` statement for the whole batch (on PostgreSQL
+with the batch as one JSON parameter, see :func:`_pg_insert_statement`), plain dicts
+instead of ORM objects. It is also all-or-nothing: every invoice of
 a push is validated before anything is written, and a refused push stores
 nothing (the caller rolls the session back on :class:`PushError`).
 
@@ -12,13 +13,15 @@ does them later from the job runner.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from . import audit, signing
 from .bills import BillError, parse_day, parse_money
@@ -303,11 +306,13 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
 def _store(rows: list[dict[str, Any]]) -> int:
     """Insert the rows that are new in one statement; return how many were inserted."""
     stamp = utcnow()
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return _store_postgresql(rows, stamp)
     for row in rows:
         row["received_at"] = stamp
-    dialect = db.session.get_bind().dialect.name
     stmt = _insert_statement(dialect)
-    if dialect in ("sqlite", "postgresql"):
+    if dialect == "sqlite":
         # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues").
         return len(db.session.execute(stmt, rows).all())
     known = set(db.session.scalars(select(ExpectedInvoice.dedup_key).where(
@@ -317,3 +322,65 @@ def _store(rows: list[dict[str, Any]]) -> int:
     if fresh:
         db.session.execute(stmt, fresh)
     return len(fresh)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+#: The per-invoice columns of a push and their SQL types, as read back from the JSON of the batch.
+#: ``enterprise_id``, ``origin`` and ``received_at`` are the same for the whole batch: one parameter each.
+_PG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("dedup_key", "text"), ("bill_no", "text"), ("serial_no", "text"), ("type", "text"),
+    ("code", "text"), ("number", "text"), ("date", "date"), ("amount", "numeric"),
+    ("tax", "numeric"), ("total", "numeric"), ("check_code", "text"), ("seller_name", "text"),
+    ("seller_tax_no", "text"), ("buyer_name", "text"), ("buyer_tax_no", "text"),
+    ("invoice_key", "text"), ("download_url", "text"),
+)
+
+_PG_INSERT = None
+
+
+def _pg_insert_statement():
+    """``INSERT … SELECT … FROM json_to_recordset(:rows) ON CONFLICT DO NOTHING``, answering the count of new rows.
+
+    Why not the executemany of :func:`_insert_statement` (measured, 100 invoices
+    a push): SQLAlchemy renders the batch as one ``VALUES`` list of 2,000
+    placeholders, and psycopg converts any query over 4 KiB / 50 parameters
+    again on every execution (its query cache skips them) — about half of a
+    22–27 ms push — and the server parses and plans 2,000 parameters each time.
+    This text is short and constant, with four parameters whatever the batch
+    size, so psycopg's cache and prepared statements apply. One array parameter
+    per column (``unnest``) was measured too: psycopg dumps 1,700 array
+    elements a push in Python, ~2 ms slower than ``json.dumps`` in C.
+    ``WITH ORDINALITY … ORDER BY`` keeps the push's order for the ids.
+    """
+    global _PG_INSERT
+    if _PG_INSERT is None:
+        table = ExpectedInvoice.__table__.name
+        columns = ", ".join(f'"{name}"' for name, _ in _PG_COLUMNS)
+        typed = ", ".join(f'"{name}" {kind}' for name, kind in _PG_COLUMNS)
+        selected = ", ".join(f'r."{name}"' for name, _ in _PG_COLUMNS)
+        _PG_INSERT = text(
+            f'WITH stored AS (INSERT INTO "{table}" (enterprise_id, origin, received_at, {columns}) '
+            "SELECT CAST(:enterprise_id AS integer), CAST(:origin AS text), CAST(:received_at AS timestamp), "
+            f"{selected} "
+            f"FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS ({typed})) "
+            f"WITH ORDINALITY AS r({columns}, position) ORDER BY r.position "
+            "ON CONFLICT (enterprise_id, dedup_key) DO NOTHING RETURNING 1) "
+            "SELECT count(*) FROM stored")
+    return _PG_INSERT
+
+
+def _json_value(value: Any) -> str:
+    """``json.dumps`` fallback: Decimal and date as their exact text (PostgreSQL reads them back typed)."""
+    if isinstance(value, (Decimal, dt.date)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _store_postgresql(rows: list[dict[str, Any]], stamp: dt.datetime) -> int:
+    """Insert a push's rows (one enterprise, one origin) in one statement; return how many were new."""
+    first = rows[0]
+    return db.session.execute(_pg_insert_statement(), {
+        "enterprise_id": first["enterprise_id"], "origin": first["origin"], "received_at": stamp,
+        "rows": json.dumps(rows, ensure_ascii=False, default=_json_value),
+    }).scalar_one()
