@@ -242,7 +242,7 @@ def test_return_for_rescan_with_a_reason(scanner):
     assert "退回重扫" in page and "原因：第 1 张发票模糊" in page  # in the history
 
 
-def test_confirm_calls_matching_or_says_the_mode_has_none(scanner, monkeypatch):
+def test_confirm_calls_matching(scanner, monkeypatch):
     attach("BX-0001", PDF_00008006)
     b = bill("BX-0001")
     b.status = "match_failed"
@@ -252,10 +252,6 @@ def test_confirm_calls_matching_or_says_the_mode_has_none(scanner, monkeypatch):
     db.session.commit()
     page = scanner.get("/bills/BX-0001").get_data(as_text=True)
     assert "发票 00008006 金额不一致" in page and "金额不一致" in page and "25254.00" in page
-
-    monkeypatch.delattr(matching, "confirm", raising=False)
-    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "已核实"})
-    assert resp.status_code == 409 and "当前影像模式不支持人工确认" in resp.get_data(as_text=True)
 
     calls = []
 

@@ -369,14 +369,11 @@ def return_bill(bill_no: str):
 def confirm(bill_no: str):
     """Pass a failed match by hand, with a reason (the matching module records it)."""
     bill = _desk_bill(bill_no)
-    confirm_match = getattr(matching, "confirm", None)
-    if not callable(confirm_match):
-        return _refused(bill, bills.BillError("当前影像模式不支持人工确认", 409))
     form = ConfirmForm()
     if not form.validate():
         return _refused(bill, bills.BillError(form.reason.errors[0]), confirm_form=form)
     try:
-        confirm_match(bill, form.reason.data, service.actor())
+        matching.confirm(bill, form.reason.data, service.actor())
     except bills.BillError as err:
         return _refused(bill, err, confirm_form=form)
     db.session.commit()
