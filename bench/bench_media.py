@@ -3,7 +3,6 @@
 Usage::
 
     .venv/bin/python bench/bench_media.py            # timings + peak RSS
-    PORTAL_CORPUS_DIR=/path/to/invoices .venv/bin/python bench/bench_media.py
 
 Prints, per media type of the sample corpus, the median time of a 320 px thumbnail and
 of a 1600 px page render; then, in a fresh child process (so earlier work does not
@@ -14,7 +13,6 @@ the fly from a corpus page.  Target: under 250 MB.
 from __future__ import annotations
 
 import io
-import os
 import resource
 import statistics
 import subprocess
@@ -28,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from portal import media  # noqa: E402
 
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or ROOT.parent / "shared" / "corpus" / "invoices")
+CORPUS = ROOT / "tests" / "corpus"
 BATCH_SOURCE = "shudian_vat_special_sichuan_23512000000005197325.pdf"
 BATCH_PAGES = 50
 RSS_TARGET_MB = 250

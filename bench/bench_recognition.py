@@ -11,7 +11,6 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -26,11 +25,8 @@ KIND_GROUP = {"xml": "e-invoice", "ofd": "e-invoice", "pdf": "e-invoice", "image
 
 
 def default_corpus() -> Path:
-    """The shared corpus beside the repository, or $PORTAL_CORPUS_DIR."""
-    override = os.environ.get("PORTAL_CORPUS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices"
+    """The sample invoices kept in the repository."""
+    return Path(__file__).resolve().parents[1] / "tests" / "corpus"
 
 
 def sniff(data: bytes) -> tuple[str, str] | None:

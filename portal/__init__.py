@@ -18,7 +18,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
     csrf.init_app(app)
     htmx.init_app(app)
     login_manager.init_app(app)

@@ -41,8 +41,8 @@ ROLES = (("ops", "运维"), ("scanner", "扫描岗"), ("viewer", "查看"))
 
 
 def corpus_dir() -> Path:
-    """The shared invoice corpus beside the repository (``PORTAL_CORPUS_DIR`` overrides)."""
-    return Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
+    """The public sample invoices kept in the repository (``tests/corpus``)."""
+    return REPO / "tests" / "corpus"
 
 
 def _logins_file(app) -> Path:

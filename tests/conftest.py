@@ -19,15 +19,17 @@ from portal.taxno import uscc_check_char
 pytest_plugins = ["tests.sandbox_plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("PORTAL_CORPUS_DIR") or REPO.parent / "shared" / "corpus" / "invoices")
+# Public sample invoices kept in the repository (MANIFEST.md lists each file and its expected values).
+CORPUS = REPO / "tests" / "corpus"
 
 
 def corpus(name: str) -> bytes:
-    """A file of the shared invoice corpus; a missing corpus fails the test rather than skipping it."""
+    """A file of the invoice corpus; a missing file fails the test rather than skipping it."""
     path = CORPUS / name
     if not path.exists():
-        pytest.fail(f"corpus file {path} not found: the corpus lives in ../shared/corpus/invoices (or set PORTAL_CORPUS_DIR)")
+        pytest.fail(f"corpus file {path} not found: the corpus lives in tests/corpus")
     return path.read_bytes()
+
 PASSWORD = "correct-horse-1"
 DATA_KEY = Fernet.generate_key().decode()
 

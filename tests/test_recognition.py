@@ -1,18 +1,16 @@
-"""Recognition over the shared invoice corpus, plus hostile and synthetic inputs."""
+"""Recognition over the invoice corpus (tests/corpus), plus hostile and synthetic inputs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-import os
 import random
 import re
 import struct
 import zipfile
 import zlib
 from decimal import Decimal
-from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
@@ -23,17 +21,7 @@ from portal.recognition import Invoice, UnsafeFile, recognise
 from portal.recognition.qr import parse_payload
 from portal.recognition.textparse import words_to_amount
 
-
-def corpus_dir() -> Path:
-    """The shared corpus beside the repository, or $PORTAL_CORPUS_DIR."""
-    override = os.environ.get("PORTAL_CORPUS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "invoices"
-
-
-CORPUS = corpus_dir()
-needs_corpus = pytest.mark.skipif(not (CORPUS / "MANIFEST.md").is_file(), reason=f"no corpus at {CORPUS}")
+from .conftest import CORPUS
 
 
 def media_type_of(data: bytes) -> str:
@@ -57,8 +45,6 @@ def recognise_file(name: str) -> list[Invoice]:
 def expected_rows() -> list[tuple[str, str, str, str, str, str]]:
     """Rows of the MANIFEST table "Expected values, checked by hand"."""
     manifest = CORPUS / "MANIFEST.md"
-    if not manifest.is_file():
-        return []
     text = manifest.read_text(encoding="utf-8")
     section = text.split("## Expected values", 1)[1]
     rows = []
@@ -72,13 +58,11 @@ def expected_rows() -> list[tuple[str, str, str, str, str, str]]:
 ROWS = expected_rows()
 
 
-@needs_corpus
 def test_manifest_table_was_read():
     # Guards against a silently empty parametrisation if the table format changes.
     assert len(ROWS) >= 17
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name,code,number,date,amount,total", ROWS or [("-",) * 6], ids=[r[0] for r in ROWS] or ["none"]
 )
@@ -100,7 +84,6 @@ def test_expected_values(name, code, number, date, amount, total):
     json.dumps(inv.raw)  # raw stays JSON-serialisable
 
 
-@needs_corpus
 def test_same_invoice_in_four_formats_has_one_key():
     names = [
         "vat_e_special_guizhou_00008006.pdf",
@@ -112,7 +95,6 @@ def test_same_invoice_in_four_formats_has_one_key():
     assert keys == {("052002100113", "00008006")}
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name,source,page",
     [
@@ -128,7 +110,6 @@ def test_source_and_page(name, source, page):
     assert (inv.source, inv.page) == (source, page)
 
 
-@needs_corpus
 def test_structured_sources_carry_parties_and_type():
     inv = recognise_file("vat_e_special_guizhou_00008006_original_invoice.xml")[0]
     assert inv.type == "20"
@@ -146,7 +127,6 @@ def test_structured_sources_carry_parties_and_type():
     assert shudian.seller_name == "郫都区星讯通讯设备经营部"
 
 
-@needs_corpus
 def test_pdf_text_and_qr_are_combined():
     # The preview itinerary prints its number but not its date: the QR supplies it.
     inv = recognise_file("shudian_air_itinerary_sample.pdf")[0]
@@ -158,14 +138,12 @@ def test_pdf_text_and_qr_are_combined():
     assert "qr" in inv.raw
 
 
-@needs_corpus
 def test_ocr_flag_is_accepted_without_an_engine():
     assert recognise_file("vat_special_paper_sample_87654321.jpg") == []
     data = (CORPUS / "vat_special_paper_sample_87654321.jpg").read_bytes()
     assert recognise(data, "image/jpeg", ocr=True) == []
 
 
-@needs_corpus
 def test_multi_page_tiff_reads_each_frame():
     qr_page = Image.open(CORPUS / "vat_e_ordinary_tianjin_33207675.png").convert("RGB")
     blank = Image.new("RGB", qr_page.size, "white")
@@ -175,7 +153,6 @@ def test_multi_page_tiff_reads_each_frame():
     assert [(inv.number, inv.page) for inv in found] == [("33207675", 1)]
 
 
-@needs_corpus
 def test_scanned_pdf_is_read_by_qr():
     scan = Image.open(CORPUS / "vat_e_ordinary_tianjin_33207675.png").convert("RGB")
     pdf = pdfium.PdfDocument.new()
@@ -189,7 +166,6 @@ def test_scanned_pdf_is_read_by_qr():
     assert (inv.source, inv.page, inv.number, inv.amount) == ("qr", 0, "33207675", Decimal("46.62"))
 
 
-@needs_corpus
 def test_pdf_with_several_invoices_gives_one_per_page():
     combined = pdfium.PdfDocument.new()
     for name in ("vat_e_special_guizhou_00008006.pdf", "shudian_vat_special_sichuan_23512000000005197325.pdf"):
@@ -350,7 +326,6 @@ def test_unknown_media_type():
     assert recognise(SHUDIAN_XML.encode(), "text/plain") == []
 
 
-@needs_corpus
 @pytest.mark.parametrize(
     "name", ["vat_e_special_guizhou_00008006.pdf", "vat_e_special_guizhou_00008006.ofd", "vat_ordinary_paper_photo_shenzhen.jpg"]
 )
@@ -474,5 +449,5 @@ def test_invoice_numbers_in_text_need_their_labels():
 def test_digital_ofd_gets_its_kind_from_the_embedded_qr():
     """The 数电 OFDs carry no kind in their text; the QR bitmap tells 31 (专用发票)."""
     for name in ("shudian_vat_special_24112000000048542163.ofd", "shudian_vat_special_24322000000489101796.ofd"):
-        [inv] = recognise((corpus_dir() / name).read_bytes(), "application/ofd")
+        [inv] = recognise((CORPUS / name).read_bytes(), "application/ofd")
         assert inv.type == "31" and inv.source == "ofd"
