@@ -1,14 +1,13 @@
 """发票影像系统 — the portal application."""
 from __future__ import annotations
 
-import logging
 import os
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import config
+from . import config, logs
 from .extensions import csrf, db, htmx, login_manager, migrate
 
 
@@ -17,7 +16,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=config.instance_path(), instance_relative_config=True)
     config.load(app, test_config)
 
+    logs.configure(app)
     db.init_app(app)
+    with app.app_context():
+        config.ensure_data_key(app, db.engine)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
     csrf.init_app(app)
     htmx.init_app(app)
@@ -39,7 +41,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     cli.register(app)
     app.json.ensure_ascii = False
-    logging.getLogger("portal").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     return app
 
 

@@ -20,7 +20,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "MAX_FILE_BYTES": 30 * 1024 * 1024,
     "MAX_PAGES": 200,
-    "INVOICE_CLOUD_URL": "http://127.0.0.1:8702",
+    # The vendor's production invoice cloud; only the demo and the tests point at the sandbox.
+    "INVOICE_CLOUD_URL": "https://api.piaozone.com",
+    "LOG_LEVEL": "INFO",
     "OUTBOUND_CONNECT_TIMEOUT": 3.05,
     "OUTBOUND_READ_TIMEOUT": 15.0,
     "FETCH_ALLOWED_HOSTS": "",  # comma-separated; empty = any host
@@ -62,6 +64,38 @@ def _read_or_create(path: Path, make) -> str:
     return value
 
 
+class MissingDataKey(RuntimeError):
+    """Encrypted secrets are stored but the key that decrypts them is gone."""
+
+
+def _encrypted_secrets_stored(engine) -> bool:
+    """True when the database already holds secrets encrypted with some data key."""
+    from sqlalchemy import inspect, text
+
+    tables = set(inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        for table in ("enterprises", "docking_connections"):
+            if table in tables and conn.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first():
+                return True
+    return False
+
+
+def ensure_data_key(app, engine) -> None:
+    """Create ``instance/data.key`` on the first start; refuse to start when it is missing later.
+
+    A new key cannot decrypt the secrets stored with the old one, so generating one silently would
+    lose every client secret and ERP password: the operator must restore the backup instead.
+    """
+    if app.config.get("DATA_KEY"):
+        return
+    path = Path(app.instance_path) / "data.key"
+    if _encrypted_secrets_stored(engine):
+        raise MissingDataKey(
+            f"找不到数据密钥 {path}，但数据库中已有加密保存的企业密钥或星空密码。"
+            "请从备份恢复该文件（或用 PORTAL_DATA_KEY 提供原密钥）后再启动；不会自动生成新密钥，以免已存的密钥无法解密。")
+    app.config["DATA_KEY"] = _read_or_create(path, lambda: Fernet.generate_key().decode())
+
+
 def load(app, test_config: dict | None) -> None:
     """Fill ``app.config`` in the documented order and make sure the keys exist."""
     inst = Path(app.instance_path)
@@ -85,8 +119,8 @@ def load(app, test_config: dict | None) -> None:
                 app.config[key] = raw
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _read_or_create(inst / "secret_key", lambda: secrets.token_hex(32))
-    if not app.config.get("DATA_KEY"):
-        app.config["DATA_KEY"] = _read_or_create(inst / "data.key", lambda: Fernet.generate_key().decode())
+    if not app.config.get("DATA_KEY") and (inst / "data.key").exists():
+        app.config["DATA_KEY"] = (inst / "data.key").read_text().strip()
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(inst / "portal.sqlite3")
     if not app.config["STORAGE_DIR"]:

@@ -10,6 +10,7 @@ kept in ``instance/demo_logins.txt``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import secrets
@@ -20,6 +21,9 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
+from werkzeug.security import check_password_hash
+
+from .crypto import encrypt
 
 log = logging.getLogger("portal.demo")
 
@@ -62,87 +66,142 @@ def _demo_passwords(app) -> dict[str, str]:
 
 
 def seed(app, galaxy_url: str, cloud_url: str) -> None:
-    """Create the demo data once; later runs only point the docking connection at the sandbox."""
-    from . import bills
-    from .blueprints.users.service import create_user
-    from .crypto import encrypt
+    """Bring the demo data up to date: whatever is missing is added, nothing present is touched twice.
+
+    Safe on every start: the docking connection follows the sandbox's port, enterprises, scan points,
+    users, bills and their files are added when absent (per bill and per file), and the demo users get
+    the passwords of ``instance/demo_logins.txt`` so the printed logins always work.
+    """
     from .extensions import db
-    from .models import Bill, DockingConnection, Enterprise, ScanPoint
-    from .sandbox.seed import DEMO_CLOUD_CLIENTS, DEMO_GALAXY
+    from .models import DockingConnection
+    from .sandbox.seed import DEMO_GALAXY
 
     base_url = galaxy_url.rstrip("/") + "/k3cloud/"
     conn = db.session.scalar(select(DockingConnection).where(DockingConnection.name == "演示星空"))
-    if conn is not None:
-        conn.base_url = base_url  # the sandbox may listen on another port this time
-        db.session.commit()
-        return
-    conn = DockingConnection(name="演示星空", base_url=base_url, acct_id=DEMO_GALAXY.acct_id, acct_name=DEMO_GALAXY.acct_name,
-                             username=DEMO_GALAXY.username, password_enc=encrypt(DEMO_GALAXY.password))
-    db.session.add(conn)
+    if conn is None:
+        conn = DockingConnection(name="演示星空", acct_id=DEMO_GALAXY.acct_id, acct_name=DEMO_GALAXY.acct_name,
+                                 username=DEMO_GALAXY.username, password_enc=encrypt(DEMO_GALAXY.password))
+        db.session.add(conn)
+    conn.base_url = base_url  # the sandbox may listen on another port this time
     db.session.flush()
-    ents: dict[str, Enterprise] = {}
+    ents = _seed_enterprises(conn)
+    points = _seed_scan_points(ents)
+    _seed_users(app, ents, points)
+    db.session.commit()
+    for spec in DEMO_BILLS:
+        _seed_bill(ents[spec[1]], points, *spec)
+    _seed_sync_push(ents["sync"], cloud_url)
+
+
+def _seed_enterprises(conn) -> dict:
+    """One enterprise per image mode, keyed by mode."""
+    from .extensions import db
+    from .models import Enterprise
+    from .sandbox.seed import DEMO_CLOUD_CLIENTS
+
+    ents = {}
     for client in DEMO_CLOUD_CLIENTS:
-        ent = Enterprise(tax_no=client.tax_no, name=client.name, client_id=client.client_id,
-                         client_secret_enc=encrypt(client.client_secret), encrypt_key_enc=encrypt(client.encrypt_key),
-                         image_mode=client.image_mode, docking_id=conn.id)
-        db.session.add(ent)
+        ent = db.session.scalar(select(Enterprise).where(Enterprise.tax_no == client.tax_no))
+        if ent is None:
+            ent = Enterprise(tax_no=client.tax_no, name=client.name, client_id=client.client_id,
+                             client_secret_enc=encrypt(client.client_secret), encrypt_key_enc=encrypt(client.encrypt_key),
+                             image_mode=client.image_mode, docking_id=conn.id)
+            db.session.add(ent)
         ents[client.image_mode] = ent
     db.session.flush()
-    points = [ScanPoint(enterprise_id=ents["basic"].id, code="SZ01", name="深圳总部扫描点"),
-              ScanPoint(enterprise_id=ents["match"].id, code="SH01", name="上海分公司扫描点")]
-    db.session.add_all(points)
+    return ents
+
+
+def _seed_scan_points(ents: dict) -> list:
+    from .extensions import db
+    from .models import ScanPoint
+
+    points = []
+    for mode, code, name in (("basic", "SZ01", "深圳总部扫描点"), ("match", "SH01", "上海分公司扫描点")):
+        ent = ents[mode]
+        point = db.session.scalar(select(ScanPoint).where(ScanPoint.enterprise_id == ent.id, ScanPoint.code == code))
+        if point is None:
+            point = ScanPoint(enterprise_id=ent.id, code=code, name=name)
+            db.session.add(point)
+        points.append(point)
     db.session.flush()
+    return points
+
+
+def _seed_users(app, ents: dict, points: list) -> None:
+    """A user of each role; existing demo users get the password the demo prints."""
+    from .blueprints.users.service import create_user, hash_password
+    from .extensions import db
+    from .models import User
+
     passwords = _demo_passwords(app)
     everyone = list(ents.values())
-    create_user("demo_ops", "ops", passwords["demo_ops"], display_name="演示运维", actor="demo")
-    create_user("demo_scanner", "scanner", passwords["demo_scanner"], display_name="演示扫描员",
-                enterprises=everyone, scan_points=points, actor="demo")
-    create_user("demo_viewer", "viewer", passwords["demo_viewer"], display_name="演示查看", enterprises=everyone, actor="demo")
+    specs = {"ops": ("演示运维", [], []), "scanner": ("演示扫描员", everyone, points), "viewer": ("演示查看", everyone, [])}
+    for role, (display, enterprises, scan_points) in specs.items():
+        name = f"demo_{role}"
+        user = db.session.scalar(select(User).where(User.username == name))
+        if user is None:
+            create_user(name, role, passwords[name], display_name=display, enterprises=enterprises,
+                        scan_points=scan_points, actor="demo")
+        elif not check_password_hash(user.password_hash, passwords[name]):
+            user.password_hash = hash_password(passwords[name])
 
-    corpus = corpus_dir()
+
+def _seed_bill(ent, points, bill_no, mode, submitter, org, amount, files) -> None:
+    """Open the bill if absent, attach the files it lacks, and play its story once the files are there."""
+    from . import bills
+    from .extensions import db
+    from .models import Bill, Image
+    from .sandbox.seed import DEMO_GALAXY
+
     fid = {b["number"]: b["id"] for b in DEMO_GALAXY.bills}
-    for bill_no, mode, submitter, org, amount, files in DEMO_BILLS:
-        ent = ents[mode]
-        point = next((p for p in points if p.enterprise_id == ent.id), None)
-        data = {"bill_no": bill_no, "erp_id": str(fid.get(bill_no, "")), "submitter": submitter, "org": org,
-                "amount": amount, "scan_point": point.code if point else None}
-        if bill_no == "FYBX0004":
-            # The ERP expects two invoices; only one is scanned, so matching shows what is missing.
-            data["expected_invoices"] = [
-                {"invoiceNo": "24112000000048542163", "invoiceDate": "20240528", "totalAmount": "4449.00", "invoiceType": "31"},
-                {"invoiceNo": "24322000000489101796", "invoiceDate": "20241205", "totalAmount": "20000.00", "invoiceType": "31"},
-            ]
-        bill = bills.open_bill(ent, data, actor="demo").bill
-        for name in files:
-            path = corpus / name
-            if path.exists():
-                bills.add_file(bill, path.read_bytes(), name, actor="demo_scanner")
-        db.session.flush()
-        if bill_no in ("FYBX0001", "FYBX0004") and files and (corpus / files[0]).exists():
-            bills.submit(bill, "demo_scanner")
+    point = next((p for p in points if p.enterprise_id == ent.id), None)
+    data = {"bill_no": bill_no, "erp_id": str(fid.get(bill_no, "")), "submitter": submitter, "org": org,
+            "amount": amount, "scan_point": point.code if point else None}
+    if bill_no == "FYBX0004":
+        # The ERP expects two invoices; only one is scanned, so matching shows what is missing.
+        data["expected_invoices"] = [
+            {"invoiceNo": "24112000000048542163", "invoiceDate": "20240528", "totalAmount": "4449.00", "invoiceType": "31"},
+            {"invoiceNo": "24322000000489101796", "invoiceDate": "20241205", "totalAmount": "20000.00", "invoiceType": "31"},
+        ]
+    bill = bills.open_bill(ent, data, actor="demo").bill
+    added = 0
+    for name in files:
+        content = (corpus_dir() / name).read_bytes()
+        have = db.session.scalar(select(Image.id).where(Image.bill_id == bill.id,
+                                                        Image.sha256 == hashlib.sha256(content).hexdigest()))
+        if have is None and bill.status in ("pending", "uploaded"):
+            bills.add_file(bill, content, name, actor="demo_scanner")
+            added += 1
     db.session.commit()
-    returned = db.session.scalar(select(Bill).where(Bill.bill_no == "FYBX0002"))
-    if returned is not None and returned.status == "uploaded":
-        bills.submit(returned, "demo_scanner")
-        bills.return_bill(returned, "第二张发票影像模糊，请重新扫描", "demo_scanner")
+    if not added or bill.status != "uploaded":
+        return  # the story below was played when the files arrived; a person may have moved on since
+    if bill_no in ("FYBX0001", "FYBX0004", "FYBX0002"):
+        bills.submit(bill, "demo_scanner")
+    if bill_no == "FYBX0002":
         db.session.commit()
-    _seed_sync_push(ents["sync"], cloud_url, corpus)
+        bill = db.session.get(Bill, bill.id)
+        bills.return_bill(bill, "第二张发票影像模糊，请重新扫描", "demo_scanner")
+    db.session.commit()
 
 
 SYNC_FILE = "shudian_vat_ordinary_sichuan_1455.45.pdf"
 
 
-def _seed_sync_push(ent, cloud_url: str, corpus: Path) -> None:
+def _seed_sync_push(ent, cloud_url: str) -> None:
     """The receipt assistant's push for the sync-mode bill: an invoice whose file the cloud serves."""
     from .extensions import db
     from .models import ExpectedInvoice
 
-    if not (corpus / SYNC_FILE).exists():
-        return
-    db.session.add(ExpectedInvoice(
-        enterprise_id=ent.id, origin="push", dedup_key="s:demo-sync-0001", bill_no="FYBX0006", serial_no="demo-sync-0001",
-        type="32", number="23512000000058396237", invoice_key=":23512000000058396237",
-        download_url=cloud_url.rstrip("/") + "/files/" + SYNC_FILE))
+    url = cloud_url.rstrip("/") + "/files/" + SYNC_FILE
+    row = db.session.scalar(select(ExpectedInvoice).where(ExpectedInvoice.enterprise_id == ent.id,
+                                                          ExpectedInvoice.dedup_key == "s:demo-sync-0001"))
+    if row is None:
+        db.session.add(ExpectedInvoice(
+            enterprise_id=ent.id, origin="push", dedup_key="s:demo-sync-0001", bill_no="FYBX0006", serial_no="demo-sync-0001",
+            type="32", number="23512000000058396237", invoice_key=":23512000000058396237", download_url=url))
+    elif row.fetched_image_id is None:
+        row.download_url, row.fetch_error = url, None  # the sandbox may listen on another port this time
     db.session.commit()
 
 
@@ -166,7 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--galaxy-port", type=int, default=8701)
     parser.add_argument("--cloud-port", type=int, default=8702)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from flask_migrate import upgrade
     from werkzeug.serving import make_server
@@ -180,9 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     cloud = CloudSandbox(port=args.cloud_port, seed=SEEDS["demo"][1], quiet=True)
     galaxy.start()
     cloud.start()
-    if (corpus_dir() / SYNC_FILE).exists():
-        # The emulator keeps files in memory: serve the sync-mode invoice file on every start.
-        cloud.add_file(SYNC_FILE, (corpus_dir() / SYNC_FILE).read_bytes(), "application/pdf")
+    # The emulator keeps files in memory: serve the sync-mode invoice file on every start.
+    cloud.add_file(SYNC_FILE, (corpus_dir() / SYNC_FILE).read_bytes(), "application/pdf")
     os.environ.setdefault("PORTAL_INVOICE_CLOUD_URL", cloud.url)
     app = create_app()
     app.config["INVOICE_CLOUD_URL"] = cloud.url

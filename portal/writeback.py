@@ -43,6 +43,7 @@ from .models import BILL_STATUSES, Bill, Blob, DockingConnection, Enterprise, Im
 from .storage import BlobNotFound
 
 log = logging.getLogger("portal.writeback")
+jobs_log = logging.getLogger("portal.jobs")  # one line per runner pass
 
 __all__ = [
     "KINDS",
@@ -553,10 +554,13 @@ writeback_cli = AppGroup("writeback", help="ERP 回写任务（run）。")
 def _one_pass(limit: int) -> dict[str, int]:
     from . import sync  # sync-mode bills: fetch the pushed files first, so they are written back too
 
-    click.echo(f"同步下载：{sync.fetch_pending()}")
+    fetched = sync.fetch_pending()
+    click.echo(f"同步下载：{fetched}")
     counts = run_due(limit=limit)
     click.echo("回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                .format(**counts))
+    jobs_log.info("pass: fetched %d pushed files; write-back done %d, failed %d, waiting %d, skipped %d, taken %d",
+                  fetched, counts["done"], counts["failed"], counts["waiting"], counts["skipped"], counts["taken"])
     return counts
 
 

@@ -70,6 +70,7 @@ ROUTES = [
     ("POST", "/writeback/retry-failed", OPS_ONLY_POST),
     ("POST", "/api/v1/token", (TOKEN,) * 4),
     ("GET", "/api/v1/openapi.json", (OK,) * 4),
+    ("GET", "/healthz", (OK,) * 4),
     ("GET", "/api/v1/scan-points", (TOKEN,) * 4),
     ("POST", "/api/v1/bills", (TOKEN,) * 4),
     ("GET", "/api/v1/bills/B-1", (TOKEN,) * 4),

@@ -18,6 +18,7 @@ BLUEPRINTS = [
     ("invoices", "/invoices"),
     ("public", "/v"),
     ("writeback", "/writeback"),
+    ("health", None),
 ]
 
 
