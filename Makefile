@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser bench clean
+.PHONY: demo test install browser preflight wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,17 @@ browser:
 demo: $(STAMP)
 	$(PY) -m portal.demo
 
+# What the suite needs (Chromium, CJK fonts, PostgreSQL), checked before anything runs.
+preflight: $(STAMP) browser
+	$(PY) scripts/preflight.py
+
 # The whole test suite; pytest exits 5 when it collected nothing, which fails here too.
-test: $(STAMP) browser
+test: preflight
 	$(PY) -m pytest -q
+
+# The README's deployment path from a built wheel, in a throwaway virtualenv (CI runs it after the tests).
+wheel-check: $(STAMP)
+	PYTHON=$(PY) bash scripts/wheel-check
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

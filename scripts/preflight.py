@@ -1,0 +1,51 @@
+"""Before the test suite runs: is everything it needs on this machine? One line per missing piece, exit 1.
+
+Checked up front so a run never stops half-way: the real-browser tests need Debian's Chromium and CJK
+fonts, the PostgreSQL tests a server (``PORTAL_TEST_PG_ADMIN``, default the local one).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+PG_ADMIN = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def missing() -> list[str]:
+    """What the suite needs and this machine lacks, each with how to get it."""
+    out = []
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        out.append("Chromium missing (/usr/bin/chromium): run `make browser` as root, "
+                   "or `sudo apt-get install chromium fonts-noto-cjk`")
+    fc_list = shutil.which("fc-list")
+    fonts = subprocess.run([fc_list], capture_output=True, text=True).stdout if fc_list else ""
+    if "Noto Sans CJK" not in fonts:
+        out.append("CJK fonts missing (Noto Sans CJK): `sudo apt-get install fonts-noto-cjk`")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        out.append("playwright missing from the virtualenv: `make install`")
+    try:
+        import psycopg
+
+        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
+    except ImportError:
+        out.append("psycopg missing from the virtualenv: `make install`")
+    except Exception as exc:  # any connection failure: say where and how to start it
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        out.append(f"PostgreSQL not reachable at {PG_ADMIN} ({reason}): start it "
+                   "(`pg_ctlcluster $(ls /etc/postgresql) main start`) or set PORTAL_TEST_PG_ADMIN")
+    return out
+
+
+def main() -> int:
+    problems = missing()
+    for line in problems:
+        print(f"make test: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
