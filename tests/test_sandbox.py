@@ -298,12 +298,14 @@ def test_attachment_upload_requires_its_parameters(galaxy, logged_in, missing):
     assert status["IsSuccess"] is False and status["MsgCode"] == 8 and missing in status["Errors"][0]["Message"]
 
 
-def test_attachment_upload_creates_unknown_bills_unless_strict(galaxy, logged_in):
+def test_attachment_upload_refuses_unknown_bills_unless_told_to_create_them(galaxy, logged_in):
+    reply = form_op(galaxy, logged_in, "AttachmentUpLoad", upload_body(b"x", InterId="100778", BillNO="FYBX0778"))
+    status = reply["Result"]["ResponseStatus"]
+    assert status["IsSuccess"] is False and "100778" in status["Errors"][0]["Message"]
+    assert galaxy.get_bill(TEST_GALAXY.form_id, number="FYBX0778") is None
+    galaxy.app.auto_create_bills = True  # reset() turns it off again
     form_op(galaxy, logged_in, "AttachmentUpLoad", upload_body(b"x", InterId="100777", BillNO="FYBX0777"))
     assert galaxy.get_bill(TEST_GALAXY.form_id, number="FYBX0777").id == 100777
-    galaxy.app.auto_create_bills = False  # reset() restores it
-    reply = form_op(galaxy, logged_in, "AttachmentUpLoad", upload_body(b"x", InterId="100778", BillNO="FYBX0778"))
-    assert reply["Result"]["ResponseStatus"]["IsSuccess"] is False
 
 
 def test_business_error_injection_over_http(galaxy, logged_in):

@@ -9,10 +9,18 @@ accepted (``/k3cloud/``, ``/K3Cloud/``, none), and service names are case-insens
 as on IIS.
 
 Implemented DynamicFormService operations: View, Save, Submit, Audit, ExecuteBillQuery
-(simple ``Field='value' and ...`` filters), AttachmentUpLoad, AttachmentDownLoad.
+(``FilterString`` evaluated for real: comparisons, IN, LIKE, AND/OR/NOT, parentheses — see
+``filters.py`` — with ``OrderString`` and ``StartRow``/``Limit`` paging, at most 2000 rows a call),
+WorkflowAudit, AttachmentUpLoad, AttachmentDownLoad.
 Bills live in one table shared by all data centres; fields are stored as saved (Save
-keys, e.g. ``FCausa``) and View returns them next to ``Id``/``BillNo``/``DocumentStatus``.
-AttachmentUpLoad on an unknown InterId creates that bill unless ``auto_create_bills`` is off.
+keys, e.g. ``FCausa``, or dotted query keys such as ``FOrgID.FNumber``) and View returns them next to
+``Id``/``BillNo``/``DocumentStatus``. Workflow tasks live in ``WF_AssignmentBill_ProcManage`` (pending
+and done; ``WF_AssignmentHisBill_ProcManage`` lists the done ones): WorkflowAudit approves (1), rejects
+(2) or terminates (3) the pending task of each bill that the calling user holds, and refuses otherwise.
+AttachmentUpLoad refuses an unknown InterId (``auto_create_bills`` turns bill creation on) and joins
+parts: the first part without ``FileId`` opens an upload, later parts name it, ``IsLast`` ends it. Whether
+the real server continues by ``FileId`` is not confirmed (reference A.6), so ``chunk_mode`` plays the
+other plausible behaviour too: ``"separate"`` ignores ``FileId`` and stores only each ``IsLast`` part.
 
 Control API (JSON, under ``/_sandbox/``): ``GET state``; ``POST reset``; ``GET|POST
 data-centers`` ``{Id, Name, Number}``; ``POST users`` ``{acct_id, username, password,
@@ -20,7 +28,8 @@ webapi_allowed}``; ``GET|POST bills`` ``{form_id, id, number, status, fields}``;
 attachments?form_id=&inter_id=&bill_no=`` (with md5/sha256); ``POST expire-sessions``;
 ``POST|DELETE business-errors`` ``{op, count, message, msg_code, field_name}``; ``POST
 data-center-encoding`` ``{encoding: json|gzip|base64gzip}``; ``POST|DELETE faults``
-``{match, count, delay, status, body, content_type}``; ``GET|DELETE calls``.
+``{match, count, delay, status, body, content_type}``; ``GET|DELETE calls``; ``GET|POST tasks``
+``{form_id, bill_no, receiver_id, base_post}``; ``POST withdraw`` ``{form_id, bill_no}``.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,9 +52,15 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
 from portal.sandbox.base import SandboxApp, json_response, request_json
+from portal.sandbox.filters import FilterSyntaxError, compile_filter
 from portal.sandbox.server import SandboxServer
 
-__all__ = ["GalaxyApp", "GalaxySandbox", "Bill", "Attachment"]
+__all__ = ["GalaxyApp", "GalaxySandbox", "Bill", "Attachment", "TASK_FORM", "TASK_HISTORY_FORM"]
+
+TASK_FORM = "WF_AssignmentBill_ProcManage"
+TASK_HISTORY_FORM = "WF_AssignmentHisBill_ProcManage"
+QUERY_LIMIT = 2000  # rows per ExecuteBillQuery call
+MSG_NO_TASK = "当前用户没有单据 {number} 的待审批任务，或该任务已被处理"
 
 SESSION_COOKIE = "kdservice-sessionid"
 
@@ -169,6 +185,15 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
+def _sort_key(value: Any) -> tuple:
+    """Order like a database: numbers by value, text by text, NULLs last."""
+    if value is None:
+        return (2, 0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
 def _as_int(value: Any, what: str) -> int:
     try:
         return int(str(value).strip())
@@ -192,6 +217,10 @@ class GalaxyApp(SandboxApp):
         self.register_control("expire-sessions", ("POST",), lambda req: {"expired": self.expire_sessions()})
         self.register_control("business-errors", ("POST", "DELETE"), self._control_business_errors)
         self.register_control("data-center-encoding", ("POST",), self._control_encoding)
+        self.register_control("tasks", ("GET", "POST"), self._control_tasks)
+        self.register_control("withdraw", ("POST",), lambda req: {"withdrawn": self.withdraw_task(
+            **{k: v for k, v in request_json(req, default={}).items() if k in ("form_id", "bill_no")})})
+        self._local = threading.local()  # the session of the request being answered
 
     # -- state and helpers ---------------------------------------------------------------
 
@@ -204,7 +233,11 @@ class GalaxyApp(SandboxApp):
         self.attachments: dict[str, Attachment] = {}
         self.business_errors: list[dict] = []
         self.data_center_encoding = "json"
-        self.auto_create_bills = True
+        self.auto_create_bills = False
+        self.chunk_mode = "file_id"  # or "separate": see the module docstring
+        self.uploads: dict[str, bytearray] = {}  # FileId → parts received so far
+        self.tasks: list[dict[str, Any]] = []
+        self._next_task_id = 1
         self.login_count = 0
         self._next_user_id = 100010
         self._next_bill_id = 100001
@@ -239,6 +272,44 @@ class GalaxyApp(SandboxApp):
             self.bills[(form_id.lower(), bill.id)] = bill
             self._next_bill_id = max(self._next_bill_id, bill.id + 1)
         return bill
+
+    def add_task(self, form_id: str, bill_no: str, receiver_id: int, *, base_post: int = 0,
+                 name: str = "影像审核", then: str = "C") -> dict[str, Any]:
+        """Put a pending workflow task for bill ``bill_no`` into the receiver's to-do list.
+
+        ``then`` is the bill status after the task is approved: ``C`` when it is the last node,
+        ``B`` when later nodes follow (a processed task does not mean an audited bill).
+        """
+        with self.lock:
+            task = {
+                "FAssignId": uuid.uuid4().hex[:20], "FReceiverItem_FRECEIVERITEMID": self._next_task_id,
+                "FInstCode": f"WF{self._next_task_id:06d}", "FBILLNUMBER": bill_no, "FObjectTypeId": form_id,
+                "FASSIGNNAME": name, "FActivityStatus": "0", "FInstStatus": "2", "FReceiverId": receiver_id,
+                "FStatus": "0", "FDisposition": "", "FResultName": "", "FBasePost": base_post,
+                "FCompletedTime": None, "FCreateTime": datetime.now().isoformat(timespec="seconds"), "_then": then,
+            }
+            self._next_task_id += 1
+            self.tasks.append(task)
+        return task
+
+    def withdraw_task(self, form_id: str, bill_no: str) -> int:
+        """The submitter withdraws the bill (CancelAssign): its pending tasks end unprocessed."""
+        count = 0
+        with self.lock:
+            for task in self._pending_tasks(form_id, bill_no):
+                task.update(FStatus="2", FInstStatus="4", FResultName="撤销",
+                            FCompletedTime=datetime.now().isoformat(timespec="seconds"))
+                count += 1
+            bill = self.get_bill(form_id, number=bill_no)
+            if bill is not None and count:
+                bill.status = "D"
+        return count
+
+    def _pending_tasks(self, form_id: str, bill_no: str, receiver_id: int | None = None) -> list[dict]:
+        return [t for t in self.tasks
+                if t["FObjectTypeId"].lower() == form_id.lower() and t["FBILLNUMBER"] == bill_no
+                and t["FStatus"] == "0" and t["FActivityStatus"] == "0" and t["FInstStatus"] == "2"
+                and (receiver_id is None or t["FReceiverId"] == receiver_id)]
 
     def get_bill(self, form_id: str, *, id: int | str | None = None, number: str | None = None) -> Bill | None:
         """Find a bill by internal id or by number."""
@@ -335,6 +406,15 @@ class GalaxyApp(SandboxApp):
         bill = self.add_bill(body["form_id"], body["id"], body["number"], body.get("status", "A"),
                              **(body.get("fields") or {}))
         return bill.as_dict()
+
+    def _control_tasks(self, request: Request) -> Any:
+        if request.method == "GET":
+            with self.lock:
+                return [{k: v for k, v in t.items() if not k.startswith("_")} for t in self.tasks]
+        body = request_json(request, default={})
+        task = self.add_task(body["form_id"], body["bill_no"], int(body["receiver_id"]),
+                             base_post=int(body.get("base_post") or 0), then=body.get("then", "C"))
+        return {k: v for k, v in task.items() if not k.startswith("_")}
 
     def _control_attachments(self, request: Request) -> Any:
         return self.list_attachments(request.args.get("form_id"), request.args.get("inter_id"),
@@ -474,6 +554,7 @@ class GalaxyApp(SandboxApp):
             "submit": lambda f, d: self._set_status(f, d, "B"),
             "audit": lambda f, d: self._set_status(f, d, "C"),
             "executebillquery": self._bill_query,
+            "workflowaudit": self._workflow_audit,
             "attachmentupload": self._attachment_upload,
             "attachmentdownload": self._attachment_download,
         }
@@ -482,6 +563,7 @@ class GalaxyApp(SandboxApp):
             if handler is None:
                 raise _Refusal(f"沙箱未实现接口 DynamicFormService.{op}", msg_code=4)
             form_id, data = self._form_args(body)
+            self._local.session = session
             return json_response(handler(form_id, data))
         except _Refusal as refusal:
             reply = _failure(refusal.message, msg_code=refusal.msg_code, field_name=refusal.field_name,
@@ -588,7 +670,18 @@ class GalaxyApp(SandboxApp):
         entities = [{"Id": b.id, "Number": b.number, "DIndex": i} for i, b in enumerate(bills)]
         return {"Result": {"ResponseStatus": _status(True, entities=entities)}}
 
-    _FILTER_TERM = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*(?:'([^']*)'|(-?\d+))\s*$")
+    def _rows_of(self, form_id: str) -> list[Callable[[str], Any]]:
+        """Row accessors (field name → value, case-insensitive) of a form or of the task tables."""
+        lowered = form_id.lower()
+        if lowered in (TASK_FORM.lower(), TASK_HISTORY_FORM.lower()):
+            with self.lock:
+                tasks = [dict(t) for t in self.tasks
+                         if lowered == TASK_FORM.lower() or t["FStatus"] != "0"]
+            return [(lambda t: lambda key: next((v for k, v in t.items() if k.lower() == key.lower()), None))(t)
+                    for t in tasks]
+        with self.lock:
+            bills = sorted((b for b in self.bills.values() if b.form_id.lower() == lowered), key=lambda b: b.id)
+        return [b.value for b in bills]
 
     def _bill_query(self, form_id: str | None, data: dict) -> list[list[Any]]:
         form_id = data.get("FormId") or form_id
@@ -597,26 +690,66 @@ class GalaxyApp(SandboxApp):
         keys = [k.strip() for k in str(data.get("FieldKeys") or "").split(",") if k.strip()]
         if not keys:
             raise _Refusal("参数 FieldKeys 不能为空", msg_code=8)
-        terms = []
-        filter_text = str(data.get("FilterString") or "").strip()
-        if filter_text:
-            for part in re.split(r"\s+and\s+", filter_text, flags=re.IGNORECASE):
-                match = self._FILTER_TERM.match(part)
-                if match is None:
-                    raise _Refusal(f"沙箱只支持 Field='value' and … 形式的过滤条件：{part}", msg_code=4)
-                value = match.group(2) if match.group(2) is not None else match.group(3)
-                terms.append((match.group(1), value))
+        try:
+            keep = compile_filter(str(data.get("FilterString") or ""))
+        except FilterSyntaxError as exc:
+            raise _Refusal(str(exc), msg_code=4) from None
+        rows = [row for row in self._rows_of(form_id) if keep(row)]
+        order = str(data.get("OrderString") or "").strip()
+        for part in reversed([p.split() for p in order.split(",") if p.strip()]):
+            descending = len(part) > 1 and part[1].upper() == "DESC"
+            rows.sort(key=lambda row, name=part[0]: _sort_key(row(name)), reverse=descending)
+        start = _as_int(data.get("StartRow") or 0, "StartRow")
+        limit = _as_int(data.get("Limit") or data.get("TopRowCount") or QUERY_LIMIT, "Limit")
+        return [[row(k) for k in keys] for row in rows[start:start + min(limit, QUERY_LIMIT)]]
+
+    def _workflow_audit(self, form_id: str | None, data: dict) -> dict:
+        form_id = str(data.get("FormId") or form_id or "")
+        if not form_id:
+            raise _Refusal("参数 FormId 不能为空", msg_code=8, field_name="FormId")
+        numbers = data.get("Numbers") or []
+        if isinstance(numbers, str):
+            numbers = [n for n in numbers.split(",") if n]
+        ids = data.get("Ids") or []
+        if isinstance(ids, str):
+            ids = [i for i in ids.split(",") if i]
+        try:
+            approval = int(data.get("ApprovalType") or 0)
+        except (TypeError, ValueError):
+            approval = 0
+        if approval not in (1, 2, 3):
+            raise _Refusal("参数 ApprovalType 只能是 1（通过）、2（驳回）或 3（终止）", msg_code=8, field_name="ApprovalType")
+        acct_id, username = self._local.session
         with self.lock:
-            bills = sorted((b for b in self.bills.values() if b.form_id.lower() == form_id.lower()),
-                           key=lambda b: b.id)
-        rows = [
-            [b.value(k) for k in keys]
-            for b in bills
-            if all(str(b.value(name)) == value for name, value in terms)
-        ]
-        start = int(data.get("StartRow") or 0)
-        limit = int(data.get("Limit") or data.get("TopRowCount") or 2000)
-        return rows[start:start + limit]
+            user = self.users.get((acct_id, username.lower()))
+            wanted = data.get("UserId")
+            if wanted not in (None, "", 0) and str(wanted) != str(user.user_id):
+                raise _Refusal("UserId 与当前登录用户不一致", msg_code=12)
+            bills = [self.get_bill(form_id, number=str(n)) for n in numbers]
+            bills += [self.get_bill(form_id, id=i) for i in ids]
+            if not bills:
+                raise _Refusal("参数 Numbers 或 Ids 不能为空", msg_code=8, field_name="Numbers")
+            errors, entities = [], []
+            for index, bill in enumerate(bills):
+                if bill is None:
+                    errors.append({"FieldName": None, "Message": "单据不存在或已被删除", "DIndex": index})
+                    continue
+                tasks = self._pending_tasks(form_id, bill.number, user.user_id)
+                if not tasks:
+                    errors.append({"FieldName": None, "Message": MSG_NO_TASK.format(number=bill.number), "DIndex": index})
+                    continue
+                task = tasks[0]
+                if task["FBasePost"] and str(data.get("PostId") or "") != str(task["FBasePost"]):
+                    errors.append({"FieldName": "PostId", "Message": "该任务需要指定审批岗位（PostId）", "DIndex": index})
+                    continue
+                now = datetime.now().isoformat(timespec="seconds")
+                task.update(FStatus="1", FDisposition=str(data.get("Disposition") or ""), FCompletedTime=now,
+                            FResultName={1: "同意", 2: "驳回", 3: "终止"}[approval])
+                bill.status = task["_then"] if approval == 1 else "D"
+                entities.append({"Id": bill.id, "Number": bill.number, "DIndex": index})
+        if errors:
+            return {"Result": {"ResponseStatus": _status(False, errors=errors, msg_code=11, entities=entities)}}
+        return {"Result": {"ResponseStatus": _status(True, entities=entities)}}
 
     def _attachment_upload(self, form_id: str | None, data: dict) -> dict:
         for name in ("FileName", "FormId", "InterId", "BillNO", "SendByte"):
@@ -632,14 +765,22 @@ class GalaxyApp(SandboxApp):
             bill = self.get_bill(form_id, id=inter_id)
             if bill is None:
                 if not self.auto_create_bills:
-                    raise _Refusal(f"内码为 {inter_id} 的单据不存在或已被删除", msg_code=0)
+                    raise _Refusal(f"内码为 {inter_id} 的单据不存在或已被删除", msg_code=10)
                 bill = self.add_bill(form_id, inter_id, str(data["BillNO"]))
-            file_id = uuid.uuid4().hex
-            # Like the real server, success without IsLast stores nothing (see reference A.6).
+            given = str(data.get("FileId") or "")
+            if given and self.chunk_mode == "file_id":
+                if given not in self.uploads:
+                    raise _Refusal(f"附件上传标识 {given} 不存在或已结束", msg_code=10, field_name="FileId")
+                file_id = given
+                self.uploads[file_id] += content
+            else:
+                file_id = uuid.uuid4().hex
+                self.uploads[file_id] = bytearray(content)
+            # Like the real server, success without IsLast stores nothing yet (see reference A.6).
             if _as_bool(data.get("IsLast")):
                 self.attachments[file_id] = Attachment(
-                    file_id, str(data["FileName"]), form_id, inter_id, str(data["BillNO"]), content,
-                    datetime.now().isoformat(timespec="seconds"),
+                    file_id, str(data["FileName"]), form_id, inter_id, str(data["BillNO"]),
+                    bytes(self.uploads.pop(file_id)), datetime.now().isoformat(timespec="seconds"),
                 )
         entity = {"Id": bill.id, "Number": bill.number, "DIndex": 0}
         return {"Result": {"ResponseStatus": _status(True, entities=[entity]), "FileId": file_id,
@@ -690,6 +831,44 @@ class GalaxySandbox(SandboxServer):
     def add_bill(self, form_id: str, id: int, number: str, status: str = "A", **fields: Any) -> Bill:
         """See :meth:`GalaxyApp.add_bill`."""
         return self.app.add_bill(form_id, id, number, status, **fields)
+
+    def add_task(self, form_id: str, bill_no: str, receiver_id: int, *, base_post: int = 0,
+                 name: str = "影像审核", then: str = "C") -> dict[str, Any]:
+        """Put a pending workflow task for bill ``bill_no`` into the receiver's to-do list.
+
+        ``then`` is the bill status after the task is approved: ``C`` when it is the last node,
+        ``B`` when later nodes follow (a processed task does not mean an audited bill).
+        """
+        with self.lock:
+            task = {
+                "FAssignId": uuid.uuid4().hex[:20], "FReceiverItem_FRECEIVERITEMID": self._next_task_id,
+                "FInstCode": f"WF{self._next_task_id:06d}", "FBILLNUMBER": bill_no, "FObjectTypeId": form_id,
+                "FASSIGNNAME": name, "FActivityStatus": "0", "FInstStatus": "2", "FReceiverId": receiver_id,
+                "FStatus": "0", "FDisposition": "", "FResultName": "", "FBasePost": base_post,
+                "FCompletedTime": None, "FCreateTime": datetime.now().isoformat(timespec="seconds"), "_then": then,
+            }
+            self._next_task_id += 1
+            self.tasks.append(task)
+        return task
+
+    def withdraw_task(self, form_id: str, bill_no: str) -> int:
+        """The submitter withdraws the bill (CancelAssign): its pending tasks end unprocessed."""
+        count = 0
+        with self.lock:
+            for task in self._pending_tasks(form_id, bill_no):
+                task.update(FStatus="2", FInstStatus="4", FResultName="撤销",
+                            FCompletedTime=datetime.now().isoformat(timespec="seconds"))
+                count += 1
+            bill = self.get_bill(form_id, number=bill_no)
+            if bill is not None and count:
+                bill.status = "D"
+        return count
+
+    def _pending_tasks(self, form_id: str, bill_no: str, receiver_id: int | None = None) -> list[dict]:
+        return [t for t in self.tasks
+                if t["FObjectTypeId"].lower() == form_id.lower() and t["FBILLNUMBER"] == bill_no
+                and t["FStatus"] == "0" and t["FActivityStatus"] == "0" and t["FInstStatus"] == "2"
+                and (receiver_id is None or t["FReceiverId"] == receiver_id)]
 
     def get_bill(self, form_id: str, *, id: int | str | None = None, number: str | None = None) -> Bill | None:
         """See :meth:`GalaxyApp.get_bill`."""
