@@ -291,6 +291,8 @@ _STUB = "Kingdee.BOS.WebApi.ServicesStub"
 SERVICE_VALIDATE_USER = f"{_STUB}.AuthService.ValidateUser"
 SERVICE_DATA_CENTER_LIST = "Kingdee.BOS.ServiceFacade.ServicesStub.Account.AccountService.GetDataCenterList"
 MSG_CODE_SESSION_LOST = 1
+QUERY_PAGE = 2000  # ExecuteBillQuery rows per call (the server's default cap)
+ATTACHMENT_PART = 2 * 1024 * 1024  # bytes per AttachmentUpLoad call
 _SESSION_LOST_TEXT = "会话信息已丢失"
 
 _LOGIN_FALLBACK = {
@@ -389,6 +391,7 @@ class GalaxyClient:
         self.lcid = lcid
         self.timeout = _normalise_timeout(timeout)
         self.session_id: str | None = None
+        self.user_id: int | None = None  # the login context's UserId: whose workflow tasks we hold
         self._logged_in = False
         self._session = requests.Session()
         self._session.headers.update(
@@ -483,6 +486,11 @@ class GalaxyClient:
             # The official SDK echoes the session id as a header as well as the cookie;
             # some reverse proxies drop cookies on the way to IIS.
             self._session.headers["kdservice-sessionid"] = self.session_id
+        context = reply.get("Context") if isinstance(reply.get("Context"), dict) else {}
+        try:
+            self.user_id = int(context.get("UserId"))
+        except (TypeError, ValueError):
+            self.user_id = None
         self._logged_in = True
         log.info("galaxy login ok: acct=%s user=%s host=%s", self.acct_id, self.username, _host_of(self.base_url))
         return reply
@@ -536,25 +544,82 @@ class GalaxyClient:
             raise RemoteRefused(f"星空中找不到单据 {number or id}")
         return bill
 
-    def attachment_upload(self, file_name: str, form_id: str, inter_id: int | str, bill_no: str, content: bytes) -> str:
-        """Attach ``content`` to a bill in one piece (``IsLast: true``); return Galaxy's FileId.
+    def query(self, form_id: str, field_keys: list[str], filter_string: str = "", *, order: str = "",
+              start: int = 0, limit: int = QUERY_PAGE) -> list[list[Any]]:
+        """One ExecuteBillQuery page: rows in ``field_keys`` order (at most ``limit`` ≤ 2000)."""
+        data = {"FormId": form_id, "FieldKeys": ",".join(field_keys), "FilterString": filter_string,
+                "OrderString": order, "StartRow": start, "Limit": min(limit, QUERY_PAGE), "TopRowCount": 0}
+        reply = self.call("ExecuteBillQuery", {"formid": form_id, "data": data})
+        if not isinstance(reply, list) or not all(isinstance(row, list) for row in reply):
+            raise RemoteUnavailable("星空查询接口返回了无法识别的内容", unreachable=False)
+        return reply
 
-        Galaxy answers success without storing anything when IsLast is missing, so it is
-        always sent. Not retried: a second call would attach the file twice.
+    def query_all(self, form_id: str, field_keys: list[str], filter_string: str = "", *, order: str = "",
+                  max_rows: int = 100_000) -> list[list[Any]]:
+        """Every row of a query, page by page (``StartRow``/``Limit``) until a short page."""
+        rows: list[list[Any]] = []
+        while len(rows) < max_rows:
+            page = self.query(form_id, field_keys, filter_string, order=order, start=len(rows))
+            rows.extend(page)
+            if len(page) < QUERY_PAGE:
+                return rows
+        raise RemoteUnavailable(f"星空查询结果超过 {max_rows} 行，请缩小范围", unreachable=False)
+
+    def workflow_audit(self, form_id: str, bill_no: str, approval_type: int, disposition: str,
+                       *, post_id: int | None = None) -> dict:
+        """Process the logged-in user's workflow task of one bill: 1 approve, 2 reject, 3 terminate.
+
+        Never retried here: when the outcome is unknown (timeout, connection lost) the caller
+        re-reads the task before deciding anything. A refusal raises RemoteRefused with
+        Galaxy's own message.
         """
-        data = {
-            "FileName": file_name,
-            "FormId": form_id,
-            "InterId": str(inter_id),
-            "BillNO": bill_no,
-            "IsLast": True,
-            "SendByte": base64.b64encode(content).decode("ascii"),
-        }
+        if self.user_id is None:
+            self.login()
+        data: dict[str, Any] = {"FormId": form_id, "Numbers": [bill_no], "UserId": self.user_id,
+                                "ApprovalType": approval_type, "Disposition": disposition}
+        if post_id:
+            data["PostId"] = post_id
+        reply = self.call("WorkflowAudit", {"formid": form_id, "data": data})
+        return reply.get("Result") if isinstance(reply, dict) else {}
+
+    def attachment_upload(self, file_name: str, form_id: str, inter_id: int | str, bill_no: str, content: bytes,
+                          *, part_size: int = ATTACHMENT_PART) -> str:
+        """Attach ``content`` to a bill; return Galaxy's FileId.
+
+        Up to ``part_size`` bytes go in one call. A larger file goes in parts: the first without
+        ``FileId``, later ones with the FileId the first answered, ``IsLast`` on the last (Galaxy
+        answers success without storing anything when IsLast is missing). Reference A.6 could not
+        confirm that servers continue by FileId, so a non-final part is always sent before the
+        final one: if the server answers it with another FileId, nothing has been stored yet and the
+        file goes again in one piece. Not retried: a second call could attach the file twice.
+        """
+        if len(content) <= part_size:
+            return self._upload_part(file_name, form_id, inter_id, bill_no, content, None, True)
+        count = max(3, -(-len(content) // part_size))
+        size = -(-len(content) // count)
+        parts = [content[i:i + size] for i in range(0, len(content), size)]
+        file_id = self._upload_part(file_name, form_id, inter_id, bill_no, parts[0], None, False)
+        for index, part in enumerate(parts[1:], start=1):
+            last = index == len(parts) - 1
+            answered = self._upload_part(file_name, form_id, inter_id, bill_no, part, file_id, last)
+            if answered != file_id:
+                if last:  # cannot happen after a continued non-final part; never attach a fragment silently
+                    raise RemoteUnavailable("星空分块上传附件时返回了不同的 FileId", unreachable=False)
+                log.warning("galaxy did not continue upload %s by FileId; sending %s in one piece", file_id, file_name)
+                return self._upload_part(file_name, form_id, inter_id, bill_no, content, None, True)
+        return file_id
+
+    def _upload_part(self, file_name: str, form_id: str, inter_id: int | str, bill_no: str, part: bytes,
+                     file_id: str | None, last: bool) -> str:
+        data = {"FileName": file_name, "FormId": form_id, "InterId": str(inter_id), "BillNO": bill_no,
+                "IsLast": last, "SendByte": base64.b64encode(part).decode("ascii")}
+        if file_id:
+            data["FileId"] = file_id
         reply = self.call("AttachmentUpLoad", {"data": data})
-        file_id = (reply.get("Result") or {}).get("FileId") if isinstance(reply, dict) else None
-        if not file_id:
+        answered = (reply.get("Result") or {}).get("FileId") if isinstance(reply, dict) else None
+        if not answered:
             raise RemoteUnavailable("星空上传附件后没有返回 FileId", unreachable=False)
-        return str(file_id)
+        return str(answered)
 
     def attachment_download(self, file_id: str) -> bytes:
         """Download an attachment by FileId, following Galaxy's chunking (StartIndex/IsLast)."""

@@ -422,3 +422,45 @@ def test_fetch_file_refuses_reserved_addresses_without_an_allow_list(url):
     with pytest.raises(IntegrationError) as err:
         fetch_file(url, max_bytes=1024, timeout=(0.5, 0.5))
     assert "保留地址" in err.value.message
+
+
+# -- workflow: paged queries, WorkflowAudit, chunked attachments ------------------------------
+
+
+def _client(galaxy):
+    return GalaxyClient(galaxy.base_url, TEST_GALAXY.acct_id, TEST_GALAXY.username, TEST_GALAXY.password)
+
+
+def test_query_all_reads_every_page(galaxy):
+    for n in range(2, 4503):
+        galaxy.add_bill(TEST_GALAXY.form_id, 200000 + n, f"Q{n:05d}", "B")
+    with _client(galaxy) as client:
+        rows = client.query_all(TEST_GALAXY.form_id, ["FBillNo"], "FBillNo LIKE 'Q%'", order="FID")
+    assert len(rows) == 4501 and rows[0] == ["Q00002"] and rows[-1] == ["Q04502"]
+    queries = [c for c in galaxy.calls if c.get("service") == "executebillquery"]
+    assert len(queries) == 3  # 2000 + 2000 + 501
+
+
+def test_workflow_audit_uses_the_login_context_user(galaxy):
+    with _client(galaxy) as client:
+        client.login()
+        galaxy.app.add_task(TEST_GALAXY.form_id, TEST_GALAXY.bill_no, client.user_id)
+        client.workflow_audit(TEST_GALAXY.form_id, TEST_GALAXY.bill_no, 1, "影像审核通过：1 个影像，1 张发票")
+        with pytest.raises(RemoteRefused, match="待审批任务"):
+            client.workflow_audit(TEST_GALAXY.form_id, TEST_GALAXY.bill_no, 1, "again")
+    assert galaxy.get_bill(TEST_GALAXY.form_id, number=TEST_GALAXY.bill_no).status == "C"
+
+
+@pytest.mark.parametrize("mode", ["file_id", "separate"])
+def test_big_attachments_arrive_byte_exact_whatever_the_server_does_with_parts(galaxy, mode):
+    galaxy.app.chunk_mode = mode
+    content = os.urandom(5 * 1024 * 1024 + 123)
+    with _client(galaxy) as client:
+        file_id = client.attachment_upload("大文件.pdf", TEST_GALAXY.form_id, TEST_GALAXY.bill_id, TEST_GALAXY.bill_no,
+                                           content)
+        assert client.attachment_download(file_id) == content
+    stored = galaxy.attachments(form_id=TEST_GALAXY.form_id)
+    assert [a["size"] for a in stored] == [len(content)]  # one attachment, no fragment beside it
+    uploads = [c for c in galaxy.calls if c.get("service") == "attachmentupload"]
+    # file_id: three parts; separate: two parts (the second answered with a new FileId) and then the whole file.
+    assert len(uploads) == 3
