@@ -175,6 +175,8 @@ def require_editable(bill: Bill) -> None:
     """Raise BillError 409 unless the scan desk may still change the bill's images."""
     if bill.status == "deleted":
         raise BillError("单据已被 ERP 删除，不能再修改影像", 409)
+    if bill.status == "withdrawn":
+        raise BillError("单据已在星空中撤回，不能修改影像；星空重新提交后会自动重新打开", 409)
     if bill.status not in EDITABLE:
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能修改影像；如需重扫请先退回", 409)
 
@@ -515,7 +517,7 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
     reason = (reason or "").strip()
     if not reason:
         raise BillError("请填写退回原因")
-    if bill.status in ("deleted", "pending"):
+    if bill.status in ("deleted", "pending", "withdrawn"):
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
     if bill.status == "returned":
         raise BillError("单据已经退回，等待重扫", 409)

@@ -71,3 +71,6 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(writeback_cli)
     app.cli.add_command(sync_cli)
+    from .erp_pull import erp_cli
+
+    app.cli.add_command(erp_cli)

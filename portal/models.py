@@ -57,6 +57,7 @@ BILL_STATUSES = {
     "match_failed": "匹配失败",
     "completed": "审核完成",
     "returned": "影像有误待重扫",
+    "withdrawn": "已撤回",
     "deleted": "单据被删除",
 }
 
@@ -165,8 +166,20 @@ class DockingConnection(db.Model):
     password_enc: Mapped[bytes] = mapped_column(LargeBinary)
     # Optional bill field that receives the image status on write-back.
     status_field: Mapped[str] = mapped_column(String(64), default="")
+    # Bill forms whose workflow tasks the image user holds (comma-separated form ids).
+    form_ids: Mapped[str] = mapped_column(String(300), default="ER_ExpReimbursement", server_default="ER_ExpReimbursement")
+    amount_field: Mapped[str] = mapped_column(String(64), default="FExpenseAmount", server_default="FExpenseAmount")
+    # The last `erp pull` over this connection: when, what it saw, what it opened, the ERP's last error.
+    pulled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pull_tasks: Mapped[int | None] = mapped_column(Integer)
+    pull_opened: Mapped[int | None] = mapped_column(Integer)
+    pull_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def form_id_list(self) -> list[str]:
+        return [f.strip() for f in (self.form_ids or "").split(",") if f.strip()]
 
 
 class Enterprise(db.Model):
@@ -182,10 +195,17 @@ class Enterprise(db.Model):
     encrypt_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
     image_mode: Mapped[str] = mapped_column(String(16), default="basic")
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
+    # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
+    # enterprises share one docking connection; empty = the bills no other enterprise lists.
+    erp_orgs: Mapped[str] = mapped_column(String(300), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     docking: Mapped[DockingConnection | None] = relationship(foreign_keys=[docking_id])
+
+    @property
+    def erp_org_list(self) -> list[str]:
+        return [o.strip() for o in (self.erp_orgs or "").split(",") if o.strip()]
 
     @property
     def image_mode_label(self) -> str:
@@ -249,6 +269,11 @@ class Bill(db.Model):
     return_reason: Mapped[str | None] = mapped_column(String(500))
     round: Mapped[int] = mapped_column(Integer, default=1)
     match_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # "api" when the ERP opened the task through /api/v1, "pull" when it came from the image
+    # user's workflow to-do list; only pulled bills follow their workflow task (withdrawn / reopened).
+    origin: Mapped[str] = mapped_column(String(8), default="api", server_default="api")
+    # The workflow task's post (FBasePost), sent as PostId when the task is approved.
+    task_post_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
