@@ -71,6 +71,8 @@ ROUTES = [
     ("POST", "/api/v1/token", (TOKEN,) * 4),
     ("GET", "/api/v1/openapi.json", (OK,) * 4),
     ("GET", "/healthz", (OK,) * 4),
+    ("GET", "/erp/open", (TOKEN,) * 4),
+    ("GET", "/erp/plugin/{ent}/image_buttons.py", OPS_ONLY_GET),
     ("GET", "/api/v1/scan-points", (TOKEN,) * 4),
     ("POST", "/api/v1/bills", (TOKEN,) * 4),
     ("GET", "/api/v1/bills/B-1", (TOKEN,) * 4),

@@ -19,6 +19,7 @@ BLUEPRINTS = [
     ("public", "/v"),
     ("writeback", "/writeback"),
     ("health", None),
+    ("erp", "/erp"),
 ]
 
 
