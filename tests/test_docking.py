@@ -135,3 +135,86 @@ def test_other_enterprises_connections_are_invisible(browser, make_enterprise, m
     assert browser.post("/docking/test", {**fields(galaxy), "connection_id": str(theirs.id)}).status_code == 404
     # Nor can a connection be created for someone else's enterprise.
     assert browser.post("/docking/", fields(galaxy, enterprise_id=str(b.id))).status_code == 422
+
+
+@pytest.fixture
+def shared_setup(make_enterprise, make_user):
+    """ops_a holds 甲 and 甲二; 乙 uses 甲's connection too (shared), 甲二 has one of its own."""
+    a, a2, b = make_enterprise("甲"), make_enterprise("甲二"), make_enterprise("乙")
+    shared = DockingConnection(name="甲乙共用星空", base_url="http://127.0.0.1:9/k3cloud/", acct_id="x", username="u",
+                               password_enc=encrypt("pw-123456789"), enterprise_id=a.id)
+    own = DockingConnection(name="甲二自用星空", base_url="http://127.0.0.1:9/k3cloud/", acct_id="x", username="u",
+                            password_enc=encrypt("pw-123456789"), enterprise_id=a2.id)
+    db.session.add_all([shared, own])
+    db.session.flush()
+    a.docking_id = b.docking_id = shared.id
+    a2.docking_id = own.id
+    db.session.commit()
+    make_user("ops_a", "ops", [a, a2])
+    return a, a2, b, shared, own
+
+
+def test_bound_ops_cannot_change_a_connection_other_enterprises_use(browser, galaxy, shared_setup):
+    a, a2, b, shared, own = shared_setup
+    before = service_snapshot(shared)
+    browser.login("ops_a")
+    html = browser.get("/docking/").data.decode()
+    assert "甲乙共用星空" in html and "共享连接，只读" in html and f"/docking/{shared.id}/edit" not in html
+    assert "其他企业" in html and "乙" not in html.replace("甲乙共用星空", "")
+    assert f"/docking/{own.id}/edit" in html
+    refused = [
+        browser.get(f"/docking/{shared.id}/edit"),
+        browser.post(f"/docking/{shared.id}/edit", fields(galaxy, enterprise_id=str(a.id), connection_id=str(shared.id))),
+        browser.post(f"/docking/{shared.id}/delete"),
+        browser.post("/docking/test", {**fields(galaxy, enterprise_id=str(a.id)), "connection_id": str(shared.id)}),
+    ]
+    for resp in refused:
+        assert resp.status_code == 403 and "管理范围以外的企业" in resp.data.decode()
+    db.session.refresh(shared)
+    assert service_snapshot(shared) == before
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "docking")) == 0
+    assert galaxy.login_count == 0
+    # Its own enterprises' connection stays in its hands.
+    resp = browser.post(f"/docking/{own.id}/edit", fields(galaxy, enterprise_id=str(a2.id), connection_id=str(own.id)))
+    assert resp.status_code == 303
+
+
+def test_shared_connection_is_changed_by_deployment_wide_ops_or_one_bound_to_all(browser, ops, make_user, galaxy,
+                                                                                  shared_setup):
+    a, a2, b, shared, own = shared_setup
+    make_user("ops_ab", "ops", [a, b])
+    for who, name in [("ops_ab", "改名一"), ("root", "改名二")]:
+        browser.login(who)
+        assert f"/docking/{shared.id}/edit" in browser.get("/docking/").data.decode()
+        resp = browser.post(f"/docking/{shared.id}/edit",
+                            fields(galaxy, name=name, enterprise_id=str(a.id), connection_id=str(shared.id)))
+        assert resp.status_code == 303, resp.data.decode()[-1500:]
+        db.session.refresh(shared)
+        assert shared.name == name
+
+
+def test_bound_ops_cannot_spread_a_shared_connection(browser, shared_setup):
+    a, a2, b, shared, own = shared_setup
+    browser.login("ops_a")
+    page = browser.get(f"/enterprises/{a2.id}/edit").data.decode()
+    assert f'value="{shared.id}"' not in page and f'value="{own.id}"' in page
+
+    def edit(ent, docking_id):
+        return browser.post(f"/enterprises/{ent.id}/edit", {
+            "name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "••••7890",
+            "encrypt_key": "", "image_mode": "basic", "docking_id": str(docking_id)})
+
+    assert edit(a2, shared.id).status_code == 422
+    db.session.refresh(a2)
+    assert a2.docking_id == own.id
+    # The enterprise that already uses it keeps it on an unrelated edit.
+    assert f'value="{shared.id}"' in browser.get(f"/enterprises/{a.id}/edit").data.decode()
+    assert edit(a, shared.id).status_code == 303
+    db.session.refresh(a)
+    assert a.docking_id == shared.id
+
+
+def service_snapshot(conn):
+    from portal.blueprints.docking.service import snapshot
+
+    return {**snapshot(conn), "password_enc": conn.password_enc}

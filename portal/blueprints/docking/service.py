@@ -4,12 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy import select
 
 from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
 from ...extensions import db
 from ...integration import GalaxyClient, IntegrationError
-from ...models import DockingConnection
+from ...models import DockingConnection, Enterprise, User
+
+#: Shown when a bound ops tries to change a connection other enterprises rely on too.
+NOT_MANAGEABLE = "该连接还被您管理范围以外的企业使用，只能查看；请由全部企业的运维修改。"
 
 
 @dataclass
@@ -17,6 +21,34 @@ class TestResult:
     ok: bool
     message: str
     acct_name: str = ""
+
+
+def enterprises_using(conn_ids: list[int]) -> dict[int, set[int]]:
+    """Ids of the enterprises that use each connection (one query)."""
+    out: dict[int, set[int]] = {}
+    if conn_ids:
+        for did, eid in db.session.execute(select(Enterprise.docking_id, Enterprise.id).where(Enterprise.docking_id.in_(conn_ids))):
+            out.setdefault(did, set()).add(eid)
+    return out
+
+
+def manageable_ids(user: User, conns: list[DockingConnection]) -> set[int]:
+    """Ids of the connections ``user`` may change, delete or assign (DESIGN §10).
+
+    A deployment-wide ops manages every connection. A bound ops manages a connection only
+    when its owner and every enterprise using it lie within the user's own enterprises:
+    otherwise an edit would send another enterprise's images to an ERP of the editor's choice.
+    """
+    if user.is_global:
+        return {c.id for c in conns}
+    own = {e.id for e in user.enterprises}
+    using = enterprises_using([c.id for c in conns])
+    out = set()
+    for c in conns:
+        reach = using.get(c.id, set()) | ({c.enterprise_id} if c.enterprise_id else set())
+        if reach and reach <= own:
+            out.add(c.id)
+    return out
 
 
 def _timeout() -> tuple[float, float]:
