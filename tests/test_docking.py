@@ -218,3 +218,38 @@ def service_snapshot(conn):
     from portal.blueprints.docking.service import snapshot
 
     return {**snapshot(conn), "password_enc": conn.password_enc}
+
+
+@pytest.mark.parametrize("change", [
+    lambda g: {"base_url": g.url.replace("127.0.0.1", "localhost") + "/k3cloud/"},  # same server, another host name
+    lambda g: {"acct_id": "5f0c4a1e2b3d4c"},
+    lambda g: {"username": "someone-else"},
+], ids=["host", "data-centre", "user"])
+def test_masked_password_goes_only_where_it_was_stored_for(as_ops, galaxy, change):
+    as_ops.post("/docking/", fields(galaxy))
+    conn = db.session.scalar(select(DockingConnection))
+    stored = service_snapshot(conn)
+    galaxy.reset()  # forget the calls made while saving
+    data = fields(galaxy, password="••••", connection_id=str(conn.id), **change(galaxy))
+    html = as_ops.post("/docking/test", data, htmx="docking-test-result").data.decode()
+    assert "连接失败" in html and "请重新输入星空密码" in html
+    resp = as_ops.post(f"/docking/{conn.id}/edit", data, htmx="docking-form")
+    assert resp.status_code == 422 and "请重新输入星空密码" in resp.data.decode()
+    assert [c for c in galaxy.calls if c["service"] == "ValidateUser"] == []
+    db.session.refresh(conn)
+    assert service_snapshot(conn) == stored
+
+
+def test_masked_password_is_kept_for_the_same_server_and_retyped_for_a_new_one(as_ops, galaxy):
+    as_ops.post("/docking/", fields(galaxy))
+    conn = db.session.scalar(select(DockingConnection))
+    # Another path on the same host and port, same data centre and user: the stored password serves.
+    resp = as_ops.post(f"/docking/{conn.id}/edit", fields(galaxy, base_url=galaxy.url + "/K3Cloud/", password="••••",
+                                                          connection_id=str(conn.id)))
+    assert resp.status_code == 303
+    # A new host name with the password typed again is saved.
+    moved = galaxy.url.replace("127.0.0.1", "localhost") + "/k3cloud/"
+    resp = as_ops.post(f"/docking/{conn.id}/edit", fields(galaxy, base_url=moved, connection_id=str(conn.id)))
+    assert resp.status_code == 303
+    db.session.refresh(conn)
+    assert conn.base_url == moved and decrypt(conn.password_enc) == TEST_GALAXY.password

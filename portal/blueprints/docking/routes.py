@@ -50,6 +50,8 @@ def _form(conn: DockingConnection | None = None, formdata=None) -> DockingForm:
     form.enterprise_id.choices = to_choices(options)
     if conn is not None:
         form.password.masked_value = mask(conn.password_enc)
+        form.password_reusable = lambda f: service.may_reuse_password(conn, f.base_url.data, f.acct_id.data, f.username.data)
+        form.retype_message = service.RETYPE_PASSWORD
         if formdata is None:
             form.enterprise_id.data = conn.enterprise_id or 0
     return form

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
@@ -98,9 +99,39 @@ def snapshot(conn: DockingConnection) -> dict:
     }
 
 
+#: Form error when the mask comes back for another server, data centre or user.
+RETYPE_PASSWORD = "前缀地址、数据中心或用户名已更改，请重新输入星空密码（已保存的密码只发给原来的服务器、数据中心和用户）。"
+
+
+def _endpoint(base_url: str) -> tuple[str, int] | None:
+    """Host name and effective port of a prefix address (None when it is not a usable URL)."""
+    try:
+        parts = urlsplit(base_url or "")
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.hostname.lower(), port
+
+
+def may_reuse_password(conn: DockingConnection, base_url: str, acct_id: str, username: str) -> bool:
+    """True when the stored password may be sent for these form values.
+
+    A stored secret leaves only for what it was stored for (DESIGN §10): the same host and port,
+    data centre and user. A new path on the same server is fine; anything else needs the
+    password typed again, or a mask sent back with a new address would hand it to that host.
+    """
+    endpoint = _endpoint(base_url)
+    return (endpoint is not None and endpoint == _endpoint(conn.base_url)
+            and acct_id == conn.acct_id and username == conn.username)
+
+
 def effective_password(form, conn: DockingConnection | None) -> str:
-    """The form's password, or the stored one when the mask came back."""
+    """The form's password, or the stored one when the mask came back for the same target."""
     if conn is not None and is_masked(form.password.data):
+        if not may_reuse_password(conn, form.base_url.data, form.acct_id.data, form.username.data):
+            raise ValueError(RETYPE_PASSWORD)  # the form refuses this first; never send it elsewhere
         return decrypt(conn.password_enc)
     return form.password.data
 
