@@ -253,3 +253,52 @@ def test_masked_password_is_kept_for_the_same_server_and_retyped_for_a_new_one(a
     assert resp.status_code == 303
     db.session.refresh(conn)
     assert conn.base_url == moved and decrypt(conn.password_enc) == TEST_GALAXY.password
+
+
+@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/k3cloud/", "file:///etc/passwd", "gopher://127.0.0.1:6379/_x"])
+def test_data_centre_lookup_checks_the_scheme_like_save_does(as_ops, galaxy, base_url):
+    html = as_ops.post("/docking/datacenters", {"base_url": base_url}, htmx="acct-field").data.decode()
+    assert "应以 http:// 或 https:// 开头" in html and "获取数据中心失败" not in html
+
+
+def test_test_connection_follows_no_redirect(as_ops, galaxy):
+    elsewhere = galaxy.url.replace("127.0.0.1", "localhost")
+    galaxy.inject_fault(match="ValidateUser", status=307, body="", headers={
+        "Location": f"{elsewhere}/k3cloud/Kingdee.BOS.WebApi.ServicesStub.AuthService.ValidateUser.common.kdsvc"})
+    html = as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()
+    assert "连接失败" in html and "要求跳转到其他地址，已拒绝" in html and "localhost" not in html
+    assert [c for c in galaxy.calls if c["service"] == "ValidateUser"] == []
+
+
+def test_data_centre_lookup_follows_no_redirect(as_ops, galaxy):
+    elsewhere = galaxy.url.replace("127.0.0.1", "localhost")
+    galaxy.inject_fault(match="GetDataCenterList", status=302, body="", headers={
+        "Location": f"{elsewhere}/k3cloud/Kingdee.BOS.ServiceFacade.ServicesStub.Account.AccountService.GetDataCenterList.common.kdsvc"})
+    html = as_ops.post("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, htmx="acct-field").data.decode()
+    assert "要求跳转到其他地址，已拒绝" in html and TEST_GALAXY.acct_name not in html
+
+
+@pytest.mark.parametrize("status,body", [
+    (200, '{"message": "redis_version:7.0 内网服务"}'),
+    (404, '{"description": "redis_version:7.0 内网服务"}'),
+    (502, '<html><body>redis_version:7.0 内网服务</body></html>'),
+])
+def test_remote_bodies_are_never_read_back(as_ops, galaxy, status, body):
+    for route, data, target in [("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, "acct-field"),
+                                ("/docking/test", fields(galaxy), "docking-test-result")]:
+        galaxy.inject_fault(status=status, body=body, content_type="application/json")
+        html = as_ops.post(route, data, htmx=target).data.decode()
+        assert "redis_version" not in html and "内网服务" not in html
+        assert status >= 500 or f"HTTP {status}" not in html
+        assert "失败" in html
+
+
+def test_erp_allowed_hosts(app, as_ops, galaxy):
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"
+    html = as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()
+    assert "不在允许的地址列表" in html
+    html = as_ops.post("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, htmx="acct-field").data.decode()
+    assert "不在允许的地址列表" in html
+    assert galaxy.calls == []
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com, 127.0.0.1"
+    assert "连接成功" in as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()

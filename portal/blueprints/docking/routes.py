@@ -88,7 +88,8 @@ def datacenters():
     """List Galaxy's data centres at the given prefix address so the user picks the Id."""
     base_url = (request.form.get("base_url") or "").strip()
     form = _form(formdata=request.form)
-    if not form.base_url.validate(form):
+    # The field alone skips the form's inline check; the scheme rule must hold here as on save.
+    if not form.base_url.validate(form, extra_validators=[DockingForm.validate_base_url]):
         return render("docking/_acct_field.html", form=form, centres=[], error=form.base_url.errors[0])
     centres, error = service.data_centers(base_url)
     if not error and not centres:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
 from ...extensions import db
-from ...integration import GalaxyClient, IntegrationError
+from ...integration import GalaxyClient, IntegrationError, allowed_hosts_from_config
 from ...models import DockingConnection, Enterprise, User
 
 #: Shown when a bound ops tries to change a connection other enterprises rely on too.
@@ -58,7 +58,8 @@ def _timeout() -> tuple[float, float]:
 
 def client(base_url: str, acct_id: str, username: str, password: str) -> GalaxyClient:
     """A Galaxy client with the deployment's timeouts."""
-    return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout())
+    return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout(),
+                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
 
 
 def data_centers(base_url: str) -> tuple[list[dict], str | None]:
