@@ -20,8 +20,7 @@ webapi_allowed}``; ``GET|POST bills`` ``{form_id, id, number, status, fields}``;
 attachments?form_id=&inter_id=&bill_no=`` (with md5/sha256); ``POST expire-sessions``;
 ``POST|DELETE business-errors`` ``{op, count, message, msg_code, field_name}``; ``POST
 data-center-encoding`` ``{encoding: json|gzip|base64gzip}``; ``POST|DELETE faults``
-``{match, count, delay, status, body, content_type, headers}`` (a 307 with a ``Location``
-plays a redirecting server, a 200 with any body an odd or hostile one); ``GET|DELETE calls``.
+``{match, count, delay, status, body, content_type}``; ``GET|DELETE calls``.
 """
 
 from __future__ import annotations
