@@ -26,6 +26,7 @@ DEFAULTS = {
     "OUTBOUND_CONNECT_TIMEOUT": 3.05,
     "OUTBOUND_READ_TIMEOUT": 15.0,
     "FETCH_ALLOWED_HOSTS": "",  # comma-separated; empty = any host
+    "ERP_ALLOWED_HOSTS": "",  # Galaxy hosts the portal may call: comma-separated host, host:port, *.suffix; empty = any
     "FETCH_MAX_BYTES": 30 * 1024 * 1024,
     "PUBLIC_BASE_URL": "",  # e.g. https://images.example.com; empty = from the request
     "API_TOKEN_TTL": 7200,

@@ -47,7 +47,7 @@ def register(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
         code = err.code or 500
-        desc = err.description if isinstance(err.description, str) and code in (400, 413, 415, 422, 429) and getattr(err, "_portal_message", False) else None
+        desc = err.description if isinstance(err.description, str) and code in (400, 403, 413, 415, 422, 429) and getattr(err, "_portal_message", False) else None
         return _respond(code, desc)
 
     @app.errorhandler(Exception)

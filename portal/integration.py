@@ -43,6 +43,7 @@ __all__ = [
     "InvoiceCloudClient",
     "RemoteRefused",
     "RemoteUnavailable",
+    "allowed_hosts_from_config",
     "fetch_file",
     "host_allowed",
     "timeout_from_config",
@@ -75,6 +76,15 @@ def timeout_from_config(config: Mapping[str, Any]) -> tuple[float, float]:
         float(config.get("OUTBOUND_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)),
         float(config.get("OUTBOUND_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)),
     )
+
+
+def allowed_hosts_from_config(config: Mapping[str, Any], key: str) -> list[str] | None:
+    """Read a comma-separated host allow-list (e.g. ``ERP_ALLOWED_HOSTS``); empty → None (any host).
+
+    Entries follow :func:`host_allowed`: ``host``, ``host:port`` or ``*.suffix``.
+    """
+    hosts = [h.strip() for h in str(config.get(key) or "").split(",") if h.strip()]
+    return hosts or None
 
 
 def _normalise_timeout(timeout: Timeout | None) -> tuple[float, float]:
@@ -148,8 +158,9 @@ class RemoteUnavailable(IntegrationError):
 
 
 def _host_of(url: str) -> str:
+    # Host and port only: credentials written into an address never reach a message.
     try:
-        return urlsplit(url).netloc or url
+        return urlsplit(url).netloc.rpartition("@")[2] or url
     except ValueError:
         return url
 
@@ -347,8 +358,32 @@ def _status_message(status: dict) -> str:
     errors = status.get("Errors") or []
     messages = [str(e.get("Message")).strip() for e in errors if isinstance(e, dict) and e.get("Message")]
     if messages:
-        return "；".join(messages)
+        return _clip("；".join(messages))
     return f"星空返回操作失败（MsgCode={status.get('MsgCode')}，ErrorCode={status.get('ErrorCode')}）"
+
+
+#: Longest remote message shown to a person; a hostile server's essay stops here.
+_MAX_REMOTE_MESSAGE = 300
+
+
+def _clip(text: Any) -> str:
+    """One line of at most ``_MAX_REMOTE_MESSAGE`` characters (control characters folded to spaces)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_REMOTE_MESSAGE else line[:_MAX_REMOTE_MESSAGE] + "…"
+
+
+def _galaxy_message(reply: Any) -> str | None:
+    """Galaxy's own words in a reply: ``Message`` or ``Result.ResponseStatus.Errors[].Message``.
+
+    Nothing else of a body is ever shown: whatever answers at a mistyped or hostile address (a
+    proxy, an internal service) must not have its replies read back through the portal.
+    """
+    if isinstance(reply, dict) and isinstance(reply.get("Message"), str) and reply["Message"].strip():
+        return _clip(reply["Message"])
+    status = _response_status(reply)
+    if status is not None and status.get("Errors"):
+        return _clip(_status_message(status))
+    return None
 
 
 def _is_session_lost(reply: Any) -> bool:
@@ -383,8 +418,11 @@ class GalaxyClient:
         password: str,
         lcid: int = 2052,
         timeout: Timeout | None = None,
+        allowed_hosts: list[str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: When given, only hosts matching it are called (see :func:`host_allowed`).
+        self.allowed_hosts = allowed_hosts
         self.acct_id = acct_id
         self.username = username
         self._password = password
@@ -424,21 +462,55 @@ class GalaxyClient:
         """Full URL of a service, e.g. ``...DynamicFormService.Save`` → ``{base}/....common.kdsvc``."""
         return f"{self.base_url}/{service}.common.kdsvc"
 
+    def _check_target(self, url: str) -> None:
+        """Refuse, before anything is sent, an address that is not plain http(s) to an allowed host."""
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise IntegrationError("星空前缀地址格式不正确，请检查") from None
+        if parts.scheme not in ("http", "https"):
+            raise IntegrationError("星空前缀地址应以 http:// 或 https:// 开头")
+        if not parts.hostname:
+            raise IntegrationError("星空前缀地址缺少主机名")
+        if self.allowed_hosts is not None and not host_allowed(url, self.allowed_hosts):
+            raise IntegrationError(f"星空服务器 {parts.hostname} 不在允许的地址列表（ERP_ALLOWED_HOSTS）中，已拒绝")
+
     def _post(self, service: str, body: Any) -> Any:
+        """POST one service call; every failure is one fixed message per class.
+
+        Redirects are never followed: a 307 would carry the body (the password at login) to
+        whatever host it names. Only Galaxy's own message fields are ever shown, never the
+        body or the socket error, so the test cannot be used to read or map another network.
+        """
+        url = self.service_url(service)
+        self._check_target(url)
         resp = _send(
             self._session,
             "POST",
-            self.service_url(service),
+            url,
             label=self.label,
             timeout=self.timeout,
             data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            allow_redirects=False,
         )
+        host = _host_of(url)
+        if 300 <= resp.status_code < 400:
+            raise RemoteUnavailable(f"{self.label}（{host}）要求跳转到其他地址，已拒绝：请直接填写星空的前缀地址",
+                                    unreachable=False)
         try:
             reply = _decode_galaxy_body(resp.content)
         except (OSError, EOFError, binascii.Error, UnicodeDecodeError, ValueError):
-            _reject_server_error(resp, self.label)
-            raise _not_json(resp, self.label) from None
-        _reject_server_error(resp, self.label, reply)
+            reply = None
+            if resp.status_code < 500:
+                raise RemoteUnavailable(f"{self.label}（{host}）的应答不是星空 WebAPI 的内容，请检查前缀地址",
+                                        unreachable=False) from None
+        if resp.status_code >= 500:
+            message = _galaxy_message(reply)
+            code = reply.get("MsgCode") if isinstance(reply, dict) else None
+            # The 5xx number helps whoever reads the write-back list and tells no more than the class does.
+            raise RemoteUnavailable(f"{self.label}（{host}）内部错误（HTTP {resp.status_code}）"
+                                    + (f"：{message}" if message else ""), code=code, unreachable=False)
         return reply
 
     # -- unauthenticated ----------------------------------------------------------------
@@ -450,9 +522,9 @@ class GalaxyClient:
         """
         reply = self._post(SERVICE_DATA_CENTER_LIST, {})
         if isinstance(reply, dict):
-            message, code = _remote_words(reply)
+            message = _galaxy_message(reply)
             if message:
-                raise RemoteRefused(message, code=code)
+                raise RemoteRefused(message, code=reply.get("MsgCode"))
         if not isinstance(reply, list) or not all(isinstance(item, dict) for item in reply):
             raise RemoteUnavailable("星空返回的数据中心列表格式无法识别", unreachable=False)
         return reply
@@ -479,8 +551,8 @@ class GalaxyClient:
         except (TypeError, ValueError):
             pass
         if result_type != 1:
-            message = reply.get("Message") or _LOGIN_FALLBACK.get(result_type, "登录星空失败")
-            raise RemoteRefused(f"{message}", code=result_type)
+            message = _galaxy_message(reply) or _LOGIN_FALLBACK.get(result_type, "登录星空失败")
+            raise RemoteRefused(message, code=result_type)
         self.session_id = reply.get("KDSVCSessionId") or self._session.cookies.get("kdservice-sessionid")
         if self.session_id:
             # The official SDK echoes the session id as a header as well as the cookie;

@@ -38,7 +38,8 @@ from . import audit, media
 from .bills import event, live_images, storage
 from .crypto import decrypt
 from .extensions import db
-from .integration import GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, timeout_from_config
+from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
+                          timeout_from_config)
 from .models import BILL_STATUSES, Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
 from .storage import BlobNotFound
 
@@ -281,7 +282,8 @@ class _Run:
             except RuntimeError:
                 raise IntegrationError("无法解密对接业务系统的密码（数据密钥已更换），请在“对接业务系统”中重新填写密码") from None
             client = GalaxyClient(conn.base_url, conn.acct_id, conn.username, password,
-                                  timeout=timeout_from_config(current_app.config))
+                                  timeout=timeout_from_config(current_app.config),
+                                  allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
             self.connections[conn.id] = _Connection(client)
         return self.connections[conn.id]
 

@@ -135,3 +135,170 @@ def test_other_enterprises_connections_are_invisible(browser, make_enterprise, m
     assert browser.post("/docking/test", {**fields(galaxy), "connection_id": str(theirs.id)}).status_code == 404
     # Nor can a connection be created for someone else's enterprise.
     assert browser.post("/docking/", fields(galaxy, enterprise_id=str(b.id))).status_code == 422
+
+
+@pytest.fixture
+def shared_setup(make_enterprise, make_user):
+    """ops_a holds 甲 and 甲二; 乙 uses 甲's connection too (shared), 甲二 has one of its own."""
+    a, a2, b = make_enterprise("甲"), make_enterprise("甲二"), make_enterprise("乙")
+    shared = DockingConnection(name="甲乙共用星空", base_url="http://127.0.0.1:9/k3cloud/", acct_id="x", username="u",
+                               password_enc=encrypt("pw-123456789"), enterprise_id=a.id)
+    own = DockingConnection(name="甲二自用星空", base_url="http://127.0.0.1:9/k3cloud/", acct_id="x", username="u",
+                            password_enc=encrypt("pw-123456789"), enterprise_id=a2.id)
+    db.session.add_all([shared, own])
+    db.session.flush()
+    a.docking_id = b.docking_id = shared.id
+    a2.docking_id = own.id
+    db.session.commit()
+    make_user("ops_a", "ops", [a, a2])
+    return a, a2, b, shared, own
+
+
+def test_bound_ops_cannot_change_a_connection_other_enterprises_use(browser, galaxy, shared_setup):
+    a, a2, b, shared, own = shared_setup
+    before = service_snapshot(shared)
+    browser.login("ops_a")
+    html = browser.get("/docking/").data.decode()
+    assert "甲乙共用星空" in html and "共享连接，只读" in html and f"/docking/{shared.id}/edit" not in html
+    assert "其他企业" in html and "乙" not in html.replace("甲乙共用星空", "")
+    assert f"/docking/{own.id}/edit" in html
+    refused = [
+        browser.get(f"/docking/{shared.id}/edit"),
+        browser.post(f"/docking/{shared.id}/edit", fields(galaxy, enterprise_id=str(a.id), connection_id=str(shared.id))),
+        browser.post(f"/docking/{shared.id}/delete"),
+        browser.post("/docking/test", {**fields(galaxy, enterprise_id=str(a.id)), "connection_id": str(shared.id)}),
+    ]
+    for resp in refused:
+        assert resp.status_code == 403 and "管理范围以外的企业" in resp.data.decode()
+    db.session.refresh(shared)
+    assert service_snapshot(shared) == before
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "docking")) == 0
+    assert galaxy.login_count == 0
+    # Its own enterprises' connection stays in its hands.
+    resp = browser.post(f"/docking/{own.id}/edit", fields(galaxy, enterprise_id=str(a2.id), connection_id=str(own.id)))
+    assert resp.status_code == 303
+
+
+def test_shared_connection_is_changed_by_deployment_wide_ops_or_one_bound_to_all(browser, ops, make_user, galaxy,
+                                                                                  shared_setup):
+    a, a2, b, shared, own = shared_setup
+    make_user("ops_ab", "ops", [a, b])
+    for who, name in [("ops_ab", "改名一"), ("root", "改名二")]:
+        browser.login(who)
+        assert f"/docking/{shared.id}/edit" in browser.get("/docking/").data.decode()
+        resp = browser.post(f"/docking/{shared.id}/edit",
+                            fields(galaxy, name=name, enterprise_id=str(a.id), connection_id=str(shared.id)))
+        assert resp.status_code == 303, resp.data.decode()[-1500:]
+        db.session.refresh(shared)
+        assert shared.name == name
+
+
+def test_bound_ops_cannot_spread_a_shared_connection(browser, shared_setup):
+    a, a2, b, shared, own = shared_setup
+    browser.login("ops_a")
+    page = browser.get(f"/enterprises/{a2.id}/edit").data.decode()
+    assert f'value="{shared.id}"' not in page and f'value="{own.id}"' in page
+
+    def edit(ent, docking_id):
+        return browser.post(f"/enterprises/{ent.id}/edit", {
+            "name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "••••7890",
+            "encrypt_key": "", "image_mode": "basic", "docking_id": str(docking_id)})
+
+    assert edit(a2, shared.id).status_code == 422
+    db.session.refresh(a2)
+    assert a2.docking_id == own.id
+    # The enterprise that already uses it keeps it on an unrelated edit.
+    assert f'value="{shared.id}"' in browser.get(f"/enterprises/{a.id}/edit").data.decode()
+    assert edit(a, shared.id).status_code == 303
+    db.session.refresh(a)
+    assert a.docking_id == shared.id
+
+
+def service_snapshot(conn):
+    from portal.blueprints.docking.service import snapshot
+
+    return {**snapshot(conn), "password_enc": conn.password_enc}
+
+
+@pytest.mark.parametrize("change", [
+    lambda g: {"base_url": g.url.replace("127.0.0.1", "localhost") + "/k3cloud/"},  # same server, another host name
+    lambda g: {"acct_id": "5f0c4a1e2b3d4c"},
+    lambda g: {"username": "someone-else"},
+], ids=["host", "data-centre", "user"])
+def test_masked_password_goes_only_where_it_was_stored_for(as_ops, galaxy, change):
+    as_ops.post("/docking/", fields(galaxy))
+    conn = db.session.scalar(select(DockingConnection))
+    stored = service_snapshot(conn)
+    galaxy.reset()  # forget the calls made while saving
+    data = fields(galaxy, password="••••", connection_id=str(conn.id), **change(galaxy))
+    html = as_ops.post("/docking/test", data, htmx="docking-test-result").data.decode()
+    assert "连接失败" in html and "请重新输入星空密码" in html
+    resp = as_ops.post(f"/docking/{conn.id}/edit", data, htmx="docking-form")
+    assert resp.status_code == 422 and "请重新输入星空密码" in resp.data.decode()
+    assert [c for c in galaxy.calls if c["service"] == "ValidateUser"] == []
+    db.session.refresh(conn)
+    assert service_snapshot(conn) == stored
+
+
+def test_masked_password_is_kept_for_the_same_server_and_retyped_for_a_new_one(as_ops, galaxy):
+    as_ops.post("/docking/", fields(galaxy))
+    conn = db.session.scalar(select(DockingConnection))
+    # Another path on the same host and port, same data centre and user: the stored password serves.
+    resp = as_ops.post(f"/docking/{conn.id}/edit", fields(galaxy, base_url=galaxy.url + "/K3Cloud/", password="••••",
+                                                          connection_id=str(conn.id)))
+    assert resp.status_code == 303
+    # A new host name with the password typed again is saved.
+    moved = galaxy.url.replace("127.0.0.1", "localhost") + "/k3cloud/"
+    resp = as_ops.post(f"/docking/{conn.id}/edit", fields(galaxy, base_url=moved, connection_id=str(conn.id)))
+    assert resp.status_code == 303
+    db.session.refresh(conn)
+    assert conn.base_url == moved and decrypt(conn.password_enc) == TEST_GALAXY.password
+
+
+@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/k3cloud/", "file:///etc/passwd", "gopher://127.0.0.1:6379/_x"])
+def test_data_centre_lookup_checks_the_scheme_like_save_does(as_ops, galaxy, base_url):
+    html = as_ops.post("/docking/datacenters", {"base_url": base_url}, htmx="acct-field").data.decode()
+    assert "应以 http:// 或 https:// 开头" in html and "获取数据中心失败" not in html
+
+
+def test_test_connection_follows_no_redirect(as_ops, galaxy):
+    elsewhere = galaxy.url.replace("127.0.0.1", "localhost")
+    galaxy.inject_fault(match="ValidateUser", status=307, body="", headers={
+        "Location": f"{elsewhere}/k3cloud/Kingdee.BOS.WebApi.ServicesStub.AuthService.ValidateUser.common.kdsvc"})
+    html = as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()
+    assert "连接失败" in html and "要求跳转到其他地址，已拒绝" in html and "localhost" not in html
+    assert [c for c in galaxy.calls if c["service"] == "ValidateUser"] == []
+
+
+def test_data_centre_lookup_follows_no_redirect(as_ops, galaxy):
+    elsewhere = galaxy.url.replace("127.0.0.1", "localhost")
+    galaxy.inject_fault(match="GetDataCenterList", status=302, body="", headers={
+        "Location": f"{elsewhere}/k3cloud/Kingdee.BOS.ServiceFacade.ServicesStub.Account.AccountService.GetDataCenterList.common.kdsvc"})
+    html = as_ops.post("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, htmx="acct-field").data.decode()
+    assert "要求跳转到其他地址，已拒绝" in html and TEST_GALAXY.acct_name not in html
+
+
+@pytest.mark.parametrize("status,body", [
+    (200, '{"message": "redis_version:7.0 内网服务"}'),
+    (404, '{"description": "redis_version:7.0 内网服务"}'),
+    (502, '<html><body>redis_version:7.0 内网服务</body></html>'),
+])
+def test_remote_bodies_are_never_read_back(as_ops, galaxy, status, body):
+    for route, data, target in [("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, "acct-field"),
+                                ("/docking/test", fields(galaxy), "docking-test-result")]:
+        galaxy.inject_fault(status=status, body=body, content_type="application/json")
+        html = as_ops.post(route, data, htmx=target).data.decode()
+        assert "redis_version" not in html and "内网服务" not in html
+        assert status >= 500 or f"HTTP {status}" not in html
+        assert "失败" in html
+
+
+def test_erp_allowed_hosts(app, as_ops, galaxy):
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"
+    html = as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()
+    assert "不在允许的地址列表" in html
+    html = as_ops.post("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, htmx="acct-field").data.decode()
+    assert "不在允许的地址列表" in html
+    assert galaxy.calls == []
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com, 127.0.0.1"
+    assert "连接成功" in as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 
@@ -287,10 +288,10 @@ def test_read_timeout(galaxy):
 @pytest.mark.parametrize(
     ("status", "body", "fragment"),
     [
-        (500, "<html>Runtime Error</html>", "HTTP 500"),
+        (500, "<html>Runtime Error</html>", "内部错误"),
         (503, '{"Message":"服务维护中"}', "服务维护中"),
-        (200, "<!DOCTYPE html><html>金蝶云星空 登录</html>", "不是有效的 JSON"),
-        (404, "<html>Not Found</html>", "不是有效的 JSON"),
+        (200, "<!DOCTYPE html><html>金蝶云星空 登录</html>", "不是星空 WebAPI 的内容"),
+        (404, "<html>Not Found</html>", "不是星空 WebAPI 的内容"),
     ],
 )
 def test_server_errors_and_html_pages_are_unavailable(galaxy, client, status, body, fragment):
@@ -298,12 +299,83 @@ def test_server_errors_and_html_pages_are_unavailable(galaxy, client, status, bo
     with pytest.raises(RemoteUnavailable) as info:
         client.view(TEST_GALAXY.form_id, number=TEST_GALAXY.bill_no)
     assert fragment in info.value.message and info.value.unreachable is False
+    # One fixed text per class: the page itself is never read back, nor a status below 500.
+    assert "html" not in info.value.message.lower()
+    assert status >= 500 or str(status) not in info.value.message.split("）", 1)[1]
 
 
 def test_login_reply_without_login_fields_is_unavailable(galaxy, client):
     galaxy.inject_fault(match="ValidateUser", status=200, body="[]", content_type="application/json")
     with pytest.raises(RemoteUnavailable, match="无法识别"):
         client.login()
+
+
+def _elsewhere(galaxy, service: str) -> str:
+    """The same emulator under another host name: where a redirect would carry the request."""
+    return f"{galaxy.url.replace('127.0.0.1', 'localhost')}/k3cloud/{service}.common.kdsvc"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_galaxy_redirects_are_never_followed(galaxy, status):
+    galaxy.inject_fault(match="ValidateUser", status=status, body="",
+                        headers={"Location": _elsewhere(galaxy, "Kingdee.BOS.WebApi.ServicesStub.AuthService.ValidateUser")})
+    with other_client(galaxy) as c, pytest.raises(RemoteUnavailable, match="要求跳转到其他地址，已拒绝") as info:
+        c.login()
+    assert not info.value.unreachable and "localhost" not in info.value.message
+    # The password never went to the host the redirect named (the same emulator under another name).
+    assert [call for call in galaxy.calls if call["service"] == "ValidateUser"] == []
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (200, '{"message": "内网服务 token=abc", "description": "内网服务 token=abc"}'),
+    (403, '{"errcode": "40300", "description": "内网服务 token=abc"}'),
+    (500, '{"message": "内网服务 token=abc"}'),
+])
+def test_galaxy_shows_only_its_own_message_fields(galaxy, status, body):
+    galaxy.inject_fault(match="GetDataCenterList", status=status, body=body, content_type="application/json")
+    with other_client(galaxy) as c, pytest.raises(IntegrationError) as info:
+        c.data_centers()
+    assert "内网服务" not in info.value.message and "token" not in info.value.message
+
+
+def test_galaxy_message_fields_are_shown_clipped(galaxy):
+    galaxy.inject_fault(match="GetDataCenterList", status=200, body='{"Message": "数据中心服务未启动"}',
+                        content_type="application/json")
+    with other_client(galaxy) as c, pytest.raises(RemoteRefused, match="^数据中心服务未启动$"):
+        c.data_centers()
+    galaxy.inject_fault(match="ValidateUser", status=200, content_type="application/json",
+                        body=json.dumps({"LoginResultType": -1, "Message": "很长的消息\n" * 500}))
+    with other_client(galaxy) as c, pytest.raises(RemoteRefused) as info:
+        c.login()
+    assert info.value.message.startswith("很长的消息 很长的消息")
+    assert len(info.value.message) <= 301 and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize("base_url", ["ftp://127.0.0.1/k3cloud/", "file:///etc/passwd", "http:///k3cloud/"])
+def test_galaxy_client_checks_the_scheme_before_sending(base_url):
+    with GalaxyClient(base_url, "x", "u", "p", timeout=FAST) as c, pytest.raises(IntegrationError) as info:
+        c.data_centers()
+    assert type(info.value) is IntegrationError
+    assert "http:// 或 https://" in info.value.message or "缺少主机名" in info.value.message
+
+
+def test_galaxy_allow_list(galaxy):
+    with GalaxyClient(galaxy.base_url, TEST_GALAXY.acct_id, TEST_GALAXY.username, TEST_GALAXY.password, timeout=FAST,
+                      allowed_hosts=["erp.example.com", "*.example.org"]) as c:
+        with pytest.raises(IntegrationError, match="不在允许的地址列表"):
+            c.login()
+    assert galaxy.calls == []
+    with GalaxyClient(galaxy.base_url, TEST_GALAXY.acct_id, TEST_GALAXY.username, TEST_GALAXY.password, timeout=FAST,
+                      allowed_hosts=["erp.example.com", "127.0.0.1"]) as c:
+        c.login()
+    assert galaxy.login_count == 1
+
+
+def test_credentials_in_an_address_never_reach_a_message():
+    with GalaxyClient(f"http://admin:s3cret-pw@127.0.0.1:{free_port()}/k3cloud/", "x", "u", "p", timeout=FAST) as c:
+        with pytest.raises(RemoteUnavailable, match="无法连接到星空服务器") as info:
+            c.data_centers()
+    assert "s3cret-pw" not in info.value.message and "127.0.0.1" in info.value.message
 
 
 def test_unreachable_galaxy_address():

@@ -90,3 +90,67 @@ def test_bound_ops_sees_only_users_of_its_enterprises(browser, make_user, make_e
     # New users of a bound ops must be bound to its enterprises.
     resp = browser.post("/users/", {"username": "x1", "role": "viewer", "password": PASSWORD, "enterprises": str(b.id)})
     assert resp.status_code == 422
+
+
+def _audit_count(action: str) -> int:
+    from sqlalchemy import func
+
+    return db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "user",
+                                                                                 AuditEvent.action == action))
+
+
+def test_bound_ops_cannot_manage_a_user_bound_beyond_its_enterprises(app, browser, make_user, make_enterprise):
+    a, b = make_enterprise("甲公司"), make_enterprise("乙公司")
+    make_user("ops_a", "ops", [a])
+    shared = make_user("shared", "viewer", [a, b])
+    before = (shared.password_hash, shared.session_version, shared.role, sorted(e.id for e in shared.enterprises))
+    browser.login("ops_a")
+    # Listed read-only: no edit link, and the other enterprise is not named.
+    html = browser.get("/users/").data.decode()
+    assert "shared" in html and "只读" in html and f"/users/{shared.id}/edit" not in html and "乙公司" not in html
+    refused = [
+        browser.get(f"/users/{shared.id}/edit"),
+        browser.post(f"/users/{shared.id}/password", {"password": "hijack-1234"}),
+        browser.post(f"/users/{shared.id}/edit", {"role": "ops", "enterprises": str(a.id), "active": "y"}),
+        browser.post(f"/users/{shared.id}/edit", {"role": "viewer", "enterprises": str(a.id)}),  # deactivate
+    ]
+    for resp in refused:
+        assert resp.status_code == 403 and "管理范围以外的企业" in resp.data.decode()
+    db.session.refresh(shared)
+    assert (shared.password_hash, shared.session_version, shared.role, sorted(e.id for e in shared.enterprises)) == before
+    assert shared.active and _audit_count("update") == 0 and _audit_count("reset_password") == 0
+    # The victim still logs in with their own password.
+    assert type(browser)(app).login("shared").status_code in (302, 303)
+
+
+def test_ops_bound_to_every_enterprise_of_a_user_manages_it(browser, ops, make_user, make_enterprise):
+    a, b = make_enterprise(), make_enterprise()
+    make_user("ops_ab", "ops", [a, b])
+    shared = make_user("shared", "viewer", [a, b])
+    browser.login("ops_ab")
+    assert f"/users/{shared.id}/edit" in browser.get("/users/").data.decode()
+    assert browser.post(f"/users/{shared.id}/password", {"password": "new-password-1"}).status_code == 303
+    root = type(browser)(browser.app)
+    root.login("root")
+    assert root.post(f"/users/{shared.id}/edit", {"role": "viewer", "enterprises": str(a.id), "active": "y"}).status_code == 303
+    db.session.refresh(shared)
+    assert [e.id for e in shared.enterprises] == [a.id]
+
+
+def test_bound_ops_grants_nothing_beyond_its_own(browser, make_user, make_enterprise, make_scan_point):
+    a, b = make_enterprise(), make_enterprise()
+    point_b = make_scan_point(b, code="SPB")
+    make_user("ops_a", "ops", [a])
+    mine = make_user("mine", "scanner", [a])
+    browser.login("ops_a")
+    for data in [
+        {"role": "scanner", "enterprises": [str(a.id), str(b.id)], "active": "y"},
+        {"role": "scanner", "enterprises": str(a.id), "scan_points": str(point_b.id), "active": "y"},
+        {"role": "ops", "active": "y"},  # an ops without binding would be deployment-wide
+    ]:
+        assert browser.post(f"/users/{mine.id}/edit", data).status_code == 422
+    db.session.refresh(mine)
+    assert mine.role == "scanner" and [e.id for e in mine.enterprises] == [a.id] and mine.scan_points == []
+    resp = browser.post("/users/", {"username": "x2", "role": "ops", "password": PASSWORD})
+    assert resp.status_code == 422
+    assert db.session.scalar(select(User).where(User.username == "x2")) is None

@@ -494,3 +494,14 @@ def test_a_missing_file_fails_its_job_with_a_clear_message(setup, galaxy):
     assert writeback.run_due()["failed"] == 1
     assert "存储中缺失" in jobs_of(bill)[0].last_error
     assert held(galaxy) == []
+
+
+def test_write_back_calls_only_allowed_erp_hosts(setup, galaxy, app):
+    """ERP_ALLOWED_HOSTS holds for the background write-back too: the stored password goes nowhere else."""
+    bill = setup()
+    enqueue(bill)
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"
+    counts = writeback.run_due()
+    assert counts["failed"] == 3 and counts["done"] == 0
+    assert all("不在允许的地址列表" in j.last_error for j in jobs_of(bill))
+    assert galaxy.calls == []

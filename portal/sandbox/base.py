@@ -46,8 +46,9 @@ class Fault:
     """One injected fault, consumed by the next ``count`` protocol requests it matches.
 
     ``match`` is a case-insensitive substring of the path (None = any path). ``delay``
-    seconds are slept first; then, if ``status`` is set, that status and ``body`` are
-    answered instead of the real protocol reply.
+    seconds are slept first; then, if ``status`` is set, that status and ``body`` (with any
+    extra ``headers``, e.g. a ``Location`` for a redirect) are answered instead of the real
+    protocol reply.
     """
 
     match: str | None = None
@@ -56,6 +57,7 @@ class Fault:
     status: int | None = None
     body: str = "<html><body><h1>Server Error</h1></body></html>"
     content_type: str = "text/html; charset=utf-8"
+    headers: dict[str, str] | None = None
 
 
 class SandboxApp:
@@ -97,9 +99,10 @@ class SandboxApp:
         status: int | None = None,
         body: str | None = None,
         content_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
         """Queue a fault for the next ``count`` matching protocol requests (see :class:`Fault`)."""
-        fault = Fault(match=match, count=count, delay=delay, status=status)
+        fault = Fault(match=match, count=count, delay=delay, status=status, headers=headers)
         if body is not None:
             fault.body = body
         if content_type is not None:
@@ -142,6 +145,7 @@ class SandboxApp:
             status=body.get("status"),
             body=body.get("body"),
             content_type=body.get("content_type"),
+            headers=body.get("headers"),
         )
         return {"ok": True, "fault": asdict(fault)}
 
@@ -181,7 +185,8 @@ class SandboxApp:
                 if fault is not None and fault.delay:
                     time.sleep(fault.delay)
                 if fault is not None and fault.status is not None:
-                    response = Response(fault.body, status=fault.status, content_type=fault.content_type)
+                    response = Response(fault.body, status=fault.status, content_type=fault.content_type,
+                                        headers=fault.headers)
                 else:
                     response = self.handle(request)
         except HTTPException as exc:

@@ -24,6 +24,10 @@ class DockingForm(FlaskForm):
     enterprise_id = SelectField("所属企业", coerce=int, choices=[], validate_choice=True)
 
     editing = False
+    #: Set by the view when editing: may the stored password go to the form's address, data
+    #: centre and user? The rule lives in the docking service.
+    password_reusable = None
+    retype_message = ""
 
     def validate_base_url(self, field) -> None:
         parts = urlsplit(field.data or "")
@@ -32,6 +36,8 @@ class DockingForm(FlaskForm):
 
     def validate_password(self, field) -> None:
         if self.editing and is_masked(field.data):
+            if self.password_reusable is not None and not self.password_reusable(self):
+                raise ValidationError(self.retype_message)
             return
         if not field.data:
             raise ValidationError("请输入星空密码")

@@ -7,6 +7,7 @@ from sqlalchemy import func, or_, select
 
 from ... import audit
 from ...crypto import mask
+from ...errors import fail
 from ...extensions import db
 from ...forms import choices as to_choices
 from ...models import DockingConnection, Enterprise
@@ -33,6 +34,13 @@ def _connection_or_404(conn_id: int) -> DockingConnection:
     return conn
 
 
+def _manageable_or_403(conn: DockingConnection) -> DockingConnection:
+    """Refuse (403, nothing changed) a shared connection the current ops may only look at."""
+    if conn.id not in service.manageable_ids(current_user, [conn]):
+        fail(403, service.NOT_MANAGEABLE)
+    return conn
+
+
 def _form(conn: DockingConnection | None = None, formdata=None) -> DockingForm:
     form = DockingForm(formdata=formdata, obj=None if formdata else conn)
     form.editing = conn is not None
@@ -42,17 +50,26 @@ def _form(conn: DockingConnection | None = None, formdata=None) -> DockingForm:
     form.enterprise_id.choices = to_choices(options)
     if conn is not None:
         form.password.masked_value = mask(conn.password_enc)
+        form.password_reusable = lambda f: service.may_reuse_password(conn, f.base_url.data, f.acct_id.data, f.username.data)
+        form.retype_message = service.RETYPE_PASSWORD
         if formdata is None:
             form.enterprise_id.data = conn.enterprise_id or 0
     return form
 
 
 def _users_of(conn_ids: list[int]) -> dict[int, list[str]]:
-    """Names of the enterprises that use each connection (one query)."""
+    """Names of the enterprises that use each connection (one query); a bound ops reads only
+    its own enterprises' names, the others are summed up as 其他企业."""
     out: dict[int, list[str]] = {}
+    visible = visible_enterprise_ids()
     if conn_ids:
-        for did, name in db.session.execute(select(Enterprise.docking_id, Enterprise.name).where(Enterprise.docking_id.in_(conn_ids))):
-            out.setdefault(did, []).append(name)
+        stmt = select(Enterprise.docking_id, Enterprise.id, Enterprise.name).where(Enterprise.docking_id.in_(conn_ids))
+        for did, eid, name in db.session.execute(stmt.order_by(Enterprise.name)):
+            names = out.setdefault(did, [])
+            if visible is None or eid in visible:
+                names.append(name)
+            elif "其他企业" not in names:
+                names.append("其他企业")
     return out
 
 
@@ -62,7 +79,7 @@ def index():
     """The connections the user may manage, plus the add form."""
     conns = list(db.session.scalars(_visible_stmt()))
     return render("docking/index.html", conns=conns, users=_users_of([c.id for c in conns]), mask=mask,
-                  form=_form(), action=url_for(".create"))
+                  manageable=service.manageable_ids(current_user, conns), form=_form(), action=url_for(".create"))
 
 
 @bp.post("/datacenters")
@@ -71,7 +88,8 @@ def datacenters():
     """List Galaxy's data centres at the given prefix address so the user picks the Id."""
     base_url = (request.form.get("base_url") or "").strip()
     form = _form(formdata=request.form)
-    if not form.base_url.validate(form):
+    # The field alone skips the form's inline check; the scheme rule must hold here as on save.
+    if not form.base_url.validate(form, extra_validators=[DockingForm.validate_base_url]):
         return render("docking/_acct_field.html", form=form, centres=[], error=form.base_url.errors[0])
     centres, error = service.data_centers(base_url)
     if not error and not centres:
@@ -94,7 +112,7 @@ def _run_test(form, conn: DockingConnection | None):
 def test():
     """Test a connection from the form's fields; the outcome is a result, not an HTTP error."""
     conn_id = request.form.get("connection_id", type=int)
-    conn = _connection_or_404(conn_id) if conn_id else None
+    conn = _manageable_or_403(_connection_or_404(conn_id)) if conn_id else None
     form = _form(conn, formdata=request.form)
     if not form.validate():
         return render("docking/_test_result.html", ok=False, message="；".join(
@@ -137,7 +155,7 @@ def create():
 @roles_required("ops")
 def edit(conn_id: int):
     """Edit form; the password is masked and kept when the mask comes back."""
-    conn = _connection_or_404(conn_id)
+    conn = _manageable_or_403(_connection_or_404(conn_id))
     return render("docking/edit.html", "docking/_form.html", form=_form(conn), conn=conn,
                   action=url_for(".update", conn_id=conn.id))
 
@@ -146,14 +164,14 @@ def edit(conn_id: int):
 @roles_required("ops")
 def update(conn_id: int):
     """Save an edit after a passing test."""
-    return _save(_connection_or_404(conn_id))
+    return _save(_manageable_or_403(_connection_or_404(conn_id)))
 
 
 @bp.post("/<int:conn_id>/delete")
 @roles_required("ops")
 def delete(conn_id: int):
     """Delete a connection no enterprise uses any more."""
-    conn = _connection_or_404(conn_id)
+    conn = _manageable_or_403(_connection_or_404(conn_id))
     in_use = db.session.scalar(select(func.count()).select_from(Enterprise).where(Enterprise.docking_id == conn.id))
     if in_use:
         msg = f"仍有 {in_use} 个企业授权使用该连接，请先在企业授权中改选后再删除。"

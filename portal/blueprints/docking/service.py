@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import current_app
+from sqlalchemy import select
 
 from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
 from ...extensions import db
-from ...integration import GalaxyClient, IntegrationError
-from ...models import DockingConnection
+from ...integration import GalaxyClient, IntegrationError, allowed_hosts_from_config
+from ...models import DockingConnection, Enterprise, User
+
+#: Shown when a bound ops tries to change a connection other enterprises rely on too.
+NOT_MANAGEABLE = "该连接还被您管理范围以外的企业使用，只能查看；请由全部企业的运维修改。"
 
 
 @dataclass
@@ -19,13 +24,42 @@ class TestResult:
     acct_name: str = ""
 
 
+def enterprises_using(conn_ids: list[int]) -> dict[int, set[int]]:
+    """Ids of the enterprises that use each connection (one query)."""
+    out: dict[int, set[int]] = {}
+    if conn_ids:
+        for did, eid in db.session.execute(select(Enterprise.docking_id, Enterprise.id).where(Enterprise.docking_id.in_(conn_ids))):
+            out.setdefault(did, set()).add(eid)
+    return out
+
+
+def manageable_ids(user: User, conns: list[DockingConnection]) -> set[int]:
+    """Ids of the connections ``user`` may change, delete or assign (DESIGN §10).
+
+    A deployment-wide ops manages every connection. A bound ops manages a connection only
+    when its owner and every enterprise using it lie within the user's own enterprises:
+    otherwise an edit would send another enterprise's images to an ERP of the editor's choice.
+    """
+    if user.is_global:
+        return {c.id for c in conns}
+    own = {e.id for e in user.enterprises}
+    using = enterprises_using([c.id for c in conns])
+    out = set()
+    for c in conns:
+        reach = using.get(c.id, set()) | ({c.enterprise_id} if c.enterprise_id else set())
+        if reach and reach <= own:
+            out.add(c.id)
+    return out
+
+
 def _timeout() -> tuple[float, float]:
     return (current_app.config["OUTBOUND_CONNECT_TIMEOUT"], current_app.config["OUTBOUND_READ_TIMEOUT"])
 
 
 def client(base_url: str, acct_id: str, username: str, password: str) -> GalaxyClient:
     """A Galaxy client with the deployment's timeouts."""
-    return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout())
+    return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout(),
+                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
 
 
 def data_centers(base_url: str) -> tuple[list[dict], str | None]:
@@ -66,9 +100,39 @@ def snapshot(conn: DockingConnection) -> dict:
     }
 
 
+#: Form error when the mask comes back for another server, data centre or user.
+RETYPE_PASSWORD = "前缀地址、数据中心或用户名已更改，请重新输入星空密码（已保存的密码只发给原来的服务器、数据中心和用户）。"
+
+
+def _endpoint(base_url: str) -> tuple[str, int] | None:
+    """Host name and effective port of a prefix address (None when it is not a usable URL)."""
+    try:
+        parts = urlsplit(base_url or "")
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.hostname.lower(), port
+
+
+def may_reuse_password(conn: DockingConnection, base_url: str, acct_id: str, username: str) -> bool:
+    """True when the stored password may be sent for these form values.
+
+    A stored secret leaves only for what it was stored for (DESIGN §10): the same host and port,
+    data centre and user. A new path on the same server is fine; anything else needs the
+    password typed again, or a mask sent back with a new address would hand it to that host.
+    """
+    endpoint = _endpoint(base_url)
+    return (endpoint is not None and endpoint == _endpoint(conn.base_url)
+            and acct_id == conn.acct_id and username == conn.username)
+
+
 def effective_password(form, conn: DockingConnection | None) -> str:
-    """The form's password, or the stored one when the mask came back."""
+    """The form's password, or the stored one when the mask came back for the same target."""
     if conn is not None and is_masked(form.password.data):
+        if not may_reuse_password(conn, form.base_url.data, form.acct_id.data, form.username.data):
+            raise ValueError(RETYPE_PASSWORD)  # the form refuses this first; never send it elsewhere
         return decrypt(conn.password_enc)
     return form.password.data
 

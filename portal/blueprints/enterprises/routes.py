@@ -10,6 +10,7 @@ from ...extensions import db
 from ...forms import choices
 from ...models import Bill, DockingConnection, Enterprise
 from ...views import enterprise_or_404, render, roles_required, scope, toast
+from ..docking import service as docking_service
 from . import service
 from .forms import EnterpriseEditForm, EnterpriseForm
 
@@ -24,14 +25,19 @@ def _rows(q: str):
     return list(db.session.scalars(stmt))
 
 
-def _docking_choices() -> list[tuple[int, str]]:
-    """Connections the user may pick: its enterprises' ones (all for deployment-wide ops)."""
+def _docking_choices(current_id: int | None = None) -> list[tuple[int, str]]:
+    """Connections the user may pick: all for deployment-wide ops; for a bound ops those lying
+    wholly inside its enterprises, plus the one the enterprise already uses (kept, not spread)."""
     stmt = select(DockingConnection).order_by(DockingConnection.name)
     if not current_user.is_global:
         ids = [e.id for e in current_user.enterprises]
         used = select(Enterprise.docking_id).where(Enterprise.id.in_(ids))
         stmt = stmt.where(or_(DockingConnection.enterprise_id.in_(ids), DockingConnection.id.in_(used)))
-    return [(0, "（不对接）")] + [(d.id, f"{d.name}（{d.base_url}）") for d in db.session.scalars(stmt)]
+    conns = list(db.session.scalars(stmt))
+    if not current_user.is_global:
+        allowed = docking_service.manageable_ids(current_user, conns)
+        conns = [d for d in conns if d.id in allowed or d.id == current_id]
+    return [(0, "（不对接）")] + [(d.id, f"{d.name}（{d.base_url}）") for d in conns]
 
 
 @bp.get("/")
@@ -88,7 +94,7 @@ def show(enterprise_id: int):
 
 def _edit_form(ent: Enterprise, formdata=None) -> EnterpriseEditForm:
     form = EnterpriseEditForm(formdata=formdata, obj=None if formdata else ent)
-    form.docking_id.choices = choices(_docking_choices())
+    form.docking_id.choices = choices(_docking_choices(ent.docking_id))
     if formdata is None:
         form.docking_id.data = ent.docking_id or 0
     form.client_secret.masked_value = mask(ent.client_secret_enc)

@@ -6,6 +6,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ... import audit
+from ...errors import fail
 from ...extensions import db
 from ...forms import choices
 from ...models import ScanPoint, User, user_enterprises
@@ -24,11 +25,27 @@ def _users():
     return list(db.session.scalars(stmt))
 
 
+def _list_context() -> dict:
+    """The user list plus what the page may show of each: only the viewer's own enterprises and
+    scan points are named, and users bound beyond them are listed read-only (no edit link)."""
+    users = _users()
+    visible = visible_enterprise_ids()
+    return {"users": users, "visible": None if visible is None else set(visible),
+            "manageable": {u.id for u in users if service.manageable_by(current_user, u)}}
+
+
 def _user_or_404(user_id: int) -> User:
     user = db.session.get(User, user_id)
     ids = visible_enterprise_ids()
     if user is None or (ids is not None and (user.is_global or not {e.id for e in user.enterprises} & set(ids))):
         abort(404)
+    return user
+
+
+def _manageable_or_403(user: User) -> User:
+    """Refuse (403, nothing changed) a user the current ops may see but not manage."""
+    if not service.manageable_by(current_user, user):
+        fail(403, service.NOT_MANAGEABLE)
     return user
 
 
@@ -54,7 +71,7 @@ def index():
     """Users sharing an enterprise with the current user (all for deployment-wide ops)."""
     form = UserForm()
     _choices(form)
-    return render("users/index.html", users=_users(), form=form)
+    return render("users/index.html", **_list_context(), form=form)
 
 
 @bp.post("/")
@@ -78,14 +95,14 @@ def create():
                 if request.htmx and not request.htmx.boosted:
                     return render("_empty.html", headers={**toast(f"已新增用户 {user.username}"), "HX-Redirect": url_for(".index")})
                 return redirect(url_for(".index"), code=303)
-    return render("users/index.html", "users/_form.html", status=422, users=_users(), form=form)
+    return render("users/index.html", "users/_form.html", status=422, **_list_context(), form=form)
 
 
 @bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
 @roles_required("ops")
 def edit(user_id: int):
     """Change role, enterprises, scan points, enabled state."""
-    user = _user_or_404(user_id)
+    user = _manageable_or_403(_user_or_404(user_id))
     form = UserEditForm(request.form if request.method == "POST" else None, obj=None if request.method == "POST" else user)
     _choices(form)
     if request.method == "GET":
@@ -93,21 +110,20 @@ def edit(user_id: int):
         form.scan_points.data = [p.id for p in user.scan_points]
     pw_form = PasswordResetForm()
     if request.method == "POST" and form.validate():
+        # The user lies wholly inside the editor's enterprises (checked above) and the form offers
+        # only those, so the bindings picked here are the user's whole set.
         ents, points = _picked(form)
-        visible = visible_enterprise_ids()
-        # Bindings to enterprises the editor cannot see stay as they were.
-        hidden = [e for e in user.enterprises if visible is not None and e.id not in visible]
         if user.id == current_user.id and (form.role.data != user.role or not form.active.data):
             form.role.errors.append("不能修改自己的角色或停用自己")
-        elif form.role.data != "ops" and not ents + hidden:
+        elif form.role.data != "ops" and not ents:
             form.enterprises.errors.append("扫描岗和查看用户必须绑定至少一个企业")
-        elif not ents + hidden and not current_user.is_global:
+        elif not ents and not current_user.is_global:
             form.enterprises.errors.append("请至少选择一个企业")
         else:
             before = service.snapshot(user)
             user.display_name = form.display_name.data or ""
             user.role = form.role.data
-            user.enterprises = ents + hidden
+            user.enterprises = ents
             user.scan_points = [p for p in points if p.enterprise_id in {e.id for e in user.enterprises}]
             if user.active and not form.active.data:
                 user.session_version += 1  # a disabled account is logged out everywhere
@@ -132,7 +148,7 @@ def _edit_form_for(user: User) -> UserEditForm:
 @roles_required("ops")
 def reset_password(user_id: int):
     """Reset a user's password; their open sessions end."""
-    user = _user_or_404(user_id)
+    user = _manageable_or_403(_user_or_404(user_id))
     pw_form = PasswordResetForm()
     if not pw_form.validate():
         if not (request.htmx and not request.htmx.boosted):

@@ -11,6 +11,9 @@ from ...models import Enterprise, ScanPoint, User
 
 ROLES_ALLOWED = ("ops", "scanner", "viewer")
 
+#: Shown when a bound ops tries to change a user who reaches beyond the editor's enterprises.
+NOT_MANAGEABLE = "该用户还绑定了您管理范围以外的企业，只能查看；请由全部企业的运维或同时管理这些企业的运维修改。"
+
 
 def hash_password(password: str) -> str:
     """Hash with scrypt (werkzeug's default parameters unless configured), salted per user."""
@@ -26,6 +29,20 @@ def snapshot(user: User) -> dict:
         "enterprises": sorted(e.tax_no for e in user.enterprises),
         "scan_points": sorted(p.code for p in user.scan_points),
     }
+
+
+def manageable_by(editor: User, target: User) -> bool:
+    """True when ``editor`` may change ``target`` (role, bindings, password, enabled state).
+
+    A deployment-wide ops manages everyone. A bound ops manages only users whose every binding
+    lies within the editor's own enterprises: changing a user bound to A and B would hand the
+    editor of A the keys to B (DESIGN §10). Deployment-wide accounts are out of a bound ops' reach.
+    """
+    if editor.is_global:
+        return True
+    own = {e.id for e in editor.enterprises}
+    theirs = {e.id for e in target.enterprises}
+    return bool(theirs) and theirs <= own
 
 
 def create_user(username: str, role: str, password: str, *, display_name: str = "",
