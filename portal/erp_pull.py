@@ -22,7 +22,7 @@ from sqlalchemy import select
 from . import audit, bills
 from .crypto import decrypt
 from .extensions import db
-from .integration import GalaxyClient, IntegrationError, timeout_from_config
+from .integration import GalaxyClient, IntegrationError, allowed_hosts_from_config, timeout_from_config
 from .models import Bill, DockingConnection, Enterprise, Image, utcnow
 
 log = logging.getLogger("portal.erp")
@@ -167,7 +167,8 @@ def pull_connection(conn: DockingConnection) -> PullResult:
         db.session.commit()  # no transaction stays open while we wait for the ERP
         try:
             with GalaxyClient(conn.base_url, conn.acct_id, conn.username, password,
-                              timeout=timeout_from_config(current_app.config)) as client:
+                              timeout=timeout_from_config(current_app.config),
+                              allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS")) as client:
                 found, problems = _read_erp(client, conn)
             result.errors += problems
         except IntegrationError as exc:

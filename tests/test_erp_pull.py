@@ -142,3 +142,10 @@ def test_cli_pull_prints_what_it_did(erp, app):
     db.session.commit()
     out = app.test_cli_runner().invoke(args=["erp", "pull"])
     assert out.exit_code == 0 and "待办 1，新开单据 1" in out.output
+
+
+def test_pull_honours_the_erp_allow_list(erp, app, galaxy):
+    erp.bill("FYBX0901", 200901)
+    app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"
+    result = erp.pull()
+    assert result.errors and not _bills() and galaxy.login_count == 0
