@@ -21,7 +21,8 @@ def as_ops(browser, ops, galaxy):
 
 def fields(galaxy, **change):
     data = {"name": "总部星空", "base_url": galaxy.url + "/k3cloud/", "acct_id": TEST_GALAXY.acct_id,
-            "username": TEST_GALAXY.username, "password": TEST_GALAXY.password, "status_field": "", "enterprise_id": "0"}
+            "username": TEST_GALAXY.username, "password": TEST_GALAXY.password, "status_field": "", "enterprise_id": "0",
+            "form_ids": "ER_ExpReimbursement", "amount_field": "FExpenseAmount"}
     data.update(change)
     return data
 
@@ -81,6 +82,9 @@ def test_save_runs_the_test_and_refuses_on_failure(as_ops, galaxy):
     ({"acct_id": ""}, "数据中心 ID"),
     ({"password": ""}, "请输入星空密码"),
     ({"status_field": "F bad"}, "字段标识"),
+    ({"form_ids": ""}, "至少一个单据类型"),
+    ({"form_ids": "ER_ExpReimbursement;DROP"}, "英文逗号分隔"),
+    ({"amount_field": "F Amount"}, "金额字段只能"),
 ])
 def test_validation(as_ops, galaxy, change, message):
     resp = as_ops.post("/docking/", fields(galaxy, **change), htmx="docking-form")
@@ -302,3 +306,18 @@ def test_erp_allowed_hosts(app, as_ops, galaxy):
     assert galaxy.calls == []
     app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com, 127.0.0.1"
     assert "连接成功" in as_ops.post("/docking/test", fields(galaxy), htmx="docking-test-result").data.decode()
+
+
+def test_form_ids_and_amount_field_are_saved_and_the_last_pull_is_shown(as_ops, galaxy):
+    resp = as_ops.post("/docking/", fields(galaxy, form_ids=" ER_ExpReimbursement , ER_ExpReimbursement_Travel ",
+                                           amount_field="FReqAmount"))
+    assert resp.status_code == 303
+    conn = db.session.scalar(select(DockingConnection))
+    assert (conn.form_ids, conn.amount_field) == ("ER_ExpReimbursement,ER_ExpReimbursement_Travel", "FReqAmount")
+    assert "尚未拉取" in as_ops.get("/docking/").data.decode()
+    from portal.models import utcnow
+
+    conn.pulled_at, conn.pull_tasks, conn.pull_opened, conn.pull_error = utcnow(), 7, 2, "组织 900 不属于任何企业"
+    db.session.commit()
+    page = as_ops.get("/docking/").data.decode()
+    assert "待办 7，新开 2" in page and "星空返回：组织 900 不属于任何企业" in page

@@ -21,6 +21,14 @@ class DockingForm(FlaskForm):
     password = PasswordField("密码", widget=SecretInput(), validators=[Length(max=128, message="密码过长")])
     status_field = StringField("影像状态字段（可选）", validators=[Optional(), Length(max=64),
                                Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", message="字段标识只能包含字母、数字和下划线")], filters=_strip)
+    form_ids = StringField("单据类型（form_ids）", default="ER_ExpReimbursement", validators=[
+        DataRequired("请输入至少一个单据类型，例如 ER_ExpReimbursement"), Length(max=300, message="单据类型过长"),
+        Regexp(r"^[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*$",
+               message="单据类型是星空的表单标识，多个用英文逗号分隔，例如 ER_ExpReimbursement,ER_ExpReimbursement_Travel")],
+        filters=_strip)
+    amount_field = StringField("金额字段", default="FExpenseAmount", validators=[
+        DataRequired("请输入单据的金额字段，例如 FExpenseAmount"), Length(max=64, message="金额字段过长"),
+        Regexp(r"^[A-Za-z_][A-Za-z0-9_.]*$", message="金额字段只能包含字母、数字、下划线和点")], filters=_strip)
     enterprise_id = SelectField("所属企业", coerce=int, choices=[], validate_choice=True)
 
     editing = False

@@ -96,6 +96,8 @@ def snapshot(conn: DockingConnection) -> dict:
         "username": conn.username,
         "password": bool(conn.password_enc),
         "status_field": conn.status_field,
+        "form_ids": conn.form_ids,
+        "amount_field": conn.amount_field,
         "enterprise_id": conn.enterprise_id,
     }
 
@@ -153,6 +155,8 @@ def save(form, conn: DockingConnection | None, acct_name: str) -> DockingConnect
     if password_changed:
         conn.password_enc = encrypt(form.password.data)
     conn.status_field = form.status_field.data or ""
+    conn.form_ids = ",".join(f.strip() for f in form.form_ids.data.split(",") if f.strip())
+    conn.amount_field = form.amount_field.data
     conn.enterprise_id = form.enterprise_id.data or None
     db.session.flush()
     after = snapshot(conn)
