@@ -7,6 +7,7 @@ written to the database, so nothing is ever half-stored.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -99,6 +100,45 @@ def event(bill: Bill, action: str, actor: str, *, to: str | None = None, detail:
     return ev
 
 
+# --------------------------------------------------------------------------- free text and bill numbers
+
+BILL_NO_MAX = 64
+# ERP bill numbers are letters, digits, '-', '_' and '.': anything else ('/', '\\', '..', spaces,
+# control or bidi characters) makes a bill that no URL of ours can reach again.
+_BILL_NO = re.compile(r"[\w.-]+")
+BILL_NO_RULE = ("单据编号（bill_no）只能由字母、数字、短横线“-”、下划线“_”和点“.”组成，"
+                f"不能含“..”、斜杠、空格或控制字符，最多 {BILL_NO_MAX} 个字符")
+
+# Length limits of the free-text fields of a bill, as the columns hold them.
+TEXT_LIMITS = {"form_id": 64, "erp_id": 64, "submitter": 100, "org": 200, "scan_point": 32}
+RETURN_REASON_MAX = 500
+
+
+def check_bill_no(value: Any) -> str:
+    """``value`` if it is a usable bill number; BillError 422 naming the rule otherwise."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise BillError("bill_no 不能为空")
+    if (text != text.strip() or len(text) > BILL_NO_MAX or not _BILL_NO.fullmatch(text)
+            or ".." in text or text == "."):
+        raise BillError(BILL_NO_RULE)
+    return text
+
+
+def limited_text(value: Any, field: str, limit: int) -> str | None:
+    """``value`` as stripped text (None when empty); BillError 422 naming ``field`` when over ``limit``.
+
+    Cutting would store something the sender never wrote, and storing it whole
+    would let one request fill the database and every page that shows it.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if len(text) > limit:
+        raise BillError(f"{field} 不能超过 {limit} 个字符（收到 {len(text)} 个）")
+    return text or None
+
+
 # --------------------------------------------------------------------------- opening bills
 
 @dataclass
@@ -109,30 +149,27 @@ class Opened:
 
 def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
     """Open an image task for ``data['bill_no']``; the same number again returns the existing bill."""
-    bill_no = str(data.get("bill_no") or "").strip()
-    if not bill_no:
-        raise BillError("bill_no 不能为空")
-    if len(bill_no) > 64:
-        raise BillError("bill_no 不能超过 64 个字符")
+    bill_no = check_bill_no(data.get("bill_no"))
+    text = {f: limited_text(data.get(f), f, limit) for f, limit in TEXT_LIMITS.items()}
     existing = db.session.scalar(select(Bill).where(Bill.enterprise_id == ent.id, Bill.bill_no == bill_no))
     if existing is not None:
         return Opened(existing, False)
     point = None
-    if data.get("scan_point"):
+    if text["scan_point"]:
         point = db.session.scalar(select(ScanPoint).where(ScanPoint.enterprise_id == ent.id,
-                                                          ScanPoint.code == str(data["scan_point"])))
+                                                          ScanPoint.code == text["scan_point"]))
         if point is None:
-            raise BillError(f"扫描点 {data['scan_point']} 不存在")
+            raise BillError(f"扫描点 {text['scan_point']} 不存在")
     expected = data.get("expected_invoices") or []
     if not isinstance(expected, list):
         raise BillError("expected_invoices 应为数组")
     bill = Bill(
         enterprise_id=ent.id,
         bill_no=bill_no,
-        form_id=str(data.get("form_id") or "ER_ExpReimbursement")[:64],
-        erp_id=None if data.get("erp_id") in (None, "") else str(data["erp_id"])[:64],
-        submitter=(str(data["submitter"])[:100] if data.get("submitter") else None),
-        org=(str(data["org"])[:200] if data.get("org") else None),
+        form_id=text["form_id"] or "ER_ExpReimbursement",
+        erp_id=text["erp_id"],
+        submitter=text["submitter"],
+        org=text["org"],
         amount=parse_money(data.get("amount"), "amount"),
         scan_point_id=point.id if point else None,
         status="pending",
@@ -355,6 +392,10 @@ CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "chec
 
 
 MONEY_LABELS = {"amount": "金额（不含税）", "tax": "税额", "total": "价税合计"}
+# Text fields of an invoice with their column lengths: a longer value is refused, never cut.
+TEXT_FIELD_LIMITS = {"type": ("发票类型", 8), "code": ("发票代码", 20), "number": ("发票号码", 32),
+                     "check_code": ("校验码", 32), "seller_name": ("销方名称", 200), "seller_tax_no": ("销方税号", 20),
+                     "buyer_name": ("购方名称", 200), "buyer_tax_no": ("购方税号", 20)}
 NUMBER_RULE = "发票号码应为 8 位或 20 位数字"
 CODE_RULE = "发票代码应为 10 位或 12 位数字"
 
@@ -374,7 +415,7 @@ def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
         elif f == "date":
             v = parse_day(v, "开票日期")
         else:
-            v = (str(v).strip() or None) if v is not None else None
+            v = limited_text(v, *TEXT_FIELD_LIMITS[f])
         parsed[f] = v
     return parsed
 
@@ -515,11 +556,13 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
     reason = (reason or "").strip()
     if not reason:
         raise BillError("请填写退回原因")
+    if len(reason) > RETURN_REASON_MAX:
+        raise BillError(f"退回原因不能超过 {RETURN_REASON_MAX} 个字符（收到 {len(reason)} 个）")
     if bill.status in ("deleted", "pending"):
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
     if bill.status == "returned":
         raise BillError("单据已经退回，等待重扫", 409)
-    bill.return_reason = reason[:500]
+    bill.return_reason = reason
     bill.round += 1
     event(bill, "return", actor, to="returned", detail={"reason": reason})
     audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,

@@ -27,7 +27,9 @@ def _error(description: str) -> dict:
     return _json(_ref("Error"), description)
 
 
-_BILL_NO = {"name": "bill_no", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64},
+# The one rule of bill numbers (portal.bills.check_bill_no): letters, digits, '-', '_', '.', no "..".
+_BILL_NO_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^(?!.*\.\.)(?!\.$)[\w.-]+$"}
+_BILL_NO = {"name": "bill_no", "in": "path", "required": True, "schema": _BILL_NO_SCHEMA,
             "description": "ERP 单据编号"}
 
 _COMMON_ERRORS = {
@@ -93,13 +95,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["bill_no"],
         "properties": {
-            "bill_no": {"type": "string", "maxLength": 64, "description": "单据编号；同一编号重复开启返回已有单据"},
-            "form_id": {"type": "string", "default": "ER_ExpReimbursement", "description": "星空表单标识"},
-            "erp_id": {"type": "string", "description": "星空单据内码"},
-            "submitter": {"type": "string", "description": "提单人"},
-            "org": {"type": "string", "description": "组织"},
+            "bill_no": {**_BILL_NO_SCHEMA,
+                        "description": "单据编号：字母、数字、“-”、“_”、“.”，不含“..”、斜杠、空格和控制字符，"
+                                       "最多 64 个字符；同一编号重复开启返回已有单据"},
+            "form_id": {"type": "string", "maxLength": 64, "default": "ER_ExpReimbursement", "description": "星空表单标识"},
+            "erp_id": {"type": "string", "maxLength": 64, "description": "星空单据内码"},
+            "submitter": {"type": "string", "maxLength": 100, "description": "提单人"},
+            "org": {"type": "string", "maxLength": 200, "description": "组织"},
             "amount": {"type": "string", "description": "单据金额，最多两位小数", "examples": ["1280.50"]},
-            "scan_point": {"type": "string", "description": "影像扫描点编码（见 /scan-points）"},
+            "scan_point": {"type": "string", "maxLength": 32, "description": "影像扫描点编码（见 /scan-points）"},
             "expected_invoices": {"type": "array", "items": _ref("ExpectedInvoice")},
         },
     },
@@ -225,7 +229,7 @@ PATHS: dict[str, Any] = {
                 "201": {**_json(_ref("Bill"), "已创建"),
                         "headers": {"Location": {"schema": {"type": "string"}, "description": "单据地址"}}},
                 "200": _json(_ref("Bill"), "单据已存在"),
-                "422": _error("参数有误"),
+                "422": _error("参数有误：单据编号不符合规则、文本字段超过长度上限、金额或发票无效"),
                 **_COMMON_ERRORS,
             },
         },
@@ -282,7 +286,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Bill"), "已退回的单据"),
                 "409": _error("单据当前状态不能退回"),
-                "422": _error("缺少退回原因"),
+                "422": _error("缺少退回原因，或退回原因超过 500 个字符"),
                 **_BILL_ERRORS,
             },
         },
