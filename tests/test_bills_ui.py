@@ -204,6 +204,31 @@ def test_correction_errors_answer_422_with_the_form(scanner, field, value, messa
     assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "correct")) == 0
 
 
+@pytest.mark.parametrize("field,limit,label", [("seller_name", 200, "销方名称"), ("buyer_name", 200, "购方名称"),
+                                               ("check_code", 32, "校验码")])
+def test_over_long_correction_text_is_refused_and_nothing_stored(scanner, field, limit, label):
+    attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", {field: "x" * (limit + 1)}, htmx=f"invoice-{inv.id}")
+    assert resp.status_code == 422 and f"{label}不能超过 {limit} 个字符" in resp.get_data(as_text=True)
+    # The domain rule holds for callers without the form, too.
+    with pytest.raises(bills.BillError, match=f"{label} 不能超过 {limit} 个字符"):
+        bills.correct_invoice(db.session.get(Invoice, inv.id), {field: "x" * (limit + 1)}, "tester")
+    db.session.rollback()
+    inv = db.session.get(Invoice, inv.id)
+    assert inv.source == "pdf_text" and len(getattr(inv, field) or "") <= limit
+
+
+def test_over_long_typed_in_text_is_refused(scanner):
+    image = attach("BX-0001", PAPER_87654321)
+    resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, "seller_name": "卖" * 201})
+    assert resp.status_code == 422 and "销售方名称不能超过 200 个字符" in resp.get_data(as_text=True)
+    with pytest.raises(bills.BillError, match="销方名称 不能超过 200 个字符"):
+        bills.add_manual_invoice(db.session.get(Image, image.id), {**MANUAL, "seller_name": "卖" * 201}, "tester")
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
+
+
 # --------------------------------------------------------------------------- submit, return, confirm
 
 def test_submit_moves_the_status(scanner):
@@ -240,6 +265,19 @@ def test_return_for_rescan_with_a_reason(scanner):
     page = scanner.get("/bills/BX-0001").get_data(as_text=True)
     assert "退扫后新增" in page and "退扫后删除" in page
     assert "退回重扫" in page and "原因：第 1 张发票模糊" in page  # in the history
+
+
+def test_an_over_long_return_reason_is_refused_whole(scanner):
+    attach("BX-0001", PDF_00008006)
+    scanner.post("/bills/BX-0001/submit")
+    resp = scanner.post("/bills/BX-0001/return", {"reason": "糊" * 501})
+    assert resp.status_code == 422 and "退回原因不能超过 500 个字符" in resp.get_data(as_text=True)
+    with pytest.raises(bills.BillError, match="退回原因不能超过 500 个字符"):
+        bills.return_bill(bill("BX-0001"), "糊" * 501, "tester")
+    db.session.rollback()
+    b = bill("BX-0001")
+    assert (b.status, b.return_reason, b.round) == ("completed", None, 1)
+    assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "return")) == 0
 
 
 def test_confirm_calls_matching(scanner, monkeypatch):
