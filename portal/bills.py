@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -137,6 +138,25 @@ def limited_text(value: Any, field: str, limit: int) -> str | None:
     if len(text) > limit:
         raise BillError(f"{field} 不能超过 {limit} 个字符（收到 {len(text)} 个）")
     return text or None
+
+
+# Control (NUL, ESC, CR/LF …), format (bidi overrides such as U+202E, zero-width), surrogate,
+# private-use, unassigned and line/paragraph separator characters: invisible or misleading in
+# a file name, and unsafe in a header.
+_UNSAFE_NAME_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+FILENAME_MAX = 255
+
+
+def clean_filename(name: str | None) -> str:
+    """The last path part of ``name`` without control, bidi or other invisible characters, trimmed.
+
+    Empty when nothing printable is left; callers then name the file themselves.
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(ch for ch in base if unicodedata.category(ch) not in _UNSAFE_NAME_CATEGORIES).strip()
+    if text.strip(".") == "":
+        return ""  # "." and ".." name no file
+    return text[:FILENAME_MAX]
 
 
 # --------------------------------------------------------------------------- opening bills
@@ -298,7 +318,7 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
         image.rescan_state = rescan
         image.position = _next_position(bill)
     else:
-        image = Image(bill_id=bill.id, sha256=sha, filename=(file.filename or "")[:255], uploaded_by=actor, origin=origin,
+        image = Image(bill_id=bill.id, sha256=sha, filename=clean_filename(file.filename), uploaded_by=actor, origin=origin,
                       position=_next_position(bill), round_added=bill.round, rescan_state=rescan)
         try:
             with db.session.begin_nested():

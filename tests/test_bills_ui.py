@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select
 
-from portal import bills, matching
+from portal import bills, links, matching
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
@@ -495,6 +495,37 @@ def test_xml_renders_as_png_card_and_chinese_names_download_intact(scanner):
     assert original.data == data and original.mimetype == "application/xml"
     disposition = original.headers["Content-Disposition"]
     assert disposition.startswith("attachment;") and "filename*=UTF-8''%E5%8F%91%E7%A5%A8%20%E5%8E%9F%E4%BB%B6.xml" in disposition
+
+
+def test_file_names_lose_control_and_bidi_characters_on_upload(scanner):
+    added = bills.add_file(bill("BX-0001"), corpus(PDF_00008006), "C:\\扫描\\发票\x00\x1b[31m\u202efdp.exe\r\n", "tester")
+    db.session.commit()
+    assert db.session.get(Image, added.image.id).filename == "发票[31mfdp.exe"
+    resp = scanner.get(f"/bills/images/{added.image.id}/original", buffered=True)
+    assert resp.headers["Content-Disposition"] == (
+        "attachment; filename=\"[31mfdp.exe.pdf\"; filename*=UTF-8''%E5%8F%91%E7%A5%A8%5B31mfdp.exe.pdf")
+
+
+@pytest.mark.parametrize("stored,fallback,encoded", [
+    ("a\x00b\x1bc\u202efdp.exe", "abcfdp.exe.pdf", None),
+    ("发票\u202efdp.pdf", "fdp.pdf", "%E5%8F%91%E7%A5%A8fdp.pdf"),
+    ("\u2066\u200f\x7f", "image-{id}.pdf", None),
+])
+def test_stored_names_with_control_characters_never_reach_content_disposition(scanner, stored, fallback, encoded):
+    image = attach("BX-0001", PDF_00008006)
+    db.session.get(Image, image.id).filename = stored  # a row from before names were cleaned on upload
+    db.session.commit()
+    for url in (f"/bills/images/{image.id}/original",
+                f"/v/{links.view_link(image.bill_id).token}/images/{image.id}/original"):
+        header = scanner.get(url, buffered=True).headers["Content-Disposition"]
+        assert header.startswith("attachment; filename=")
+        assert not any(ord(ch) < 0x20 or ord(ch) >= 0x7f for ch in header)
+        assert "%00" not in header and "%1B" not in header and "%E2%80%AE" not in header and "%E2%81" not in header
+        assert f"filename={fallback.format(id=image.id)}" in header
+        if encoded:
+            assert header.endswith(f"; filename*=UTF-8''{encoded}")
+        else:
+            assert "filename*" not in header
 
 
 # --------------------------------------------------------------------------- typing in an invoice
