@@ -44,7 +44,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "error": {"type": "string", "description": "机器可读的错误码",
                       "examples": ["invalid_client", "invalid_token", "not_found", "invalid_request", "conflict",
-                                   "too_large", "unsupported_media_type"]},
+                                   "gone", "too_large", "unsupported_media_type"]},
             "message": {"type": "string", "description": "中文错误说明，可直接展示给用户"},
         },
     },
@@ -244,7 +244,8 @@ PATHS: dict[str, Any] = {
         "delete": {
             "operationId": "deleteBill",
             "summary": "单据被 ERP 删除",
-            "description": "单据状态变为 deleted；影像保留以备审计，其发票不再参与重复报销检查。",
+            "description": "单据状态变为 deleted；影像保留以备审计，其发票不再参与重复报销检查；"
+                           "已发出的调阅和上传链接随之失效（410）。",
             "responses": {"200": _json(_ref("Bill"), "已标记删除的单据"), **_BILL_ERRORS},
         },
     },
@@ -274,7 +275,9 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getViewLink",
             "summary": "获取影像调阅链接",
-            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"), **_BILL_ERRORS},
+            "description": "单据被删除后不再提供链接（410），已发出的链接也随之失效。",
+            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"),
+                          "410": _error("单据已被删除（error = gone）"), **_BILL_ERRORS},
         },
     },
     "/bills/{bill_no}/return": {
