@@ -306,6 +306,9 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
         storage().put(file.data)
     except TooLarge:
         raise BillError(f"文件 {file.filename} 过大", 413) from None
+    # Reserved before anything else is written: the bill's row lock is then the first lock this
+    # request takes, so uploads to one bill queue here and never hold a blob row another waits on.
+    position = _reserve_positions(bill, 1)[0]
     if db.session.get(Blob, sha) is None:
         try:
             with db.session.begin_nested():
@@ -316,10 +319,10 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
     if image is not None:  # re-adding a removed file
         image.removed = False
         image.rescan_state = rescan
-        image.position = _next_position(bill)
+        image.position = position
     else:
         image = Image(bill_id=bill.id, sha256=sha, filename=clean_filename(file.filename), uploaded_by=actor, origin=origin,
-                      position=_next_position(bill), round_added=bill.round, rescan_state=rescan)
+                      position=position, round_added=bill.round, rescan_state=rescan)
         try:
             with db.session.begin_nested():
                 db.session.add(image)
@@ -334,8 +337,17 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
     return Added(image, True)
 
 
-def _next_position(bill: Bill) -> int:
-    return (db.session.scalar(select(func.max(Image.position)).where(Image.bill_id == bill.id)) or 0) + 1
+def _reserve_positions(bill: Bill, n: int) -> list[int]:
+    """``n`` image positions no other image of ``bill`` has or will get.
+
+    One atomic UPDATE … RETURNING of the bill's counter: it holds the bill's row lock
+    (PostgreSQL) or the write lock (SQLite) until the transaction ends, so two uploads
+    never read the same maximum. Positions of a rolled-back upload are simply skipped.
+    """
+    last = db.session.execute(
+        update(Bill).where(Bill.id == bill.id).values(last_position=Bill.last_position + n)
+        .returning(Bill.last_position), execution_options={"synchronize_session": False}).scalar_one()
+    return list(range(last - n + 1, last + 1))
 
 
 def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> set[str]:
@@ -374,15 +386,17 @@ def remove_image(bill: Bill, image: Image, actor: str) -> None:
 def reorder(bill: Bill, image_ids: list[int], actor: str) -> None:
     """Set the images' order to ``image_ids`` (ids not on the bill are ignored)."""
     require_editable(bill)
-    images = {i.id: i for i in live_images(bill)}
-    pos = 1
-    for iid in image_ids:
-        if iid in images:
-            images.pop(iid).position = pos
-            pos += 1
-    for img in sorted(images.values(), key=lambda i: i.position):
+    live = live_images(bill)
+    # The live images trade their own positions, so none takes one a removed image or a
+    # concurrent upload holds; duplicates left from before the counter get fresh ones.
+    slots = sorted(i.position for i in live)
+    if len(set(slots)) < len(slots):
+        slots = _reserve_positions(bill, len(slots))
+    images = {i.id: i for i in live}
+    ordered = [images.pop(iid) for iid in image_ids if iid in images]
+    ordered += sorted(images.values(), key=lambda i: (i.position, i.id))
+    for img, pos in zip(ordered, slots):
         img.position = pos
-        pos += 1
     event(bill, "reorder", actor, detail={"order": image_ids})
 
 

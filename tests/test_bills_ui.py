@@ -155,6 +155,19 @@ def test_reorder(scanner):
     assert scanner.post("/bills/BX-0001/order", {"image_ids": ["x"]}, htmx="image-order").status_code == 422
 
 
+def test_positions_stay_unique_across_remove_reorder_and_re_add(scanner):
+    ids = [attach("BX-0001", name).id for name in (PDF_00008006, OFD_SHUDIAN, PNG_33207675)]
+    scanner.post(f"/bills/BX-0001/images/{ids[0]}/remove", htmx=f"image-{ids[0]}")
+    assert scanner.post("/bills/BX-0001/order", {"image_ids": [str(ids[2]), str(ids[1])]}, htmx="image-order").status_code == 204
+    assert len({i.position for i in bills.all_images(bill("BX-0001"))}) == 3  # the removed one keeps its own
+    attach("BX-0001", XML_83089647)
+    attach("BX-0001", PDF_00008006)  # the removed file comes back
+    images = bills.all_images(bill("BX-0001"))
+    assert len(images) == 4 and len({i.position for i in images}) == 4
+    assert [i.id for i in bills.live_images(bill("BX-0001"))][:2] == [ids[2], ids[1]]
+    assert [i.id for i in bills.live_images(bill("BX-0001"))][-1] == ids[0]  # re-added files go last
+
+
 # --------------------------------------------------------------------------- correction and duplicates
 
 def test_correct_invoice_sets_manual_source_audits_and_recomputes_duplicates(scanner):
