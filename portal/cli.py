@@ -1,4 +1,4 @@
-"""Command-line tools: ``flask --app portal users ...``, ``demo ...``."""
+"""Command-line tools: ``flask --app portal users ...``, ``demo ...``, ``storage clean``."""
 from __future__ import annotations
 
 import sys
@@ -71,3 +71,6 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(writeback_cli)
     app.cli.add_command(sync_cli)
+    from .housekeeping import storage_cli
+
+    app.cli.add_command(storage_cli)
