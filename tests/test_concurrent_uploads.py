@@ -3,7 +3,6 @@ and with a position of its own on the bill, on SQLite and on PostgreSQL."""
 import io
 import threading
 
-import pytest
 import requests
 from PIL import Image as Picture
 from sqlalchemy import func, select
