@@ -563,3 +563,15 @@ def test_openapi_describes_every_route(app):
     text = resp.get_data(as_text=True)
     for ref in set(re.findall(r'"\$ref": ?"#/components/(\w+)/(\w+)"', text)):
         assert ref[1] in doc["components"][ref[0]], ref
+
+
+def test_openapi_states_the_limits_the_api_enforces(app):
+    from portal import bills
+
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    fields = doc["components"]["schemas"]["BillOpen"]["properties"]
+    assert fields["bill_no"]["maxLength"] == bills.BILL_NO_MAX and "“..”" in fields["bill_no"]["description"]
+    assert {f: fields[f]["maxLength"] for f in bills.TEXT_LIMITS} == bills.TEXT_LIMITS
+    reason = doc["components"]["schemas"]["ReturnRequest"]["properties"]["reason"]
+    assert reason["maxLength"] == bills.RETURN_REASON_MAX
+    assert "410" in doc["paths"]["/bills/{bill_no}/view-link"]["get"]["responses"]
