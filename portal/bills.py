@@ -7,6 +7,8 @@ written to the database, so nothing is ever half-stored.
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -99,6 +101,64 @@ def event(bill: Bill, action: str, actor: str, *, to: str | None = None, detail:
     return ev
 
 
+# --------------------------------------------------------------------------- free text and bill numbers
+
+BILL_NO_MAX = 64
+# ERP bill numbers are letters, digits, '-', '_' and '.': anything else ('/', '\\', '..', spaces,
+# control or bidi characters) makes a bill that no URL of ours can reach again.
+_BILL_NO = re.compile(r"[\w.-]+")
+BILL_NO_RULE = ("单据编号（bill_no）只能由字母、数字、短横线“-”、下划线“_”和点“.”组成，"
+                f"不能含“..”、斜杠、空格或控制字符，最多 {BILL_NO_MAX} 个字符")
+
+# Length limits of the free-text fields of a bill, as the columns hold them.
+TEXT_LIMITS = {"form_id": 64, "erp_id": 64, "submitter": 100, "org": 200, "scan_point": 32}
+RETURN_REASON_MAX = 500
+
+
+def check_bill_no(value: Any) -> str:
+    """``value`` if it is a usable bill number; BillError 422 naming the rule otherwise."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise BillError("bill_no 不能为空")
+    if (text != text.strip() or len(text) > BILL_NO_MAX or not _BILL_NO.fullmatch(text)
+            or ".." in text or text == "."):
+        raise BillError(BILL_NO_RULE)
+    return text
+
+
+def limited_text(value: Any, field: str, limit: int) -> str | None:
+    """``value`` as stripped text (None when empty); BillError 422 naming ``field`` when over ``limit``.
+
+    Cutting would store something the sender never wrote, and storing it whole
+    would let one request fill the database and every page that shows it.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if len(text) > limit:
+        raise BillError(f"{field} 不能超过 {limit} 个字符（收到 {len(text)} 个）")
+    return text or None
+
+
+# Control (NUL, ESC, CR/LF …), format (bidi overrides such as U+202E, zero-width), surrogate,
+# private-use, unassigned and line/paragraph separator characters: invisible or misleading in
+# a file name, and unsafe in a header.
+_UNSAFE_NAME_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+FILENAME_MAX = 255
+
+
+def clean_filename(name: str | None) -> str:
+    """The last path part of ``name`` without control, bidi or other invisible characters, trimmed.
+
+    Empty when nothing printable is left; callers then name the file themselves.
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(ch for ch in base if unicodedata.category(ch) not in _UNSAFE_NAME_CATEGORIES).strip()
+    if text.strip(".") == "":
+        return ""  # "." and ".." name no file
+    return text[:FILENAME_MAX]
+
+
 # --------------------------------------------------------------------------- opening bills
 
 @dataclass
@@ -109,30 +169,27 @@ class Opened:
 
 def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
     """Open an image task for ``data['bill_no']``; the same number again returns the existing bill."""
-    bill_no = str(data.get("bill_no") or "").strip()
-    if not bill_no:
-        raise BillError("bill_no 不能为空")
-    if len(bill_no) > 64:
-        raise BillError("bill_no 不能超过 64 个字符")
+    bill_no = check_bill_no(data.get("bill_no"))
+    text = {f: limited_text(data.get(f), f, limit) for f, limit in TEXT_LIMITS.items()}
     existing = db.session.scalar(select(Bill).where(Bill.enterprise_id == ent.id, Bill.bill_no == bill_no))
     if existing is not None:
         return Opened(existing, False)
     point = None
-    if data.get("scan_point"):
+    if text["scan_point"]:
         point = db.session.scalar(select(ScanPoint).where(ScanPoint.enterprise_id == ent.id,
-                                                          ScanPoint.code == str(data["scan_point"])))
+                                                          ScanPoint.code == text["scan_point"]))
         if point is None:
-            raise BillError(f"扫描点 {data['scan_point']} 不存在")
+            raise BillError(f"扫描点 {text['scan_point']} 不存在")
     expected = data.get("expected_invoices") or []
     if not isinstance(expected, list):
         raise BillError("expected_invoices 应为数组")
     bill = Bill(
         enterprise_id=ent.id,
         bill_no=bill_no,
-        form_id=str(data.get("form_id") or "ER_ExpReimbursement")[:64],
-        erp_id=None if data.get("erp_id") in (None, "") else str(data["erp_id"])[:64],
-        submitter=(str(data["submitter"])[:100] if data.get("submitter") else None),
-        org=(str(data["org"])[:200] if data.get("org") else None),
+        form_id=text["form_id"] or "ER_ExpReimbursement",
+        erp_id=text["erp_id"],
+        submitter=text["submitter"],
+        org=text["org"],
         amount=parse_money(data.get("amount"), "amount"),
         scan_point_id=point.id if point else None,
         status="pending",
@@ -251,6 +308,9 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
         storage().put(file.data)
     except TooLarge:
         raise BillError(f"文件 {file.filename} 过大", 413) from None
+    # Reserved before anything else is written: the bill's row lock is then the first lock this
+    # request takes, so uploads to one bill queue here and never hold a blob row another waits on.
+    position = _reserve_positions(bill, 1)[0]
     if db.session.get(Blob, sha) is None:
         try:
             with db.session.begin_nested():
@@ -261,10 +321,10 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
     if image is not None:  # re-adding a removed file
         image.removed = False
         image.rescan_state = rescan
-        image.position = _next_position(bill)
+        image.position = position
     else:
-        image = Image(bill_id=bill.id, sha256=sha, filename=(file.filename or "")[:255], uploaded_by=actor, origin=origin,
-                      position=_next_position(bill), round_added=bill.round, rescan_state=rescan)
+        image = Image(bill_id=bill.id, sha256=sha, filename=clean_filename(file.filename), uploaded_by=actor, origin=origin,
+                      position=position, round_added=bill.round, rescan_state=rescan)
         try:
             with db.session.begin_nested():
                 db.session.add(image)
@@ -279,8 +339,17 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
     return Added(image, True)
 
 
-def _next_position(bill: Bill) -> int:
-    return (db.session.scalar(select(func.max(Image.position)).where(Image.bill_id == bill.id)) or 0) + 1
+def _reserve_positions(bill: Bill, n: int) -> list[int]:
+    """``n`` image positions no other image of ``bill`` has or will get.
+
+    One atomic UPDATE … RETURNING of the bill's counter: it holds the bill's row lock
+    (PostgreSQL) or the write lock (SQLite) until the transaction ends, so two uploads
+    never read the same maximum. Positions of a rolled-back upload are simply skipped.
+    """
+    last = db.session.execute(
+        update(Bill).where(Bill.id == bill.id).values(last_position=Bill.last_position + n)
+        .returning(Bill.last_position), execution_options={"synchronize_session": False}).scalar_one()
+    return list(range(last - n + 1, last + 1))
 
 
 def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> set[str]:
@@ -319,15 +388,17 @@ def remove_image(bill: Bill, image: Image, actor: str) -> None:
 def reorder(bill: Bill, image_ids: list[int], actor: str) -> None:
     """Set the images' order to ``image_ids`` (ids not on the bill are ignored)."""
     require_editable(bill)
-    images = {i.id: i for i in live_images(bill)}
-    pos = 1
-    for iid in image_ids:
-        if iid in images:
-            images.pop(iid).position = pos
-            pos += 1
-    for img in sorted(images.values(), key=lambda i: i.position):
+    live = live_images(bill)
+    # The live images trade their own positions, so none takes one a removed image or a
+    # concurrent upload holds; duplicates left from before the counter get fresh ones.
+    slots = sorted(i.position for i in live)
+    if len(set(slots)) < len(slots):
+        slots = _reserve_positions(bill, len(slots))
+    images = {i.id: i for i in live}
+    ordered = [images.pop(iid) for iid in image_ids if iid in images]
+    ordered += sorted(images.values(), key=lambda i: (i.position, i.id))
+    for img, pos in zip(ordered, slots):
         img.position = pos
-        pos += 1
     event(bill, "reorder", actor, detail={"order": image_ids})
 
 
@@ -357,6 +428,10 @@ CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "chec
 
 
 MONEY_LABELS = {"amount": "金额（不含税）", "tax": "税额", "total": "价税合计"}
+# Text fields of an invoice with their column lengths: a longer value is refused, never cut.
+TEXT_FIELD_LIMITS = {"type": ("发票类型", 8), "code": ("发票代码", 20), "number": ("发票号码", 32),
+                     "check_code": ("校验码", 32), "seller_name": ("销方名称", 200), "seller_tax_no": ("销方税号", 20),
+                     "buyer_name": ("购方名称", 200), "buyer_tax_no": ("购方税号", 20)}
 NUMBER_RULE = "发票号码应为 8 位或 20 位数字"
 CODE_RULE = "发票代码应为 10 位或 12 位数字"
 
@@ -376,7 +451,7 @@ def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
         elif f == "date":
             v = parse_day(v, "开票日期")
         else:
-            v = (str(v).strip() or None) if v is not None else None
+            v = limited_text(v, *TEXT_FIELD_LIMITS[f])
         parsed[f] = v
     return parsed
 
@@ -517,11 +592,13 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
     reason = (reason or "").strip()
     if not reason:
         raise BillError("请填写退回原因")
+    if len(reason) > RETURN_REASON_MAX:
+        raise BillError(f"退回原因不能超过 {RETURN_REASON_MAX} 个字符（收到 {len(reason)} 个）")
     if bill.status in ("deleted", "pending", "withdrawn"):
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
     if bill.status == "returned":
         raise BillError("单据已经退回，等待重扫", 409)
-    bill.return_reason = reason[:500]
+    bill.return_reason = reason
     bill.round += 1
     event(bill, "return", actor, to="returned", detail={"reason": reason})
     audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,

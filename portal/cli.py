@@ -1,4 +1,4 @@
-"""Command-line tools: ``flask --app portal users ...``, ``demo ...``."""
+"""Command-line tools: ``flask --app portal users ...``, ``demo ...``, ``storage clean``."""
 from __future__ import annotations
 
 import sys
@@ -74,3 +74,6 @@ def register(app: Flask) -> None:
     from .erp_pull import erp_cli
 
     app.cli.add_command(erp_cli)
+    from .housekeeping import storage_cli
+
+    app.cli.add_command(storage_cli)

@@ -39,6 +39,10 @@ DEFAULTS = {
     # The invoices list gives up an exact count that takes longer than this (SQLite only).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,
+    # Storage cleaning: part files and blobs without a row untouched this long (seconds) are
+    # removed, by `flask storage clean` and by the job runners every STORAGE_CLEAN_EVERY seconds.
+    "STORAGE_CLEAN_AGE": 3600,
+    "STORAGE_CLEAN_EVERY": 3600,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,

@@ -206,12 +206,15 @@ def _seed_sync_push(ent, cloud_url: str) -> None:
 
 
 def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
-    """Run due write-back jobs and sync downloads until ``stop`` is set."""
-    from . import sync, writeback
+    """Clean the file store, then run due write-back jobs and sync downloads until ``stop`` is set."""
+    from . import housekeeping, sync, writeback
 
+    with app.app_context():
+        housekeeping.clean_if_due()  # start-up: what a killed run left in the store
     while not stop.wait(every):
         with app.app_context():
             try:
+                housekeeping.clean_if_due()
                 sync.fetch_pending()
                 writeback.run_due()
             except Exception:  # the loop must survive a bad job; the job keeps its error

@@ -277,6 +277,9 @@ class Bill(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The highest image position handed out on this bill; raised in one UPDATE per upload, so
+    # uploads racing to one bill queue on the row instead of reading the same maximum.
+    last_position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     enterprise: Mapped[Enterprise] = relationship()
     scan_point: Mapped[ScanPoint | None] = relationship()

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 __all__ = [
     "BlobNotFound",
@@ -39,6 +39,7 @@ CHUNK = 1024 * 1024
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_FANOUT = re.compile(r"[0-9a-f]{2}")
 _DERIVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -178,6 +179,7 @@ class LocalStorage(Storage):
                 raise TooLarge(limit)
             sha = hashlib.sha256(data).hexdigest()
             if self._present(sha, len(data)):
+                self._touch(sha)
                 return StoredBlob(sha, len(data), False)
             stream: BinaryIO = io.BytesIO(data)
         else:
@@ -187,7 +189,17 @@ class LocalStorage(Storage):
             created = self._publish(tmp_path, self._blob_path(sha))
         finally:
             _unlink_quietly(tmp_path)
+        if not created:
+            self._touch(sha)
         return StoredBlob(sha, size, created)
+
+    def _touch(self, sha: str) -> None:
+        """Mark an existing blob as just written: a row about to refer to it is younger than the
+        cleaner's age threshold, so :meth:`delete_unless_recent` must leave it alone."""
+        try:
+            os.utime(self._blob_path(sha))
+        except FileNotFoundError:
+            pass
 
     def _present(self, sha: str, size: int) -> bool:
         try:
@@ -310,7 +322,11 @@ class LocalStorage(Storage):
     # -- housekeeping -------------------------------------------------------
 
     def cleanup_temp(self, older_than: float = 3600.0) -> int:
-        """Remove temp files left by crashed writers; returns how many were removed."""
+        """Remove temp files left by crashed writers; returns how many were removed.
+
+        A writer in progress touches its file with every chunk, so only files untouched for
+        ``older_than`` seconds go: ``tmp/put-*.part`` and the ``.part-*`` of derived assets.
+        """
         removed = 0
         cutoff = time.time() - older_than
         for entry in os.scandir(self._tmp):
@@ -320,7 +336,48 @@ class LocalStorage(Storage):
                     removed += 1
             except FileNotFoundError:
                 continue
+        for dirpath, _dirs, names in os.walk(self._derived):
+            for name in names:
+                if not name.startswith(".part-"):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
         return removed
+
+    def blobs_older_than(self, older_than: float) -> Iterator[str]:
+        """Keys of the stored blobs not written or touched in the last ``older_than`` seconds."""
+        cutoff = time.time() - older_than
+        for top in _subdirs(self.root):
+            for sub in _subdirs(top.path):
+                for entry in os.scandir(sub.path):
+                    try:
+                        if _SHA256.fullmatch(entry.name) and entry.is_file() and entry.stat().st_mtime < cutoff:
+                            yield entry.name
+                    except FileNotFoundError:
+                        continue
+
+    def delete_unless_recent(self, sha256: str, older_than: float) -> bool:
+        """Delete a blob (and its derived assets) unless it was written or touched in the last
+        ``older_than`` seconds, e.g. by a :meth:`put` whose row is about to commit."""
+        try:
+            if os.stat(self._blob_path(sha256)).st_mtime >= time.time() - older_than:
+                return False
+        except FileNotFoundError:
+            return False
+        return self.delete(sha256)
+
+
+def _subdirs(path: str) -> list[os.DirEntry]:
+    """The two-hex-digit fan-out directories directly under ``path`` (never ``tmp`` or ``derived``)."""
+    try:
+        return [e for e in os.scandir(path) if _FANOUT.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _ensure_dir(path: str) -> None:

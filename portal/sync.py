@@ -18,7 +18,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import and_, select
 
-from . import bills, integration
+from . import bills, housekeeping, integration
 from .extensions import db
 from .models import Bill, Enterprise, ExpectedInvoice
 
@@ -157,6 +157,8 @@ sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的�
 def run_command(limit: int, every: float) -> None:
     """Fetch the pending pushed files once (or every N seconds until interrupted)."""
     while True:
+        if every > 0:
+            housekeeping.clean_if_due()  # a long-running runner: at start-up, then periodically
         n = fetch_pending(limit)
         click.echo(f"已附加 {n} 个文件")
         if every <= 0:

@@ -34,7 +34,7 @@ from flask.cli import AppGroup
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, media
+from . import audit, housekeeping, media
 from .bills import event, live_images, storage
 from .crypto import decrypt
 from .extensions import db
@@ -578,6 +578,7 @@ def run_command(every: float | None, limit: int) -> None:
     try:
         while True:
             try:
+                housekeeping.clean_if_due()  # at start-up, then every STORAGE_CLEAN_EVERY seconds
                 _one_pass(limit)
             except Exception:  # keep looping: the jobs keep their own errors
                 log.exception("writeback loop pass failed")

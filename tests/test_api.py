@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from portal import links
 from portal.crypto import encrypt
 from portal.extensions import db
-from portal.models import AuditEvent, Bill, Blob, ExpectedInvoice, Image
+from portal.models import AuditEvent, Bill, BillEvent, Blob, ExpectedInvoice, Image
 
 from .conftest import corpus
 
@@ -245,6 +245,26 @@ def test_open_bill_stores_an_invoice_listed_twice_once(app, api):
     ({}, "bill_no"),
     ({"bill_no": "   "}, "bill_no"),
     ({"bill_no": "X" * 65}, "bill_no"),
+    # Numbers no route could reach again, or that read differently than they are stored.
+    ({"bill_no": "FY/BX1"}, "bill_no"),
+    ({"bill_no": "FY\\BX1"}, "bill_no"),
+    ({"bill_no": "FY..BX1"}, "bill_no"),
+    ({"bill_no": ".."}, "bill_no"),
+    ({"bill_no": "."}, "bill_no"),
+    ({"bill_no": "FY\x00BX1"}, "bill_no"),
+    ({"bill_no": "FY\x1bBX1"}, "bill_no"),
+    ({"bill_no": "FY\u202eBX1"}, "bill_no"),
+    ({"bill_no": "FY BX1"}, "bill_no"),
+    ({"bill_no": " FYBX1"}, "bill_no"),
+    ({"bill_no": "FYBX1 "}, "bill_no"),
+    ({"bill_no": "FYBX1?x=1"}, "bill_no"),
+    ({"bill_no": "FYBX1#a"}, "bill_no"),
+    # Free text over its column's length is refused whole, never cut or stored.
+    ({"bill_no": "F1", "submitter": "张" * 101}, "submitter"),
+    ({"bill_no": "F1", "org": "组" * 201}, "org"),
+    ({"bill_no": "F1", "form_id": "F" * 65}, "form_id"),
+    ({"bill_no": "F1", "erp_id": "9" * 65}, "erp_id"),
+    ({"bill_no": "F1", "scan_point": "S" * 33}, "scan_point"),
     ({"bill_no": "F1", "amount": "12.345"}, "amount"),
     ({"bill_no": "F1", "amount": "abc"}, "amount"),
     ({"bill_no": "F1", "scan_point": "NOPE"}, "NOPE"),
@@ -263,6 +283,27 @@ def test_open_bill_refuses_bad_fields(app, api, body, word):
     assert err["error"] == "invalid_request"
     assert word in err["message"] and CJK.search(err["message"])
     assert count(Bill) == 0 and count(ExpectedInvoice) == 0
+
+
+def test_bill_no_rule_names_the_rule(app, api):
+    err = api.post("/bills", {"bill_no": "FY/BX1"}).get_json()
+    assert "字母、数字" in err["message"] and "“..”" in err["message"] and "斜杠" in err["message"]
+
+
+def test_open_bill_refuses_over_long_text_with_a_message(app, api):
+    err = api.post("/bills", {"bill_no": "F1", "submitter": "张" * 101}).get_json()
+    assert err["message"] == "submitter 不能超过 100 个字符（收到 101 个）"
+    assert api.post("/bills", {"bill_no": "F1", "submitter": "张" * 100}).status_code == 201
+
+
+@pytest.mark.parametrize("bill_no", ["FY-BX_2024.001", "A.B", "单据-001", "x" * 64])
+def test_every_accepted_bill_no_is_reachable_by_every_route(app, api, bill_no):
+    assert api.post("/bills", {"bill_no": bill_no}).status_code == 201
+    assert api.get(f"/bills/{bill_no}").get_json()["bill_no"] == bill_no
+    assert api.upload(bill_no, PDF_8006).status_code == 201
+    assert api.get(f"/bills/{bill_no}/view-link").status_code == 200
+    assert api.post(f"/bills/{bill_no}/return", {"reason": "重扫"}).status_code == 200
+    assert api.delete(f"/bills/{bill_no}").status_code == 200
 
 
 def test_open_bill_refuses_a_body_that_is_not_json(app, api):
@@ -482,6 +523,19 @@ def test_return_bill_for_rescan(app, api):
     assert api.post("/bills/FYBX0001/return", {"reason": "again"}).status_code == 409
 
 
+def test_an_over_long_return_reason_is_refused_and_nothing_stored(app, api):
+    api.open("FYBX0001")
+    api.upload("FYBX0001", PDF_8006)
+    events = count(BillEvent)
+    resp = api.post("/bills/FYBX0001/return", {"reason": "糊" * 501})
+    assert resp.status_code == 422
+    assert resp.get_json()["message"] == "退回原因不能超过 500 个字符（收到 501 个）"
+    body = api.get("/bills/FYBX0001").get_json()
+    assert (body["status"], body["return_reason"]) == ("uploaded", None)
+    assert count(BillEvent) == events
+    assert api.post("/bills/FYBX0001/return", {"reason": "糊" * 500}).status_code == 200
+
+
 def test_unknown_api_path_answers_json(app, api):
     resp = api.get("/nothing-here")
     assert resp.status_code == 404 and resp.is_json
@@ -509,3 +563,15 @@ def test_openapi_describes_every_route(app):
     text = resp.get_data(as_text=True)
     for ref in set(re.findall(r'"\$ref": ?"#/components/(\w+)/(\w+)"', text)):
         assert ref[1] in doc["components"][ref[0]], ref
+
+
+def test_openapi_states_the_limits_the_api_enforces(app):
+    from portal import bills
+
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    fields = doc["components"]["schemas"]["BillOpen"]["properties"]
+    assert fields["bill_no"]["maxLength"] == bills.BILL_NO_MAX and "“..”" in fields["bill_no"]["description"]
+    assert {f: fields[f]["maxLength"] for f in bills.TEXT_LIMITS} == bills.TEXT_LIMITS
+    reason = doc["components"]["schemas"]["ReturnRequest"]["properties"]["reason"]
+    assert reason["maxLength"] == bills.RETURN_REASON_MAX
+    assert "410" in doc["paths"]["/bills/{bill_no}/view-link"]["get"]["responses"]

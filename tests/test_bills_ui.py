@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select
 
-from portal import bills, matching
+from portal import bills, links, matching
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
@@ -155,6 +155,19 @@ def test_reorder(scanner):
     assert scanner.post("/bills/BX-0001/order", {"image_ids": ["x"]}, htmx="image-order").status_code == 422
 
 
+def test_positions_stay_unique_across_remove_reorder_and_re_add(scanner):
+    ids = [attach("BX-0001", name).id for name in (PDF_00008006, OFD_SHUDIAN, PNG_33207675)]
+    scanner.post(f"/bills/BX-0001/images/{ids[0]}/remove", htmx=f"image-{ids[0]}")
+    assert scanner.post("/bills/BX-0001/order", {"image_ids": [str(ids[2]), str(ids[1])]}, htmx="image-order").status_code == 204
+    assert len({i.position for i in bills.all_images(bill("BX-0001"))}) == 3  # the removed one keeps its own
+    attach("BX-0001", XML_83089647)
+    attach("BX-0001", PDF_00008006)  # the removed file comes back
+    images = bills.all_images(bill("BX-0001"))
+    assert len(images) == 4 and len({i.position for i in images}) == 4
+    assert [i.id for i in bills.live_images(bill("BX-0001"))][:2] == [ids[2], ids[1]]
+    assert [i.id for i in bills.live_images(bill("BX-0001"))][-1] == ids[0]  # re-added files go last
+
+
 # --------------------------------------------------------------------------- correction and duplicates
 
 def test_correct_invoice_sets_manual_source_audits_and_recomputes_duplicates(scanner):
@@ -204,6 +217,31 @@ def test_correction_errors_answer_422_with_the_form(scanner, field, value, messa
     assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "correct")) == 0
 
 
+@pytest.mark.parametrize("field,limit,label", [("seller_name", 200, "销方名称"), ("buyer_name", 200, "购方名称"),
+                                               ("check_code", 32, "校验码")])
+def test_over_long_correction_text_is_refused_and_nothing_stored(scanner, field, limit, label):
+    attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", {field: "x" * (limit + 1)}, htmx=f"invoice-{inv.id}")
+    assert resp.status_code == 422 and f"{label}不能超过 {limit} 个字符" in resp.get_data(as_text=True)
+    # The domain rule holds for callers without the form, too.
+    with pytest.raises(bills.BillError, match=f"{label} 不能超过 {limit} 个字符"):
+        bills.correct_invoice(db.session.get(Invoice, inv.id), {field: "x" * (limit + 1)}, "tester")
+    db.session.rollback()
+    inv = db.session.get(Invoice, inv.id)
+    assert inv.source == "pdf_text" and len(getattr(inv, field) or "") <= limit
+
+
+def test_over_long_typed_in_text_is_refused(scanner):
+    image = attach("BX-0001", PAPER_87654321)
+    resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, "seller_name": "卖" * 201})
+    assert resp.status_code == 422 and "销售方名称不能超过 200 个字符" in resp.get_data(as_text=True)
+    with pytest.raises(bills.BillError, match="销方名称 不能超过 200 个字符"):
+        bills.add_manual_invoice(db.session.get(Image, image.id), {**MANUAL, "seller_name": "卖" * 201}, "tester")
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
+
+
 # --------------------------------------------------------------------------- submit, return, confirm
 
 def test_submit_moves_the_status(scanner):
@@ -240,6 +278,19 @@ def test_return_for_rescan_with_a_reason(scanner):
     page = scanner.get("/bills/BX-0001").get_data(as_text=True)
     assert "退扫后新增" in page and "退扫后删除" in page
     assert "退回重扫" in page and "原因：第 1 张发票模糊" in page  # in the history
+
+
+def test_an_over_long_return_reason_is_refused_whole(scanner):
+    attach("BX-0001", PDF_00008006)
+    scanner.post("/bills/BX-0001/submit")
+    resp = scanner.post("/bills/BX-0001/return", {"reason": "糊" * 501})
+    assert resp.status_code == 422 and "退回原因不能超过 500 个字符" in resp.get_data(as_text=True)
+    with pytest.raises(bills.BillError, match="退回原因不能超过 500 个字符"):
+        bills.return_bill(bill("BX-0001"), "糊" * 501, "tester")
+    db.session.rollback()
+    b = bill("BX-0001")
+    assert (b.status, b.return_reason, b.round) == ("completed", None, 1)
+    assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "return")) == 0
 
 
 def test_confirm_calls_matching(scanner, monkeypatch):
@@ -457,6 +508,37 @@ def test_xml_renders_as_png_card_and_chinese_names_download_intact(scanner):
     assert original.data == data and original.mimetype == "application/xml"
     disposition = original.headers["Content-Disposition"]
     assert disposition.startswith("attachment;") and "filename*=UTF-8''%E5%8F%91%E7%A5%A8%20%E5%8E%9F%E4%BB%B6.xml" in disposition
+
+
+def test_file_names_lose_control_and_bidi_characters_on_upload(scanner):
+    added = bills.add_file(bill("BX-0001"), corpus(PDF_00008006), "C:\\扫描\\发票\x00\x1b[31m\u202efdp.exe\r\n", "tester")
+    db.session.commit()
+    assert db.session.get(Image, added.image.id).filename == "发票[31mfdp.exe"
+    resp = scanner.get(f"/bills/images/{added.image.id}/original", buffered=True)
+    assert resp.headers["Content-Disposition"] == (
+        "attachment; filename=\"[31mfdp.exe.pdf\"; filename*=UTF-8''%E5%8F%91%E7%A5%A8%5B31mfdp.exe.pdf")
+
+
+@pytest.mark.parametrize("stored,fallback,encoded", [
+    ("a\x00b\x1bc\u202efdp.exe", "abcfdp.exe.pdf", None),
+    ("发票\u202efdp.pdf", "fdp.pdf", "%E5%8F%91%E7%A5%A8fdp.pdf"),
+    ("\u2066\u200f\x7f", "image-{id}.pdf", None),
+])
+def test_stored_names_with_control_characters_never_reach_content_disposition(scanner, stored, fallback, encoded):
+    image = attach("BX-0001", PDF_00008006)
+    db.session.get(Image, image.id).filename = stored  # a row from before names were cleaned on upload
+    db.session.commit()
+    for url in (f"/bills/images/{image.id}/original",
+                f"/v/{links.view_link(image.bill_id).token}/images/{image.id}/original"):
+        header = scanner.get(url, buffered=True).headers["Content-Disposition"]
+        assert header.startswith("attachment; filename=")
+        assert not any(ord(ch) < 0x20 or ord(ch) >= 0x7f for ch in header)
+        assert "%00" not in header and "%1B" not in header and "%E2%80%AE" not in header and "%E2%81" not in header
+        assert f"filename={fallback.format(id=image.id)}" in header
+        if encoded:
+            assert header.endswith(f"; filename*=UTF-8''{encoded}")
+        else:
+            assert "filename*" not in header
 
 
 # --------------------------------------------------------------------------- typing in an invoice

@@ -48,3 +48,33 @@ def test_environment_overrides_config(tmp_path, monkeypatch):
     app = create_app()
     assert app.config["INVOICE_CLOUD_URL"] == "http://127.0.0.1:1"
     assert app.config["MAX_FILE_BYTES"] == 1024
+
+
+def test_bill_position_counter_starts_after_the_positions_already_used(tmp_path, monkeypatch):
+    from sqlalchemy import text
+
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.sqlite3'}"})
+    now = "2026-01-01 00:00:00"
+    with app.app_context():
+        upgrade(revision="28ebbbb0fecf")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO enterprises (id, tax_no, name, client_id, client_secret_enc, encrypt_key_enc,"
+                              " image_mode, created_at, updated_at) VALUES (1, 'T', 'E', 'c', x'00', x'00', 'basic', :t, :t)"),
+                         {"t": now})
+            for bill_id in (1, 2):
+                conn.execute(text("INSERT INTO bills (id, enterprise_id, bill_no, form_id, status, round, created_at,"
+                                  " updated_at) VALUES (:id, 1, :no, 'F', 'uploaded', 1, :t, :t)"),
+                             {"id": bill_id, "no": f"B{bill_id}", "t": now})
+            for sha in ("s1", "s2"):
+                conn.execute(text("INSERT INTO blobs (sha256, size, media_type, pages, created_at)"
+                                  " VALUES (:s, 1, 'x', 1, :t)"), {"s": sha, "t": now})
+            for image_id, position in ((1, 3), (2, 7)):
+                conn.execute(text("INSERT INTO images (id, bill_id, sha256, filename, position, uploaded_by, uploaded_at,"
+                                  " removed, round_added, rescan_state, origin) VALUES (:id, 1, :s, '', :p, '', :t,"
+                                  " 0, 1, 'normal', 'upload')"), {"id": image_id, "s": f"s{image_id}", "p": position, "t": now})
+        upgrade()
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, last_position FROM bills ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, 7), (2, 0)]
+        db.engine.dispose()

@@ -170,3 +170,42 @@ def test_sync_mode_view_page_offers_the_submitter_an_upload_link(browser, bill_p
     other = bills.open_bill(basic, {"bill_no": "BX-9"}, "erp").bill
     db.session.commit()
     assert "/v/upload/" not in browser.get(f"/v/{view_token(other.id)}").get_data(as_text=True)
+
+
+# --------------------------------------------------------------------------- deleted bills
+
+def test_links_of_a_deleted_bill_are_revoked_but_its_pages_stay_for_ops(browser, bill_pair, make_user):
+    bill = db.session.get(Bill, bill_pair["bill"])
+    view, upload = view_token(bill.id), links.upload_link(bill.id).token
+    image_id = bill_pair["images"][0]
+    urls = [f"/v/{view}", f"/v/{view}/images/{image_id}/thumb", f"/v/{view}/images/{image_id}/pages/1",
+            f"/v/{view}/images/{image_id}/original", f"/v/upload/{upload}", f"/v/upload/{upload}/images/{image_id}/thumb"]
+    assert [browser.get(u, buffered=True).status_code for u in urls] == [200] * len(urls)
+
+    bills.delete_bill(bill, "api:erp")
+    db.session.commit()
+    for url in urls:
+        resp = browser.get(url, buffered=True)
+        assert resp.status_code == 410, url
+        assert "单据已被 ERP 删除" in resp.get_data(as_text=True) and resp.mimetype == "text/html"
+        assert resp.headers["Cache-Control"] == "no-store"
+    before = db.session.scalar(select(func.count()).select_from(Image))
+    assert _post_file(browser, upload, PNG, corpus(PNG)).status_code == 410
+    assert db.session.scalar(select(func.count()).select_from(Image)) == before
+
+    # The audit trail: people with an account still see the bill and its files.
+    make_user("ops1", "ops", [bill.enterprise])
+    browser.login("ops1")
+    assert browser.get("/bills/BX-0001").status_code == 200
+    original = browser.get(f"/bills/images/{image_id}/original", buffered=True)
+    assert original.status_code == 200 and original.data == corpus(PDF)
+
+
+def test_the_api_gives_no_new_view_link_for_a_deleted_bill(app, bill_pair):
+    bill = db.session.get(Bill, bill_pair["bill"])
+    client, auth = app.test_client(), {"Authorization": f"Bearer {links.api_token(bill.enterprise).token}"}
+    assert client.get("/api/v1/bills/BX-0001/view-link", headers=auth).status_code == 200
+    assert client.delete("/api/v1/bills/BX-0001", headers=auth).status_code == 200
+    resp = client.get("/api/v1/bills/BX-0001/view-link", headers=auth)
+    assert resp.status_code == 410
+    assert resp.get_json() == {"error": "gone", "message": "单据 BX-0001 已被删除，不再提供调阅链接"}

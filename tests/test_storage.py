@@ -208,3 +208,43 @@ def test_cleanup_temp(store):
         fh.write(b"partial")
     assert store.cleanup_temp(older_than=3600) == 1
     assert os.listdir(os.path.join(store.root, "tmp")) == ["put-running.part"]
+
+
+# --------------------------------------------------------------------------- cleaning what killed uploads left
+
+def _age(path: str, seconds: float = 7200) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_cleanup_temp_takes_stale_derived_part_files_too(store):
+    sha = store.put(b"rendered").sha256
+    store.put_derived(sha, "thumb-320.jpg", b"jpeg")
+    directory = os.path.dirname(os.path.join(store.root, "derived", sha[:2], sha[2:4], sha, "x"))
+    stale, fresh = os.path.join(directory, ".part-killed"), os.path.join(directory, ".part-running")
+    for path in (stale, fresh):
+        with open(path, "wb") as fh:
+            fh.write(b"half")
+    _age(stale)
+    assert store.cleanup_temp(older_than=3600) == 1
+    assert sorted(os.listdir(directory)) == [".part-running", "thumb-320.jpg"]
+
+
+def test_blobs_older_than_lists_only_untouched_blobs(store):
+    old, new = store.put(b"old one").sha256, store.put(b"new one").sha256
+    _age(os.path.join(store.root, old[:2], old[2:4], old))
+    assert list(store.blobs_older_than(3600)) == [old]
+    assert new not in list(store.blobs_older_than(3600))
+
+
+def test_putting_stored_content_again_makes_it_recent(store):
+    sha = store.put(b"kept by a new upload").sha256
+    path = os.path.join(store.root, sha[:2], sha[2:4], sha)
+    _age(path)
+    assert store.put(b"kept by a new upload").created is False
+    assert store.delete_unless_recent(sha, 3600) is False and store.exists(sha)
+    _age(path)
+    assert store.put(io.BytesIO(b"kept by a new upload")).created is False  # the stream path too
+    assert store.delete_unless_recent(sha, 3600) is False and store.exists(sha)
+    _age(path)
+    assert store.delete_unless_recent(sha, 3600) is True and not store.exists(sha)

@@ -58,6 +58,22 @@ def test_add_user_validation(browser, ops, make_enterprise):
     assert resp.status_code == 422 and "必须绑定至少一个企业" in resp.data.decode()
 
 
+def test_an_over_long_display_name_is_refused_in_chinese(browser, ops, make_enterprise):
+    ent = make_enterprise()
+    browser.login("root")
+    resp = browser.post("/users/", {"username": "viewer9", "role": "viewer", "password": "long-enough-1",
+                                    "display_name": "名" * 65, "enterprises": str(ent.id)}, htmx="user-form")
+    assert resp.status_code == 422 and "姓名不能超过 64 个字符" in resp.data.decode()
+    assert db.session.scalar(select(User).where(User.username == "viewer9")) is None
+
+
+def test_cli_refuses_an_over_long_display_name(app):
+    result = app.test_cli_runner().invoke(args=["users", "create", "admin", "--role", "ops", "--password-stdin",
+                                                "--display-name", "名" * 65], input="a-strong-password\n")
+    assert result.exit_code != 0 and "姓名不能超过 64 个字符" in result.output
+    assert db.session.scalar(select(User).where(User.username == "admin")) is None
+
+
 def test_disable_logs_the_user_out(app, browser, ops, make_user, make_enterprise):
     ent = make_enterprise()
     target = make_user("victim", "viewer", [ent])

@@ -27,7 +27,10 @@ def _error(description: str) -> dict:
     return _json(_ref("Error"), description)
 
 
-_BILL_NO = {"name": "bill_no", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64},
+# The one rule of bill numbers (portal.bills.check_bill_no) in words: a JSON Schema pattern's \w
+# is ASCII-only, while the rule accepts letters and digits of any script (e.g. a Chinese prefix).
+_BILL_NO_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64}
+_BILL_NO = {"name": "bill_no", "in": "path", "required": True, "schema": _BILL_NO_SCHEMA,
             "description": "ERP 单据编号"}
 
 _COMMON_ERRORS = {
@@ -42,7 +45,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "error": {"type": "string", "description": "机器可读的错误码",
                       "examples": ["invalid_client", "invalid_token", "not_found", "invalid_request", "conflict",
-                                   "too_large", "unsupported_media_type"]},
+                                   "gone", "too_large", "unsupported_media_type"]},
             "message": {"type": "string", "description": "中文错误说明，可直接展示给用户"},
         },
     },
@@ -93,13 +96,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["bill_no"],
         "properties": {
-            "bill_no": {"type": "string", "maxLength": 64, "description": "单据编号；同一编号重复开启返回已有单据"},
-            "form_id": {"type": "string", "default": "ER_ExpReimbursement", "description": "星空表单标识"},
-            "erp_id": {"type": "string", "description": "星空单据内码"},
-            "submitter": {"type": "string", "description": "提单人"},
-            "org": {"type": "string", "description": "组织"},
+            "bill_no": {**_BILL_NO_SCHEMA,
+                        "description": "单据编号：字母、数字、“-”、“_”、“.”，不含“..”、斜杠、空格和控制字符，"
+                                       "最多 64 个字符；同一编号重复开启返回已有单据"},
+            "form_id": {"type": "string", "maxLength": 64, "default": "ER_ExpReimbursement", "description": "星空表单标识"},
+            "erp_id": {"type": "string", "maxLength": 64, "description": "星空单据内码"},
+            "submitter": {"type": "string", "maxLength": 100, "description": "提单人"},
+            "org": {"type": "string", "maxLength": 200, "description": "组织"},
             "amount": {"type": "string", "description": "单据金额，最多两位小数", "examples": ["1280.50"]},
-            "scan_point": {"type": "string", "description": "影像扫描点编码（见 /scan-points）"},
+            "scan_point": {"type": "string", "maxLength": 32, "description": "影像扫描点编码（见 /scan-points）"},
             "expected_invoices": {"type": "array", "items": _ref("ExpectedInvoice")},
         },
     },
@@ -225,7 +230,7 @@ PATHS: dict[str, Any] = {
                 "201": {**_json(_ref("Bill"), "已创建"),
                         "headers": {"Location": {"schema": {"type": "string"}, "description": "单据地址"}}},
                 "200": _json(_ref("Bill"), "单据已存在"),
-                "422": _error("参数有误"),
+                "422": _error("参数有误：单据编号不符合规则、文本字段超过长度上限、金额或发票无效"),
                 **_COMMON_ERRORS,
             },
         },
@@ -240,7 +245,8 @@ PATHS: dict[str, Any] = {
         "delete": {
             "operationId": "deleteBill",
             "summary": "单据被 ERP 删除",
-            "description": "单据状态变为 deleted；影像保留以备审计，其发票不再参与重复报销检查。",
+            "description": "单据状态变为 deleted；影像保留以备审计，其发票不再参与重复报销检查；"
+                           "已发出的调阅和上传链接随之失效（410）。",
             "responses": {"200": _json(_ref("Bill"), "已标记删除的单据"), **_BILL_ERRORS},
         },
     },
@@ -270,7 +276,9 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getViewLink",
             "summary": "获取影像调阅链接",
-            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"), **_BILL_ERRORS},
+            "description": "单据被删除后不再提供链接（410），已发出的链接也随之失效。",
+            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"),
+                          "410": _error("单据已被删除（error = gone）"), **_BILL_ERRORS},
         },
     },
     "/bills/{bill_no}/return": {
@@ -282,7 +290,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Bill"), "已退回的单据"),
                 "409": _error("单据当前状态不能退回"),
-                "422": _error("缺少退回原因"),
+                "422": _error("缺少退回原因，或退回原因超过 500 个字符"),
                 **_BILL_ERRORS,
             },
         },

@@ -32,6 +32,7 @@ ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
@@ -215,5 +216,8 @@ def upload_images(bill_no: str):
 def view_link(bill_no: str):
     """A signed, time-limited link through which approvers view the bill's images without an account."""
     bill = _bill_or_404(bill_no)
+    if bill.status == "deleted":
+        # Links of a deleted bill are revoked; a fresh one must not bring them back.
+        raise ApiError(410, "gone", f"单据 {bill_no} 已被删除，不再提供调阅链接")
     link = links.view_link(bill.id)
     return jsonify(url=_public_url(link.token), expires_at=_iso(link.expires_at))

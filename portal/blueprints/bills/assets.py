@@ -69,12 +69,23 @@ def page(image: Image, n: int) -> Response:
 
 
 def download_name(image: Image) -> str:
-    """The name the file was uploaded with; an extension from its content when it had none."""
-    name = (image.filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """The name the file was uploaded with, cleaned; an extension from its content when it had none.
+
+    Cleaned here too, not only on upload: rows stored before the rule may still carry NUL, ESC or
+    a bidi override, which must never reach the ``Content-Disposition`` header (werkzeug then
+    writes it as an ASCII fallback plus RFC 5987 ``filename*=UTF-8''…``).
+    """
+    name = bills.clean_filename(image.filename)
     ext = media.EXTENSIONS.get(image.blob.media_type, "")
     if not name:
         return f"image-{image.id}{ext}"
-    return name if "." in name else name + ext
+    # The saved file opens by its extension: a PDF named "发票.exe" is offered as "发票.exe.pdf".
+    if ext and not name.lower().endswith(_ALIASES.get(ext, (ext,))):
+        name += ext
+    return name
+
+
+_ALIASES = {".jpg": (".jpg", ".jpeg"), ".tif": (".tif", ".tiff")}
 
 
 def original(image: Image) -> Response:

@@ -25,15 +25,26 @@ from ..bills import assets, service
 bp = Blueprint("public", __name__)
 
 INVALID = "链接已失效或无效"
+DELETED = "单据已被 ERP 删除，影像调阅和上传链接均已失效。"
 
 
 class LinkRefused(Exception):
     """The token is altered, expired or names no bill."""
 
 
+class BillDeleted(Exception):
+    """The token is valid but its bill was deleted in the ERP: every link of it is revoked."""
+
+
 @bp.errorhandler(LinkRefused)
 def _refused(_err):
     return render_template("public/invalid.html", message=INVALID), 403
+
+
+@bp.errorhandler(BillDeleted)
+def _deleted(_err):
+    # 410: the link was good and will never work again (DESIGN §5: images kept, links revoked).
+    return render_template("error.html", code=410, message=DELETED), 410
 
 
 @bp.after_request
@@ -53,6 +64,8 @@ def _bill(purpose: str, token: str) -> Bill:
     bill = db.session.get(Bill, data["b"])
     if bill is None:
         raise LinkRefused()
+    if bill.status == "deleted":
+        raise BillDeleted()
     return bill
 
 

@@ -13,7 +13,7 @@ MIN_PASSWORD = 8
 class UserForm(FlaskForm):
     username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="用户名不能超过 64 个字符"),
                                               Regexp(r"^[A-Za-z0-9_.@-]+$", message="用户名只能包含字母、数字和 _.@-")], filters=_strip)
-    display_name = StringField("姓名", validators=[Optional(), Length(max=64)], filters=_strip)
+    display_name = StringField("姓名", validators=[Optional(), Length(max=64, message="姓名不能超过 64 个字符")], filters=_strip)
     role = SelectField("角色", choices=choices(ROLES.items()))
     password = PasswordField("初始密码", validators=[DataRequired("请输入初始密码"),
                                                   Length(min=MIN_PASSWORD, max=128, message=f"密码至少 {MIN_PASSWORD} 位")])
@@ -22,7 +22,7 @@ class UserForm(FlaskForm):
 
 
 class UserEditForm(FlaskForm):
-    display_name = StringField("姓名", validators=[Optional(), Length(max=64)], filters=_strip)
+    display_name = StringField("姓名", validators=[Optional(), Length(max=64, message="姓名不能超过 64 个字符")], filters=_strip)
     role = SelectField("角色", choices=choices(ROLES.items()))
     enterprises = SelectMultipleField("所属企业", coerce=int, choices=[])
     scan_points = SelectMultipleField("扫描点（扫描岗）", coerce=int, choices=[])

@@ -50,6 +50,11 @@ def create_user(username: str, role: str, password: str, *, display_name: str = 
     """Create a user; raises ValueError with a Chinese message on bad input."""
     if role not in ROLES_ALLOWED:
         raise ValueError(f"未知角色：{role}")
+    # The CLI reaches this without the web form's validators; the columns hold 64 characters.
+    if len(username) > 64:
+        raise ValueError("用户名不能超过 64 个字符")
+    if len(display_name or "") > 64:
+        raise ValueError("姓名不能超过 64 个字符")
     if db.session.scalar(select(User.id).where(User.username == username)):
         raise ValueError(f"用户名 {username} 已存在")
     if role != "ops" and not enterprises:
