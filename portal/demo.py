@@ -41,6 +41,7 @@ DEMO_BILLS = [
     ("FYBX0005", "match", "钱七", "市内交通费", "20000.00", []),
     ("FYBX0006", "sync", "孙八", "快递费", "1470.00", []),
 ]
+DEMO_ERP_ORGS = {"basic": "", "match": "200", "sync": "300"}
 ROLES = (("ops", "运维"), ("scanner", "扫描岗"), ("viewer", "查看"))
 
 
@@ -105,7 +106,9 @@ def _seed_enterprises(conn) -> dict:
         if ent is None:
             ent = Enterprise(tax_no=client.tax_no, name=client.name, client_id=client.client_id,
                              client_secret_enc=encrypt(client.client_secret), encrypt_key_enc=encrypt(client.encrypt_key),
-                             image_mode=client.image_mode, docking_id=conn.id)
+                             image_mode=client.image_mode, docking_id=conn.id,
+                             # The three share one Galaxy: pulled bills go by ERP organisation.
+                             erp_orgs=DEMO_ERP_ORGS[client.image_mode])
             db.session.add(ent)
         ents[client.image_mode] = ent
     db.session.flush()
@@ -206,8 +209,8 @@ def _seed_sync_push(ent, cloud_url: str) -> None:
 
 
 def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
-    """Clean the file store, then run due write-back jobs and sync downloads until ``stop`` is set."""
-    from . import housekeeping, sync, writeback
+    """Clean the file store, then pull ERP tasks, run sync downloads and due write-back jobs until ``stop`` is set."""
+    from . import erp_pull, housekeeping, sync, writeback
 
     with app.app_context():
         housekeeping.clean_if_due()  # start-up: what a killed run left in the store
@@ -215,6 +218,7 @@ def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
         with app.app_context():
             try:
                 housekeeping.clean_if_due()
+                erp_pull.pull_all()
                 sync.fetch_pending()
                 writeback.run_due()
             except Exception:  # the loop must survive a bad job; the job keeps its error

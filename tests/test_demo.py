@@ -102,3 +102,14 @@ def test_printed_logins_always_work(demo_app, sandboxes):
     for name, password in passwords.items():
         user = db.session.scalar(select(User).where(User.username == name))
         assert check_password_hash(user.password_hash, password), name
+
+
+def test_the_demo_erp_hands_over_its_waiting_bills(demo_app, sandboxes):
+    from portal import erp_pull
+
+    _seed(demo_app, sandboxes)
+    erp_pull.pull_all()
+    db.session.expire_all()
+    pulled = {b.bill_no: (b.enterprise.image_mode, b.origin, b.submitter)
+              for b in db.session.scalars(select(Bill).where(Bill.origin == "pull"))}
+    assert pulled == {"FYBX0007": ("basic", "pull", "周九"), "FYBX0008": ("match", "pull", "吴十")}

@@ -44,6 +44,8 @@ class GalaxySeed:
     bills: tuple[dict[str, Any], ...] = ()
     extra_data_centers: tuple[tuple[str, str, str], ...] = ()
     form_id: str = EXPENSE_FORM
+    #: Bill numbers whose workflow task waits for the whitelisted user (the image user, 影像岗).
+    tasks: tuple[str, ...] = ()
 
     @property
     def bill_id(self) -> int:
@@ -60,11 +62,13 @@ class GalaxySeed:
         app.add_data_center(self.acct_id, self.acct_name, self.acct_number)
         for acct_id, name, number in self.extra_data_centers:
             app.add_data_center(acct_id, name, number)
-        app.add_user(self.acct_id, self.username, self.password)
+        image_user = app.add_user(self.acct_id, self.username, self.password)
         app.add_user(self.acct_id, self.no_webapi_username, self.password, webapi_allowed=False)
         for bill in self.bills:
             fields = {k: v for k, v in bill.items() if k not in ("id", "number", "status")}
             app.add_bill(self.form_id, bill["id"], bill["number"], bill.get("status", "B"), **fields)
+        for number in self.tasks:
+            app.add_task(self.form_id, number, image_user.user_id)
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,13 @@ DEMO_GALAXY = GalaxySeed(
         {"id": 100004, "number": "FYBX0004", "FCausa": "上海培训住宿费", "FExpenseAmount": 1650.0},
         {"id": 100005, "number": "FYBX0005", "FCausa": "市内交通费", "FExpenseAmount": 64.0},
         {"id": 100006, "number": "FYBX0006", "FCausa": "快递费", "FExpenseAmount": 23.0},
+        # Waiting at the workflow node 影像审核: `erp pull` brings them in (org 100 → basic, 200 → match).
+        {"id": 100007, "number": "FYBX0007", "FCausa": "杭州客户拜访差旅费", "FExpenseAmount": 526.0,
+         "FProposerID.FName": "周九", "FOrgID.FNumber": "100", "FOrgID.FName": "演示企业总部"},
+        {"id": 100008, "number": "FYBX0008", "FCausa": "技术服务费", "FExpenseAmount": 4449.0,
+         "FProposerID.FName": "吴十", "FOrgID.FNumber": "200", "FOrgID.FName": "上海分公司"},
     ),
+    tasks=("FYBX0007", "FYBX0008"),
 )
 
 DEMO_CLOUD_CLIENTS = (
