@@ -28,8 +28,11 @@ DEFAULTS = {
     "PUBLIC_BASE_URL": "",  # e.g. https://images.example.com; empty = from the request
     "API_TOKEN_TTL": 7200,
     "VIEW_LINK_TTL": 7 * 24 * 3600,
-    "LOGIN_THROTTLE_LIMIT": 5,
+    "LOGIN_THROTTLE_LIMIT": 5,  # attempts per account and window
+    "LOGIN_THROTTLE_IP_LIMIT": 50,  # failed attempts per client address and window (office NAT: looser)
     "LOGIN_THROTTLE_WINDOW": 15 * 60,
+    # Reverse proxies in front of the portal whose X-Forwarded-* headers are trusted; 0 = none.
+    "PROXY_FIX_HOPS": 0,
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
     "RECOGNITION_OCR": False,

@@ -88,7 +88,7 @@ def toast(message: str, level: str = "success") -> dict:
 
 
 def client_ip() -> str:
-    """The caller's address as the WSGI server saw it (no trust in forwarded headers)."""
+    """The caller's address: the peer, or what the configured proxies forwarded (``PROXY_FIX_HOPS``)."""
     return request.remote_addr or "-"
 
 

@@ -1,8 +1,12 @@
 """Login, throttling, logout, CSRF, session invalidation."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from portal import create_app
 from portal.extensions import db
 from portal.models import AuditEvent, LoginFailure, User
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, Browser, _config
 
 
 def test_login_page_has_the_documented_fields(browser):
@@ -37,12 +41,94 @@ def test_throttled_per_user(browser, ops, app):
     assert db.session.get(LoginFailure, "user:root").count >= app.config["LOGIN_THROTTLE_LIMIT"]
 
 
-def test_throttled_per_address(browser, make_user, app):
+def test_one_users_typos_never_lock_out_another(browser, ops, make_user, app):
     make_user("alice", "ops")
-    for i in range(app.config["LOGIN_THROTTLE_LIMIT"]):
-        browser.login(f"guess{i}", "wrong-password")
-    # A different user name from the same address is throttled too.
-    assert browser.login("alice", PASSWORD).status_code == 429
+    for _ in range(app.config["LOGIN_THROTTLE_LIMIT"] + 3):
+        browser.login("root", "wrong-password")
+    assert browser.login("root", PASSWORD).status_code == 429
+    # Same address (office NAT, reverse proxy): alice still gets in.
+    assert browser.login("alice", PASSWORD).status_code == 302
+
+
+def test_address_cap_is_looser_but_holds(browser, make_user, app):
+    app.config["LOGIN_THROTTLE_IP_LIMIT"] = 8
+    make_user("alice", "ops")
+    for i in range(8):
+        assert browser.login(f"guess{i}", "wrong-password").status_code == 401
+    # Spraying many user names from one address hits the per-address cap.
+    resp = browser.login("alice", PASSWORD)
+    assert resp.status_code == 429
+    assert "次数过多" in resp.data.decode()
+
+
+def test_successful_logins_do_not_use_up_the_address_cap(app, make_user):
+    app.config["LOGIN_THROTTLE_IP_LIMIT"] = 3
+    for i in range(5):
+        make_user(f"clerk{i}", "scanner")
+    # Five colleagues behind one NAT log in one after another.
+    for i in range(5):
+        assert Browser(app).login(f"clerk{i}").status_code == 302
+
+
+def _proxied_app(tmp_path, hops):
+    return create_app(_config(tmp_path, PROXY_FIX_HOPS=hops, LOGIN_THROTTLE_IP_LIMIT=3))
+
+
+def _login_from(app, forwarded_for, username, password):
+    """Log in through a proxy at 10.0.0.1 that forwards for ``forwarded_for``."""
+    b = Browser(app)
+    b.client.environ_base["REMOTE_ADDR"] = "10.0.0.1"
+    headers = {"X-Forwarded-For": forwarded_for}
+    b.get("/login", headers=headers)
+    return b.post("/login", {"username": username, "password": password}, headers=headers)
+
+
+def test_forwarded_for_is_honoured_behind_a_configured_proxy(tmp_path, app, make_user):
+    make_user("alice", "ops")
+    proxied = _proxied_app(tmp_path, hops=1)
+    for i in range(3):
+        assert _login_from(proxied, "203.0.113.7", f"guess{i}", "wrong-password").status_code == 401
+    assert _login_from(proxied, "203.0.113.7", "alice", PASSWORD).status_code == 429
+    # Another client behind the same proxy is a different address.
+    assert _login_from(proxied, "198.51.100.9", "alice", PASSWORD).status_code == 302
+    assert db.session.get(LoginFailure, "ip:203.0.113.7") is not None
+
+
+def test_forwarded_for_is_ignored_without_a_configured_proxy(tmp_path, app, make_user):
+    make_user("alice", "ops")
+    direct = _proxied_app(tmp_path, hops=0)
+    for i in range(3):
+        _login_from(direct, f"203.0.113.{i}", f"guess{i}", "wrong-password")
+    # A forged header does not buy a fresh address: the peer is what counts.
+    assert _login_from(direct, "198.51.100.9", "alice", PASSWORD).status_code == 429
+    assert db.session.get(LoginFailure, "ip:10.0.0.1").count >= 3
+
+
+def parallel_logins(app, username, attempts=40):
+    """Fire ``attempts`` wrong-password logins at once; return the status codes."""
+    clients = [Browser(app) for _ in range(attempts)]
+    for c in clients:
+        c.csrf()
+    db.session.commit()
+    start = threading.Barrier(attempts)
+
+    def attempt(c):
+        # Each thread is a request of its own, like a threaded WSGI server's.
+        start.wait()
+        resp = c.client.post("/login", data={"username": username, "password": "wrong-password",
+                                             "csrf_token": c.token})
+        return resp.status_code
+
+    with ThreadPoolExecutor(attempts) as pool:
+        return list(pool.map(attempt, clients))
+
+
+def test_parallel_failures_check_no_more_passwords_than_the_limit(app, ops):
+    app.config["LOGIN_THROTTLE_IP_LIMIT"] = 1000
+    codes = parallel_logins(app, "root")
+    # Each 401 is a password that was checked; the rest were refused before any check.
+    assert codes.count(401) == app.config["LOGIN_THROTTLE_LIMIT"]
+    assert codes.count(429) == len(codes) - app.config["LOGIN_THROTTLE_LIMIT"]
 
 
 def test_disabled_user_cannot_log_in(browser, make_user):

@@ -6,7 +6,9 @@ from functools import cache
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import case, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ... import audit
@@ -26,32 +28,31 @@ def _dummy_hash() -> str:
     return generate_password_hash("not-a-password")
 
 
-def _throttle_keys(username: str) -> list[str]:
-    return [f"user:{username.lower()}", f"ip:{client_ip()}"]
+def _count_attempt(key: str, limit: int) -> bool:
+    """Count one attempt under ``key`` in one atomic statement; True while within ``limit``.
 
-
-def _throttled(keys: list[str]) -> bool:
-    limit = current_app.config["LOGIN_THROTTLE_LIMIT"]
-    window = timedelta(seconds=current_app.config["LOGIN_THROTTLE_WINDOW"])
+    The attempt is counted before the password is checked, so parallel requests cannot all
+    read "4 failures so far" and each check a password (an INSERT … ON CONFLICT DO UPDATE …
+    RETURNING serialises them on SQLite and PostgreSQL alike).
+    """
+    table = LoginFailure.__table__
     now = utcnow()
-    for row in db.session.scalars(select(LoginFailure).where(LoginFailure.key.in_(keys))):
-        if now - row.window_start < window and row.count >= limit:
-            return True
-    return False
+    expired = table.c.window_start <= now - timedelta(seconds=current_app.config["LOGIN_THROTTLE_WINDOW"])
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).values(key=key, count=1, window_start=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.key],
+        set_={"count": case((expired, 1), else_=table.c.count + 1),
+              "window_start": case((expired, now), else_=table.c.window_start)},
+    ).returning(table.c.count)
+    return db.session.execute(stmt).scalar_one() <= limit
 
 
-def _note_failure(keys: list[str]) -> None:
-    window = timedelta(seconds=current_app.config["LOGIN_THROTTLE_WINDOW"])
-    now = utcnow()
-    for key in keys:
-        row = db.session.get(LoginFailure, key)
-        if row is None:
-            db.session.add(LoginFailure(key=key, count=1, window_start=now))
-        elif now - row.window_start >= window:
-            row.count, row.window_start = 1, now
-        else:
-            row.count += 1
-    db.session.commit()
+def _refund_attempt(key: str) -> None:
+    """Take back a counted attempt that turned out to be a successful login."""
+    table = LoginFailure.__table__
+    db.session.execute(update(table).where(table.c.key == key, table.c.count > 0).values(count=table.c.count - 1))
 
 
 @bp.get("/")
@@ -75,14 +76,21 @@ def login():
     status = 200
     if form.validate_on_submit():
         username = form.username.data.strip()
-        keys = _throttle_keys(username)
-        if _throttled(keys):
-            error, status = "登录失败次数过多，请 15 分钟后再试。", 429
+        user_key, ip_key = f"user:{username.lower()}", f"ip:{client_ip()}"
+        # Per account: one user's typos never lock out another user behind the same address.
+        # Per address: a looser cap against spraying many accounts from one place.
+        within = [_count_attempt(user_key, current_app.config["LOGIN_THROTTLE_LIMIT"]),
+                  _count_attempt(ip_key, current_app.config["LOGIN_THROTTLE_IP_LIMIT"])]
+        db.session.commit()
+        if not all(within):
+            minutes = max(1, -(-current_app.config["LOGIN_THROTTLE_WINDOW"] // 60))
+            error, status = f"登录失败次数过多，请 {minutes} 分钟后再试。", 429
         else:
             user = db.session.scalar(select(User).where(User.username == username))
             ok = check_password_hash(user.password_hash if user else _dummy_hash(), form.password.data)
             if user is not None and ok and user.active:
-                db.session.execute(LoginFailure.__table__.delete().where(LoginFailure.key == keys[0]))
+                db.session.execute(LoginFailure.__table__.delete().where(LoginFailure.key == user_key))
+                _refund_attempt(ip_key)
                 audit.record("login", "user", user.id, summary=f"{user.username} 登录", actor=user.username)
                 db.session.commit()
                 login_user(user)
@@ -91,7 +99,6 @@ def login():
                 if not target.startswith("/") or target.startswith("//") or "\\" in target:
                     target = url_for("auth.index")
                 return redirect(target)
-            _note_failure(keys)
             error, status = GENERIC_FAILURE, 401
     elif request.method == "POST":
         status = 422
