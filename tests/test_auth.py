@@ -2,6 +2,8 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from portal import create_app
 from portal.extensions import db
 from portal.models import AuditEvent, LoginFailure, User
@@ -147,11 +149,26 @@ def test_post_without_csrf_token_is_refused(browser, ops):
     assert resp.status_code == 400
 
 
-def test_next_parameter_is_never_an_open_redirect(browser, ops):
-    resp = browser.client.post("/login?next=//evil.example/", data={"username": "root", "password": PASSWORD,
-                                                                   "csrf_token": browser.csrf()})
+@pytest.mark.parametrize("next_param", [
+    "//evil.example/", "/%09/evil.example", "/%0A/x", "/%0D%0ASet-Cookie:x=1", "/%5C/evil.example",
+    "%5C%5Cevil.example", "https://evil.example/", "/%7F/evil.example", "javascript:alert(1)",
+])
+def test_next_parameter_is_never_an_open_redirect(browser, ops, next_param):
+    resp = browser.client.post(f"/login?next={next_param}", data={"username": "root", "password": PASSWORD,
+                                                                 "csrf_token": browser.csrf()})
     assert resp.status_code == 302
     assert resp.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize(("next_param", "location"), [
+    ("/bills/%3Fstatus%3Duploaded", "/bills/?status=uploaded"),
+    ("/invoices/%3Fq%3D%E5%8F%91%E7%A5%A8", "/invoices/?q=%E5%8F%91%E7%A5%A8"),
+])
+def test_next_parameter_keeps_same_site_paths(browser, ops, next_param, location):
+    resp = browser.client.post(f"/login?next={next_param}", data={"username": "root", "password": PASSWORD,
+                                                                 "csrf_token": browser.csrf()})
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == location
 
 
 def test_password_reset_ends_existing_sessions(browser, app, ops, make_user, make_enterprise):

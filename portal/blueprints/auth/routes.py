@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cache
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -10,6 +11,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.urls import iri_to_uri
 
 from ... import audit
 from ...extensions import db
@@ -55,6 +57,23 @@ def _refund_attempt(key: str) -> None:
     db.session.execute(update(table).where(table.c.key == key, table.c.count > 0).values(count=table.c.count - 1))
 
 
+def same_site_path(target: str) -> str | None:
+    """``target`` as a path on this site, or None when it could lead anywhere else.
+
+    Browsers drop tabs and newlines inside URLs and read a backslash as ``/``, so
+    ``/%09/evil.com`` (a tab) becomes ``//evil.com``; a newline would also break the
+    ``Location`` header. Such characters are refused outright, then the path must parse
+    without scheme or host.
+    """
+    if not target.startswith("/") or any(ch < " " or ch in "\\\x7f" for ch in target):
+        return None
+    target = iri_to_uri(target)
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return None
+    return target
+
+
 @bp.get("/")
 @login_required
 def index():
@@ -94,11 +113,7 @@ def login():
                 audit.record("login", "user", user.id, summary=f"{user.username} 登录", actor=user.username)
                 db.session.commit()
                 login_user(user)
-                target = request.args.get("next", "")
-                # Only same-site relative paths; never an open redirect.
-                if not target.startswith("/") or target.startswith("//") or "\\" in target:
-                    target = url_for("auth.index")
-                return redirect(target)
+                return redirect(same_site_path(request.args.get("next", "")) or url_for("auth.index"))
             error, status = GENERIC_FAILURE, 401
     elif request.method == "POST":
         status = 422
