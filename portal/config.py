@@ -39,6 +39,9 @@ DEFAULTS = {
     # The invoices list gives up an exact count that takes longer than this (SQLite only).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,
+    # Login sessions end after this long without a request, and this long after login at most.
+    "SESSION_IDLE_LIFETIME": 8 * 3600,
+    "SESSION_ABSOLUTE_LIFETIME": 7 * 24 * 3600,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
@@ -94,3 +97,5 @@ def load(app, test_config: dict | None) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(inst / "portal.sqlite3")
     if not app.config["STORAGE_DIR"]:
         app.config["STORAGE_DIR"] = str(inst / "storage")
+    # The signed cookie itself expires with the absolute lifetime (Flask's default is 31 days).
+    app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_ABSOLUTE_LIFETIME"])

@@ -148,6 +148,21 @@ class LoginFailure(db.Model):
     window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class WebSession(db.Model):
+    """A logged-in browser session; the signed cookie carries only its random id.
+
+    Keeping it server-side lets logout end it for good (a copied cookie dies with it) and
+    lets the idle and absolute lifetimes be enforced whatever the cookie says.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class DockingConnection(db.Model):
     """A business system the results are written back to (Galaxy WebAPI)."""
 

@@ -1,12 +1,13 @@
 """Login, throttling, logout, CSRF, session invalidation."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import AuditEvent, LoginFailure, User
+from portal.models import AuditEvent, LoginFailure, User, WebSession, utcnow
 
 from .conftest import PASSWORD, Browser, _config
 
@@ -188,3 +189,106 @@ def test_password_reset_ends_existing_sessions(browser, app, ops, make_user, mak
 def test_login_is_audited(browser, ops):
     browser.login("root")
     assert db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "login")).actor == "root"
+
+
+# --------------------------------------------------------------------------- web session
+
+
+def _session_cookie(b: Browser) -> str:
+    return b.client.get_cookie("session").value
+
+
+def _with_cookie(app, value: str) -> Browser:
+    """A second browser that replays a copied session cookie."""
+    thief = Browser(app)
+    thief.client.set_cookie("session", value)
+    return thief
+
+
+def _web_session() -> WebSession:
+    return db.session.scalars(db.select(WebSession)).one()
+
+
+def test_logout_ends_a_copied_session_cookie(browser, ops, app):
+    browser.login("root")
+    copied = _session_cookie(browser)
+    assert _with_cookie(app, copied).get("/enterprises/").status_code == 200
+    assert browser.post("/logout").status_code == 302
+    assert _with_cookie(app, copied).get("/enterprises/").status_code == 302
+    assert db.session.scalar(db.select(db.func.count()).select_from(WebSession)) == 0
+
+
+def test_logout_ends_only_its_own_session(app, ops):
+    desk, laptop = Browser(app), Browser(app)
+    desk.login("root")
+    laptop.login("root")
+    desk.post("/logout")
+    assert desk.get("/enterprises/").status_code == 302
+    assert laptop.get("/enterprises/").status_code == 200
+
+
+def test_idle_lifetime_ends_a_quiet_session(browser, ops, app):
+    app.config["SESSION_IDLE_LIFETIME"] = 600
+    browser.login("root")
+    web = _web_session()
+    web.last_seen_at = utcnow() - timedelta(seconds=540)
+    db.session.commit()
+    # Still within the idle lifetime: the request counts as activity.
+    assert browser.get("/enterprises/").status_code == 200
+    assert utcnow() - _web_session().last_seen_at < timedelta(seconds=60)
+    web = _web_session()
+    web.last_seen_at = utcnow() - timedelta(seconds=601)
+    db.session.commit()
+    assert browser.get("/enterprises/").status_code == 302
+
+
+def test_absolute_lifetime_ends_even_a_busy_session(browser, ops, app):
+    app.config["SESSION_ABSOLUTE_LIFETIME"] = 3600
+    browser.login("root")
+    web = _web_session()
+    web.created_at = utcnow() - timedelta(seconds=3601)
+    db.session.commit()
+    assert browser.get("/enterprises/").status_code == 302
+
+
+def test_lifetimes_default_to_eight_hours_and_seven_days(app):
+    from portal.config import DEFAULTS
+
+    assert DEFAULTS["SESSION_IDLE_LIFETIME"] == 8 * 3600
+    assert DEFAULTS["SESSION_ABSOLUTE_LIFETIME"] == 7 * 24 * 3600
+    # The cookie's own signature does not outlive the absolute lifetime either.
+    assert app.permanent_session_lifetime == timedelta(seconds=app.config["SESSION_ABSOLUTE_LIFETIME"])
+
+
+def test_a_cookie_from_before_server_side_sessions_is_not_enough(browser, ops, app):
+    browser.login("root")
+    db.session.execute(db.delete(WebSession))
+    db.session.commit()
+    assert browser.get("/enterprises/").status_code == 302
+
+
+def test_https_gets_a_secure_cookie_and_hsts(app, ops):
+    b = Browser(app)
+    page = b.get("https://localhost/login")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    b._remember_token(page)
+    # Over https Flask-WTF also wants a same-site Referer, as browsers send it.
+    resp = b.post("https://localhost/login", {"username": "root", "password": PASSWORD},
+                  headers={"Referer": "https://localhost/login"})
+    assert resp.status_code == 302
+    assert "Secure" in resp.headers["Set-Cookie"]
+    plain = Browser(app)
+    assert "Strict-Transport-Security" not in plain.get("/login").headers
+    resp = plain.login("root")
+    assert "Secure" not in resp.headers["Set-Cookie"]
+
+
+def test_https_behind_a_configured_proxy_gets_a_secure_cookie(tmp_path, app, ops):
+    proxied = _proxied_app(tmp_path, hops=1)
+    b = Browser(proxied)
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7", "Referer": "https://localhost/login"}
+    b.get("/login", headers=headers)
+    resp = b.post("/login", {"username": "root", "password": PASSWORD}, headers=headers)
+    assert resp.status_code == 302
+    assert "Secure" in resp.headers["Set-Cookie"]
+    assert resp.headers["Strict-Transport-Security"].startswith("max-age=")

@@ -5,7 +5,7 @@ from datetime import timedelta
 from functools import cache
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -16,7 +16,7 @@ from werkzeug.urls import iri_to_uri
 from ... import audit
 from ...extensions import db
 from ...models import LoginFailure, User, utcnow
-from ...views import client_ip, render
+from ...views import client_ip, end_web_session, render, start_web_session
 from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -111,8 +111,11 @@ def login():
                 db.session.execute(LoginFailure.__table__.delete().where(LoginFailure.key == user_key))
                 _refund_attempt(ip_key)
                 audit.record("login", "user", user.id, summary=f"{user.username} 登录", actor=user.username)
-                db.session.commit()
+                # A fresh cookie: nothing from before the login is carried into the new session.
+                session.clear()
                 login_user(user)
+                start_web_session(user)
+                db.session.commit()
                 return redirect(same_site_path(request.args.get("next", "")) or url_for("auth.index"))
             error, status = GENERIC_FAILURE, 401
     elif request.method == "POST":
@@ -123,7 +126,10 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Log out and return to the login page."""
+    """Log out: the server-side session ends, so a copied cookie stops working too."""
+    end_web_session()
+    db.session.commit()
     logout_user()
+    session.clear()
     flash("已退出登录。", "info")
     return redirect(url_for("auth.login"))
