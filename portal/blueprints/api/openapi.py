@@ -270,7 +270,8 @@ PATHS: dict[str, Any] = {
         "get": {
             "operationId": "getViewLink",
             "summary": "获取影像调阅链接",
-            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"), **_BILL_ERRORS},
+            "responses": {"200": _json(_ref("ViewLink"), "调阅链接"), **_BILL_ERRORS,
+                          "503": _error("服务器未配置对外访问地址，无法生成链接（error = public_base_url_unset）")},
         },
     },
     "/bills/{bill_no}/return": {
