@@ -190,9 +190,9 @@ def register(app) -> None:
         # commits a transaction of its own.
         if request.endpoint == "static" or not current_user.is_authenticated:
             return
-        web = g.web_session
+        web = g.get("web_session")
         now = utcnow()
-        if now - web.last_seen_at >= WEB_SESSION_TOUCH:
+        if web is not None and now - web.last_seen_at >= WEB_SESSION_TOUCH:
             web.last_seen_at = now
             db.session.commit()
 

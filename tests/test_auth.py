@@ -64,6 +64,17 @@ def test_address_cap_is_looser_but_holds(browser, make_user, app):
     assert "次数过多" in resp.data.decode()
 
 
+def test_an_address_over_its_cap_cannot_lock_other_accounts(tmp_path, app, ops):
+    proxied = _proxied_app(tmp_path, hops=1)
+    for i in range(3):
+        _login_from(proxied, "203.0.113.7", f"guess{i}", "wrong-password")
+    for _ in range(app.config["LOGIN_THROTTLE_LIMIT"] + 1):
+        assert _login_from(proxied, "203.0.113.7", "root", "wrong-password").status_code == 429
+    # Those refused attempts never reached root's own counter.
+    assert db.session.get(LoginFailure, "user:root") is None
+    assert _login_from(proxied, "198.51.100.9", "root", PASSWORD).status_code == 302
+
+
 def test_successful_logins_do_not_use_up_the_address_cap(app, make_user):
     app.config["LOGIN_THROTTLE_IP_LIMIT"] = 3
     for i in range(5):

@@ -98,10 +98,12 @@ def login():
         user_key, ip_key = f"user:{username.lower()}", f"ip:{client_ip()}"
         # Per account: one user's typos never lock out another user behind the same address.
         # Per address: a looser cap against spraying many accounts from one place.
-        within = [_count_attempt(user_key, current_app.config["LOGIN_THROTTLE_LIMIT"]),
-                  _count_attempt(ip_key, current_app.config["LOGIN_THROTTLE_IP_LIMIT"])]
+        # The address first: once it is over its cap, its attempts no longer count against
+        # (and so cannot lock) the accounts it tries.
+        within = (_count_attempt(ip_key, current_app.config["LOGIN_THROTTLE_IP_LIMIT"])
+                  and _count_attempt(user_key, current_app.config["LOGIN_THROTTLE_LIMIT"]))
         db.session.commit()
-        if not all(within):
+        if not within:
             minutes = max(1, -(-current_app.config["LOGIN_THROTTLE_WINDOW"] // 60))
             error, status = f"登录失败次数过多，请 {minutes} 分钟后再试。", 429
         else:
