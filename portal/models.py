@@ -139,7 +139,11 @@ class User(UserMixin, db.Model):
 
 
 class LoginFailure(db.Model):
-    """Failed logins per key (``user:<name>`` or ``ip:<addr>``) inside a sliding window."""
+    """Login attempts per key (``user:<name>`` or ``ip:<addr>``) inside a fixed window.
+
+    Attempts are counted before the password is checked; a successful login takes its
+    attempt back, so what remains are failures.
+    """
 
     __tablename__ = "login_failures"
 

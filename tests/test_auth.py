@@ -108,6 +108,17 @@ def test_forwarded_for_is_honoured_behind_a_configured_proxy(tmp_path, app, make
     assert db.session.get(LoginFailure, "ip:203.0.113.7") is not None
 
 
+def test_an_ipv6_client_counts_as_its_whole_slash_64(tmp_path, app, make_user):
+    make_user("alice", "ops")
+    proxied = _proxied_app(tmp_path, hops=1)
+    for i in range(3):
+        _login_from(proxied, f"2001:db8:1:2::{i + 1:x}", f"guess{i}", "wrong-password")
+    # A fresh address from the same /64 is the same client.
+    assert _login_from(proxied, "2001:db8:1:2:ffff::9", "alice", PASSWORD).status_code == 429
+    assert _login_from(proxied, "2001:db8:1:3::1", "alice", PASSWORD).status_code == 302
+    assert db.session.get(LoginFailure, "ip:2001:db8:1:2::/64").count >= 3
+
+
 def test_forwarded_for_is_ignored_without_a_configured_proxy(tmp_path, app, make_user):
     make_user("alice", "ops")
     direct = _proxied_app(tmp_path, hops=0)

@@ -1,6 +1,7 @@
 """Login, logout and the landing page."""
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from functools import cache
 from urllib.parse import urlsplit
@@ -51,6 +52,19 @@ def _count_attempt(key: str, limit: int) -> bool:
     return db.session.execute(stmt).scalar_one() <= limit
 
 
+def _address_key(address: str) -> str:
+    """The per-address throttle key; an IPv6 client counts as its /64, which it controls whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"ip:{address}"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
+
+
 def _refund_attempt(key: str) -> None:
     """Take back a counted attempt that turned out to be a successful login."""
     table = LoginFailure.__table__
@@ -95,7 +109,7 @@ def login():
     status = 200
     if form.validate_on_submit():
         username = form.username.data.strip()
-        user_key, ip_key = f"user:{username.lower()}", f"ip:{client_ip()}"
+        user_key, ip_key = f"user:{username.lower()}", _address_key(client_ip())
         # Per account: one user's typos never lock out another user behind the same address.
         # Per address: a looser cap against spraying many accounts from one place.
         # The address first: once it is over its cap, its attempts no longer count against
