@@ -146,6 +146,5 @@ def logout():
     end_web_session()
     db.session.commit()
     logout_user()
-    session.clear()
     flash("已退出登录。", "info")
     return redirect(url_for("auth.login"))
