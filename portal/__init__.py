@@ -6,6 +6,7 @@ import os
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config, logs
 from .extensions import csrf, db, htmx, login_manager, migrate
@@ -15,6 +16,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: config, extensions, blueprints, CLI."""
     app = Flask(__name__, instance_path=config.instance_path(), instance_relative_config=True)
     config.load(app, test_config)
+    hops = int(app.config["PROXY_FIX_HOPS"])
+    if hops > 0:
+        # Only as many X-Forwarded-* entries as there are configured proxies count; anything a
+        # client wrote further left is ignored, so it cannot pick its own address or host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 
     logs.configure(app)
     db.init_app(app)

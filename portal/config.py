@@ -31,8 +31,11 @@ DEFAULTS = {
     "PUBLIC_BASE_URL": "",  # e.g. https://images.example.com; empty = from the request
     "API_TOKEN_TTL": 7200,
     "VIEW_LINK_TTL": 7 * 24 * 3600,
-    "LOGIN_THROTTLE_LIMIT": 5,
+    "LOGIN_THROTTLE_LIMIT": 5,  # attempts per account and window
+    "LOGIN_THROTTLE_IP_LIMIT": 50,  # failed attempts per client address and window (office NAT: looser)
     "LOGIN_THROTTLE_WINDOW": 15 * 60,
+    # Reverse proxies in front of the portal whose X-Forwarded-* headers are trusted; 0 = none.
+    "PROXY_FIX_HOPS": 0,
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
     "RECOGNITION_OCR": False,
@@ -43,6 +46,9 @@ DEFAULTS = {
     # removed, by `flask storage clean` and by the job runners every STORAGE_CLEAN_EVERY seconds.
     "STORAGE_CLEAN_AGE": 3600,
     "STORAGE_CLEAN_EVERY": 3600,
+    # Login sessions end after this long without a request, and this long after login at most.
+    "SESSION_IDLE_LIFETIME": 8 * 3600,
+    "SESSION_ABSOLUTE_LIFETIME": 7 * 24 * 3600,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
@@ -130,3 +136,5 @@ def load(app, test_config: dict | None) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(inst / "portal.sqlite3")
     if not app.config["STORAGE_DIR"]:
         app.config["STORAGE_DIR"] = str(inst / "storage")
+    # The signed cookie itself expires with the absolute lifetime (Flask's default is 31 days).
+    app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_ABSOLUTE_LIFETIME"])

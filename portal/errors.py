@@ -5,7 +5,7 @@ import logging
 
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .extensions import db
 from .views import wants_fragment
@@ -43,6 +43,12 @@ def register(app) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(err):
         return _respond(400, "页面已过期或请求来源无效（CSRF 校验失败），请刷新页面后重试。")
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(err: SecurityError):
+        # A Host outside TRUSTED_HOSTS: Flask has no URL adapter for it, so no page that
+        # links anywhere can be rendered; plain text says what is wrong.
+        return "请求的主机名不在本系统的受信任主机（TRUSTED_HOSTS）中。", 400, {"Content-Type": "text/plain; charset=utf-8"}
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

@@ -5,11 +5,41 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.sansio.utils import host_is_trusted
 
 from .crypto import decrypt
 from .models import Enterprise
+
+
+# Without PUBLIC_BASE_URL or TRUSTED_HOSTS only these Host headers may shape an absolute URL:
+# enough for the demo on one machine, and useless to anyone forging the header.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def public_base_url() -> str | None:
+    """The origin (and path prefix) absolute URLs are built on, or None when none is trusted.
+
+    ``PUBLIC_BASE_URL`` when set; else the request's own address, but only when its host is
+    in ``TRUSTED_HOSTS`` (loopback when that is empty): an arbitrary ``Host:`` header must
+    never end up in a link that is handed to someone else.
+    """
+    configured = (current_app.config.get("PUBLIC_BASE_URL") or "").strip()
+    if configured:
+        return configured.rstrip("/")
+    if not has_request_context():
+        return None
+    trusted = current_app.config.get("TRUSTED_HOSTS") or LOOPBACK_HOSTS
+    if not host_is_trusted(request.host, trusted):
+        return None
+    return request.url_root.rstrip("/")
+
+
+def absolute_url(path: str) -> str | None:
+    """``path`` (inside the application, e.g. ``/v/<token>``) on :func:`public_base_url`."""
+    base = public_base_url()
+    return None if base is None else base + path
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:

@@ -140,13 +140,32 @@ class User(UserMixin, db.Model):
 
 
 class LoginFailure(db.Model):
-    """Failed logins per key (``user:<name>`` or ``ip:<addr>``) inside a sliding window."""
+    """Login attempts per key (``user:<name>`` or ``ip:<addr>``) inside a fixed window.
+
+    Attempts are counted before the password is checked; a successful login takes its
+    attempt back, so what remains are failures.
+    """
 
     __tablename__ = "login_failures"
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebSession(db.Model):
+    """A logged-in browser session; the signed cookie carries only its random id.
+
+    Keeping it server-side lets logout end it for good (a copied cookie dies with it) and
+    lets the idle and absolute lifetimes be enforced whatever the cookie says.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class DockingConnection(db.Model):

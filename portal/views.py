@@ -1,16 +1,32 @@
 """Shared view helpers: fragment-or-page rendering, role checks, enterprise scoping."""
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from functools import wraps
 
-from flask import abort, g, make_response, render_template, request
+from flask import abort, current_app, g, has_request_context, make_response, render_template, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, or_, select
 
 from .extensions import db, login_manager
-from .models import Enterprise, User
+from .models import Enterprise, User, WebSession, utcnow
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+# Scripts only from our own files (no 'unsafe-inline', no 'unsafe-eval'); inline styles stay
+# allowed because style attributes cannot run code and htmx adds its indicator style.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'self'",
+])
 
 
 def wants_fragment() -> bool:
@@ -88,13 +104,60 @@ def toast(message: str, level: str = "success") -> dict:
 
 
 def client_ip() -> str:
-    """The caller's address as the WSGI server saw it (no trust in forwarded headers)."""
+    """The caller's address: the peer, or what the configured proxies forwarded (``PROXY_FIX_HOPS``)."""
     return request.remote_addr or "-"
+
+
+# last_seen_at is written at most this often: not one write per request, at the price of
+# an idle lifetime that may end up to this much early.
+WEB_SESSION_TOUCH = timedelta(seconds=60)
+
+
+def _lifetimes() -> tuple[timedelta, timedelta]:
+    cfg = current_app.config
+    return timedelta(seconds=cfg["SESSION_IDLE_LIFETIME"]), timedelta(seconds=cfg["SESSION_ABSOLUTE_LIFETIME"])
+
+
+def start_web_session(user: User) -> None:
+    """Open a server-side session for ``user`` and put its id in the cookie (caller commits)."""
+    now = utcnow()
+    idle, absolute = _lifetimes()
+    # Sweep this user's dead sessions while we are here: bounded, and no background job needed.
+    db.session.execute(delete(WebSession).where(
+        WebSession.user_id == user.id,
+        or_(WebSession.created_at <= now - absolute, WebSession.last_seen_at <= now - idle)))
+    sid = secrets.token_urlsafe(32)
+    db.session.add(WebSession(id=sid, user_id=user.id, created_at=now, last_seen_at=now))
+    session["sid"] = sid
+
+
+def end_web_session() -> None:
+    """Delete the current server-side session, so a copy of the cookie is worth nothing (caller commits)."""
+    sid = session.pop("sid", None)
+    if sid:
+        db.session.execute(delete(WebSession).where(WebSession.id == sid))
+
+
+def _live_web_session(user_id: int) -> WebSession | None:
+    """The cookie's server-side session when it belongs to ``user_id`` and has not expired."""
+    sid = session.get("sid")
+    web = db.session.get(WebSession, sid) if isinstance(sid, str) else None
+    if web is None or web.user_id != user_id:
+        return None
+    now = utcnow()
+    idle, absolute = _lifetimes()
+    if now - web.last_seen_at >= idle or now - web.created_at >= absolute:
+        return None
+    return web
 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Load the session's user; a bumped session version (reset/disable) logs it out."""
+    """Load the session's user; a bumped session version (reset/disable) logs it out.
+
+    The cookie alone is not enough: its server-side session must still exist (logout
+    deletes it) and be within the idle and absolute lifetimes.
+    """
     try:
         uid, version = (int(x) for x in user_id.split(":", 1))
     except ValueError:
@@ -102,11 +165,36 @@ def load_user(user_id: str) -> User | None:
     user = db.session.get(User, uid)
     if user is None or user.session_version != version or not user.active:
         return None
+    web = _live_web_session(uid)
+    if web is None:
+        return None
+    g.web_session = web
     return user
 
 
+class PortalSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked ``Secure`` whenever the page itself came over https."""
+
+    def get_cookie_secure(self, app) -> bool:
+        """``SESSION_COOKIE_SECURE``, or the request's own scheme (behind a proxy: ``PROXY_FIX_HOPS``)."""
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or (has_request_context() and request.is_secure)
+
+
 def register(app) -> None:
-    """Global request rules: viewers never write; templates get the helpers."""
+    """Global request rules: live sessions, viewers never write; templates get the helpers."""
+    app.session_interface = PortalSessionInterface()
+
+    @app.before_request
+    def _touch_web_session():
+        # Registered first: the session is checked before any view work, and the touch
+        # commits a transaction of its own.
+        if request.endpoint == "static" or not current_user.is_authenticated:
+            return
+        web = g.get("web_session")
+        now = utcnow()
+        if web is not None and now - web.last_seen_at >= WEB_SESSION_TOUCH:
+            web.last_seen_at = now
+            db.session.commit()
 
     @app.before_request
     def _viewer_is_read_only():
@@ -130,9 +218,13 @@ def register(app) -> None:
 
     @app.after_request
     def _security_headers(resp):
+        # No inline script, handler or eval anywhere: behaviour lives in static/*.js.
+        resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.is_secure:
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return resp
 
     _ = g  # keep flask.g imported for extensions that rely on it

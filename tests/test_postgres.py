@@ -106,3 +106,18 @@ def test_push_is_idempotent_on_postgresql(pg_app):
     from portal.models import ExpectedInvoice
 
     assert db.session.scalar(select(func.count()).select_from(ExpectedInvoice)) == 100
+
+
+def test_parallel_login_failures_are_counted_without_races_on_postgresql(pg_app):
+    from portal.blueprints.users.service import hash_password
+    from portal.models import User
+
+    from .conftest import PASSWORD
+    from .test_auth import parallel_logins
+
+    pg_app.config.update(PASSWORD_HASH_METHOD="scrypt:1024:8:1", LOGIN_THROTTLE_IP_LIMIT=1000)
+    db.session.add(User(username="root", role="ops", password_hash=hash_password(PASSWORD)))
+    db.session.commit()
+    codes = parallel_logins(pg_app, "root")
+    assert codes.count(401) == pg_app.config["LOGIN_THROTTLE_LIMIT"]
+    assert codes.count(429) == len(codes) - pg_app.config["LOGIN_THROTTLE_LIMIT"]

@@ -1,4 +1,4 @@
-// Small page behaviours: toasts from HX-Trigger, copy buttons, close buttons.
+// Small page behaviours: toasts from HX-Trigger, confirmations, copy buttons, close buttons.
 (function () {
   "use strict";
 
@@ -41,6 +41,26 @@
   });
   document.addEventListener("htmx:sendError", function () {
     showToast("网络连接失败，请检查网络后重试。", "error");
+  });
+
+  // Confirmations live in data-confirm (escaped like any attribute), never in inline handlers:
+  // the page's CSP forbids those. Capture phase, so it runs before htmx or the browser submits.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    var message = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) {
+      evt.preventDefault();
+      evt.stopImmediatePropagation();
+    }
+  }, true);
+
+  // A swapped-in form that names a field in data-select-after-settle gets it focused and
+  // selected, so the next barcode scan replaces the previous number.
+  document.addEventListener("htmx:afterSettle", function (evt) {
+    var host = evt.target && evt.target.closest && evt.target.closest("[data-select-after-settle]");
+    if (!host) return;
+    var input = host.querySelector(host.getAttribute("data-select-after-settle"));
+    if (input) { input.focus(); input.select(); }
   });
 
   document.addEventListener("click", function (evt) {

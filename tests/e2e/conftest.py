@@ -7,7 +7,7 @@
 * ``chromium`` (session): Debian's ``/usr/bin/chromium`` launched through Playwright. A
   missing binary FAILS the e2e tests (run ``make test``, it installs the browser).
 * ``page`` (function): a fresh browser context (zh-CN, 1280×900); a failed test leaves
-  ``test-artifacts/<test name>.png``.
+  ``test-artifacts/<test name>.png``; anything the Content-Security-Policy blocks fails the test.
 * ``login(page, live_app, username, password=PASSWORD)``: log in through the real form;
   ``artifact_path(name)``: where a screenshot goes (``test-artifacts/<name>.png``).
 
@@ -159,8 +159,12 @@ def page(chromium, request) -> Iterator[Any]:
     context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
+    # Chromium logs what the Content-Security-Policy blocked: on our pages that is a bug.
+    blocked: list[str] = []
+    pg.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         yield pg
+        assert not blocked, f"the CSP blocked something on the page: {blocked}"
     finally:
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:

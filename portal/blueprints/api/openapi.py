@@ -278,7 +278,8 @@ PATHS: dict[str, Any] = {
             "summary": "获取影像调阅链接",
             "description": "单据被删除后不再提供链接（410），已发出的链接也随之失效。",
             "responses": {"200": _json(_ref("ViewLink"), "调阅链接"),
-                          "410": _error("单据已被删除（error = gone）"), **_BILL_ERRORS},
+                          "410": _error("单据已被删除（error = gone）"), **_BILL_ERRORS,
+                          "503": _error("服务器未配置对外访问地址，无法生成链接（error = public_base_url_unset）")},
         },
     },
     "/bills/{bill_no}/return": {

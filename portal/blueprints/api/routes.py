@@ -96,13 +96,16 @@ def _basename(name: str | None) -> str:
 
 
 def _public_url(token: str) -> str:
-    """Absolute URL of a view link, on ``PUBLIC_BASE_URL`` when the deployment sets one."""
+    """Absolute URL of a view link: on ``PUBLIC_BASE_URL``, else only on a trusted host (503 otherwise)."""
     if "public.view" in current_app.view_functions:
         path = url_for("public.view", token=token)[len(request.script_root):]
     else:  # the public blueprint is not installed yet; its URL rule is /v/<token>
         path = "/v/" + token
-    base = current_app.config.get("PUBLIC_BASE_URL") or request.url_root
-    return base.rstrip("/") + path
+    url = links.absolute_url(path)
+    if url is None:
+        raise ApiError(503, "public_base_url_unset",
+                       "服务器未配置对外访问地址（PUBLIC_BASE_URL），无法生成调阅链接，请联系影像系统运维人员。")
+    return url
 
 
 def _iso(ts: int) -> str:

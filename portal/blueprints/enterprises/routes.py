@@ -45,7 +45,8 @@ def _docking_choices(current_id: int | None = None) -> list[tuple[int, str]]:
 def index():
     """All authorizations the user may see; ``q`` filters (htmx active search)."""
     q = request.args.get("q", "").strip()
-    return render("enterprises/index.html", "enterprises/_rows.html", enterprises=_rows(q), q=q, mask=mask)
+    return render("enterprises/index.html", "enterprises/_rows.html", enterprises=_rows(q), q=q, mask=mask,
+                  deployment=service.deployment_info())
 
 
 @bp.get("/new")
@@ -89,7 +90,7 @@ def create():
 def show(enterprise_id: int):
     """One authorization with its hand-over block and image mode."""
     ent = enterprise_or_404(enterprise_id)
-    return render("enterprises/show.html", ent=ent, mask=mask, push_url=service.push_url())
+    return render("enterprises/show.html", ent=ent, mask=mask, deployment=service.deployment_info())
 
 
 def _edit_form(ent: Enterprise, formdata=None) -> EnterpriseEditForm:

@@ -1,10 +1,10 @@
 """Enterprise authorizations: create, update, delete, credential check."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app
 from sqlalchemy import select
 
-from ... import audit
+from ... import audit, links
 from ...crypto import decrypt, encrypt, is_masked  # noqa: F401 (decrypt used by routes)
 from ...extensions import db
 from ...integration import IntegrationError, InvoiceCloudClient, RemoteRefused
@@ -117,7 +117,18 @@ def delete(ent: Enterprise) -> None:
     db.session.commit()
 
 
-def push_url() -> str:
-    """The absolute address the receipt assistant pushes invoices to (hand-over block)."""
-    base = current_app.config.get("PUBLIC_BASE_URL") or request.host_url
-    return base.rstrip("/") + PUSH_PATH
+def push_url() -> str | None:
+    """The absolute address the receipt assistant pushes invoices to (hand-over block).
+
+    None when neither ``PUBLIC_BASE_URL`` nor a trusted request host gives one.
+    """
+    return links.absolute_url(PUSH_PATH)
+
+
+def deployment_info() -> dict:
+    """What the enterprise pages tell ops about this deployment's outside addresses."""
+    return {
+        "invoice_cloud_url": current_app.config.get("INVOICE_CLOUD_URL") or "",
+        "public_base_url": (current_app.config.get("PUBLIC_BASE_URL") or "").strip(),
+        "push_url": push_url(),
+    }

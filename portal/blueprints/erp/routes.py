@@ -15,7 +15,7 @@ import re
 import time
 from importlib import resources
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from ... import audit, links
@@ -29,6 +29,7 @@ bp = Blueprint("erp", __name__)
 MAX_SKEW = 600  # seconds a signed request stays valid
 VIEW_TTL = 8 * 3600  # the approver's view link: one working day
 FIELDS = ("client_id", "form_id", "bill_no", "user", "ts")
+PLACEHOLDER_URL = "https://images.example.com"
 
 
 def signature(secret: str, client_id: str, form_id: str, bill_no: str, user: str, ts: str) -> str:
@@ -89,8 +90,8 @@ def plugin_script(portal_url: str, client_id: str) -> str:
 
 
 def portal_url() -> str:
-    """The address the ERP's buttons open: PUBLIC_BASE_URL, else the address this page was reached at."""
-    return (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    """The address the ERP's buttons open; the script's placeholder when no trusted address is known."""
+    return links.public_base_url() or PLACEHOLDER_URL
 
 
 @bp.get("/plugin/<int:enterprise_id>/image_buttons.py")
