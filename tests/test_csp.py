@@ -9,6 +9,7 @@ import pytest
 
 from portal import bills
 from portal.extensions import db
+from portal.models import Bill
 
 from .conftest import corpus
 
@@ -83,7 +84,10 @@ def test_quotes_in_a_bill_number_stay_text_in_the_submit_confirmation(browser, m
     point = make_scan_point(ent)
     make_user("scanner1", "scanner", [ent], [point])
     bill_no = "BX'+alert(1)+'"
-    bill = bills.open_bill(ent, {"bill_no": bill_no, "scan_point": point.code, "submitter": "张三"}, "erp").bill
+    # open_bill refuses such numbers now; a row stored before that rule (or by another path) must still be inert.
+    bill = Bill(enterprise_id=ent.id, bill_no=bill_no, scan_point_id=point.id, submitter="张三", status="pending")
+    db.session.add(bill)
+    db.session.flush()
     bills.add_file(bill, corpus("vat_e_ordinary_tianjin_33207675.png"), "a.png", "tester")
     db.session.commit()
     browser.login("scanner1")
