@@ -184,7 +184,7 @@ class Enterprise(db.Model):
     image_mode: Mapped[str] = mapped_column(String(16), default="basic")
     # 只接受加密推送: a push's sign does not cover its data, so a plain push could be forged from
     # a captured sign; only the AES-encrypted data proves the sender knows the encrypt_key.
-    push_encrypted_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    encrypted_push_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -320,7 +320,7 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
 
     ent = db.session.execute(
         select(Enterprise.id, Enterprise.tax_no, Enterprise.client_secret_enc, Enterprise.encrypt_key_enc,
-               Enterprise.push_encrypted_only)
+               Enterprise.encrypted_push_only)
         .where(Enterprise.client_id == client_id)).first()
     if ent is None or ent.tax_no.upper() != tax_no.strip().upper():
         raise PushError("1002", f"企业未授权：税号 {tax_no[:20]} 与 client_id 不对应任何企业授权")
@@ -332,7 +332,7 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
     now = time.time() if now is None else now
     if abs(now - ts_seconds) > max_skew:
         raise PushError("1004", f"时间戳无效或已过期：与服务器时间相差超过 {max_skew} 秒")
-    if ent.push_encrypted_only and not _truthy(body.get("encrypt")):
+    if ent.encrypted_push_only and not _truthy(body.get("encrypt")):
         # The sign does not cover the data: only encrypted data proves the sender holds the encrypt_key.
         raise PushError("1009", "该企业只接受加密推送：请以 encrypt=true 推送用 encrypt_key 加密的 data")
     _remember(client_id, ts_text, sign, _body_digest(body), ts_seconds + max_skew, now)

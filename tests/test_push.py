@@ -74,7 +74,7 @@ def push_audits() -> list[AuditEvent]:
 @pytest.fixture
 def ent(make_enterprise):
     # Plain pushes are part of the protocol; this enterprise has 只接受加密推送 turned off to test them.
-    return make_enterprise("推送企业", client_id="push-client", push_encrypted_only=False)
+    return make_enterprise("推送企业", client_id="push-client", encrypted_push_only=False)
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_dedup_within_one_push(ent, send):
 
 
 def test_dedup_is_per_enterprise(ent, make_enterprise, send):
-    other = make_enterprise("另一企业", client_id="push-other", push_encrypted_only=False)
+    other = make_enterprise("另一企业", client_id="push-other", encrypted_push_only=False)
     assert send(envelope(ent, [invoice(1)])).get_json()["accepted"] == 1
     assert send(envelope(other, [invoice(1)])).get_json()["accepted"] == 1
     assert stored(ent) == 1 and stored(other) == 1
@@ -433,7 +433,7 @@ def test_the_depth_limit_leaves_brackets_in_text_alone(ent, send):
 # --------------------------------------------------------------------------- 只接受加密推送 and replay
 
 def test_new_enterprises_accept_only_encrypted_pushes(strict, send):
-    assert strict.push_encrypted_only is True
+    assert strict.encrypted_push_only is True
     resp = send(envelope(strict, [invoice(1)]))
     assert resp.status_code == 403
     answer = resp.get_json()

@@ -33,7 +33,7 @@ def upgrade():
 
     # Existing enterprises get the safe setting too: a plain push is refused until ops turn it off.
     with op.batch_alter_table('enterprises', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('push_encrypted_only', sa.Boolean(), server_default=sa.true(), nullable=False))
+        batch_op.add_column(sa.Column('encrypted_push_only', sa.Boolean(), server_default=sa.true(), nullable=False))
 
     with op.batch_alter_table('expected_invoices', schema=None) as batch_op:
         batch_op.add_column(sa.Column('fetch_attempts', sa.Integer(), server_default='0', nullable=False))
@@ -46,7 +46,7 @@ def downgrade():
         batch_op.drop_column('fetch_attempts')
 
     with op.batch_alter_table('enterprises', schema=None) as batch_op:
-        batch_op.drop_column('push_encrypted_only')
+        batch_op.drop_column('encrypted_push_only')
 
     with op.batch_alter_table('push_receipts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_push_receipts_expires_at'))
