@@ -206,6 +206,8 @@ def _too_deep(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     passes. Unbalanced text is left for the parser to refuse.
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if b"[" not in raw and raw.find(b"{", raw.find(b"{") + 1) == -1:
+        return False  # the encrypted envelope: one object around a base64 string (memchr-fast)
     skeleton = raw.translate(None, _NOT_STRUCTURE)
     if b"\\" not in skeleton:
         # Without escapes quotes alternate open/close: dropping adjacent pairs keeps every
@@ -364,7 +366,9 @@ def _body_digest(body: dict) -> str:
     if not isinstance(data, str):
         data = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     head = json.dumps([body.get("taxNo"), _truthy(body.get("encrypt")), str(body.get("encType", ""))])
-    return hashlib.sha256(f"{head}\n{data}".encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(head.encode())
+    digest.update(data.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def utc_from_unix(seconds: float) -> dt.datetime:
@@ -399,10 +403,12 @@ def _remember(client_id: str, ts_text: str, sign: str, digest: str, valid_until:
         _RECEIPT_INSERTS[dialect] = stmt
     key = {"client_id": client_id, "timestamp": ts_text, "sign": sign.strip().lower()}
     expires = utc_from_unix(valid_until)
+    # Core statements on the session's connection (same transaction): the ORM layer would double the cost.
+    conn = db.session.connection()
     if now - _purged_at > _PURGE_EVERY:
         _purged_at = now
-        db.session.execute(delete(PushReceipt).where(PushReceipt.expires_at < utc_from_unix(now)))
-    if db.session.execute(stmt, {**key, "body_sha256": digest, "expires_at": expires}).first() is not None:
+        conn.execute(delete(table).where(table.c.expires_at < utc_from_unix(now)))
+    if conn.execute(stmt, {**key, "body_sha256": digest, "expires_at": expires}).first() is not None:
         return
     known = db.session.scalar(select(PushReceipt.body_sha256).where(
         PushReceipt.client_id == key["client_id"], PushReceipt.timestamp == key["timestamp"],
