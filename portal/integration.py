@@ -673,8 +673,8 @@ def _public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-def _resolve(host: str, port: int, check: bool) -> str:
-    """Resolve ``host`` once and return the address to connect to.
+def _resolve(host: str, port: int, check: bool) -> list[str]:
+    """Resolve ``host`` once and return the addresses to connect to, in the resolver's order.
 
     With ``check`` every address the name resolves to must be public: a name that answers one
     public and one private address is refused, since the connection could land on either.
@@ -698,7 +698,7 @@ def _resolve(host: str, port: int, check: bool) -> str:
                 raise _Refused(
                     f"下载地址的主机 {host} 指向本机、内网或保留地址（{text}），已拒绝；"
                     "确需从该主机下载时，请把它加入 FETCH_ALLOWED_HOSTS")
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
 
 
 class _PinnedConnectionMixin:
@@ -708,22 +708,24 @@ class _PinnedConnectionMixin:
     name; only the TCP connect goes to the pinned address (no DNS rebinding between check and use).
     """
 
-    pinned_address: str | None = None
+    pinned_addresses: list[str] = []
     on_connect: Any = None
 
     def _new_conn(self):  # noqa: D401 - urllib3 hook
-        if not self.pinned_address:
+        if not self.pinned_addresses:
             raise urllib3.exceptions.NewConnectionError(self, "下载地址未经检查，拒绝连接")
-        try:
-            sock = urllib3.util.connection.create_connection(
-                (self.pinned_address, self.port), self.timeout,
-                source_address=self.source_address, socket_options=self.socket_options)
-        except socket.timeout as exc:
-            raise urllib3.exceptions.ConnectTimeoutError(
-                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
-        except OSError as exc:
-            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
-        return sock
+        error: OSError | None = None
+        for address in self.pinned_addresses:  # e.g. IPv6 first, IPv4 when that does not answer
+            try:
+                return urllib3.util.connection.create_connection(
+                    (address, self.port), self.timeout,
+                    source_address=self.source_address, socket_options=self.socket_options)
+            except socket.timeout as exc:
+                raise urllib3.exceptions.ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
+            except OSError as exc:
+                error = exc
+        raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
     def connect(self) -> None:
         """Connect (and for https wrap in TLS), then hand the socket the response reads from to ``on_connect``."""
@@ -748,7 +750,7 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
     """
 
     def __init__(self) -> None:
-        self.pins: dict[tuple[str, int], str] = {}
+        self.pins: dict[tuple[str, int], list[str]] = {}
         self.sockets: list[socket.socket] = []
         super().__init__(max_retries=0)
 
@@ -762,7 +764,7 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
 
                 def _new_conn(self):
                     conn = super()._new_conn()
-                    conn.pinned_address = adapter.pins.get(((self.host or "").lower(), int(self.port or 0)))
+                    conn.pinned_addresses = adapter.pins.get(((self.host or "").lower(), int(self.port or 0)), [])
                     conn.on_connect = adapter.sockets.append
                     return conn
 

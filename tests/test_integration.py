@@ -489,3 +489,55 @@ def test_fetch_file_connects_to_the_address_it_checked(cloud, monkeypatch):
         fetch_file(url, max_bytes=10, timeout=(0.3, 0.3), deadline=1.0)
     assert asked == ["rebind.example"]  # resolved once
     assert cloud.calls == []  # and the loopback answer was never connected to
+
+
+def test_pinned_https_keeps_the_name_for_sni_and_the_certificate_check(tmp_path):
+    """Connecting to the checked address must not turn TLS into a check against that address."""
+    import datetime as dt
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    seen = []
+    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            context.wrap_socket(conn, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass  # the client refuses the self-signed certificate mid-handshake
+        finally:
+            conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        with pytest.raises(RemoteUnavailable, match="证书"):
+            fetch_file(f"https://localhost:{port}/a.pdf", max_bytes=10, allowed_hosts=[f"localhost:{port}"],
+                       timeout=FAST, deadline=3)
+    finally:
+        server.join(3)
+        listener.close()
+    assert seen == ["localhost"]  # SNI carries the name, and the unknown issuer was refused
