@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.util
+import itertools
 import json
 import time
 from urllib.parse import urlsplit
@@ -41,10 +42,12 @@ def ent(make_enterprise):
 @pytest.fixture
 def push(browser, ent):
     """Send the receipt assistant's (encrypted) push of ``invoices``."""
+    # A timestamp of its own for every push: the same timestamp and sign with another body is a replay.
+    stamps = itertools.count(int(time.time() * 1000), -1)
 
     def push(*invoices, enterprise=None):
         e = enterprise or ent
-        ts = int(time.time())
+        ts = next(stamps)
         body = {"taxNo": e.tax_no, "client_id": e.client_id, "timestamp": ts, "encType": 2, "encrypt": True,
                 "sign": signing.sign(e.client_id, SECRET, ts, 2),
                 "data": signing.aes_ecb_encrypt(json.dumps(list(invoices)).encode(), KEY)}
