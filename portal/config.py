@@ -28,6 +28,7 @@ DEFAULTS = {
     "FETCH_ALLOWED_HOSTS": "",
     "FETCH_MAX_BYTES": 30 * 1024 * 1024,
     "FETCH_DEADLINE": 120.0,  # seconds for one whole download: connect, headers and body
+    "FETCH_RUN_BUDGET": 300.0,  # seconds after which one sync run starts no further download
     # A failed download waits FETCH_RETRY_BASE seconds, doubling up to FETCH_RETRY_MAX, and
     # is given up after FETCH_MAX_ATTEMPTS tries (the last error stays on the invoice).
     "FETCH_MAX_ATTEMPTS": 8,

@@ -77,7 +77,8 @@ def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
     A failure (unreachable, HTTP error, host not allowed, too large, too slow, unreadable
     file) is stored in ``fetch_error`` and tried again after a growing wait (see
     :func:`retry_delay`), at most ``FETCH_MAX_ATTEMPTS`` times; it never stops the others.
-    ``now`` (naive UTC, default the clock) decides which waits are over. Commits after every file.
+    ``now`` (naive UTC, default the clock) decides which waits are over. No new download
+    starts once ``FETCH_RUN_BUDGET`` seconds are spent. Commits after every file.
     """
     now = now or utcnow()
     rows = _pending_rows(limit, now)
@@ -85,9 +86,16 @@ def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
     if not rows:
         return 0
     options = _fetch_options()
+    # The job loop also runs every tenant's write-back: a run starts no new download once
+    # FETCH_RUN_BUDGET seconds are spent (the file under way keeps its own deadline); the rest
+    # stay due and come first in the next run.
+    budget_ends = time.monotonic() + float(current_app.config.get("FETCH_RUN_BUDGET", 300))
     attached = 0
     touched: list[int] = []
     for row_id, bill_id in rows:
+        if time.monotonic() >= budget_ends:
+            log.info("sync: run budget spent, the remaining files wait for the next run")
+            break
         row = db.session.get(ExpectedInvoice, row_id)
         if row is None or row.fetched_image_id is not None:
             continue  # fetched meanwhile by another runner

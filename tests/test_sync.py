@@ -288,3 +288,20 @@ def test_failed_downloads_back_off_and_stop_at_the_cap(app, ent, cloud, push):
     assert "404" in r.fetch_error and "已尝试 4 次，不再自动下载" in r.fetch_error
     assert sync.fetch_pending(now=now + dt.timedelta(days=30)) == 0
     assert file_calls(cloud) == ["gone.ofd"] * 4
+
+
+def test_a_run_starts_no_download_once_its_budget_is_spent(app, ent, cloud, push):
+    """Many dripping files cannot hold the job loop (and every tenant's write-back) file after file."""
+    open_bill(ent, "FYBX3014")
+    urls = [cloud.add_file(f"slow{i}.ofd", corpus(OFD_48542163), "application/ofd") + "?drip=0.05" for i in range(3)]
+    push(*[pushed(f"2411200000004854216{i}", url, "FYBX3014") for i, url in enumerate(urls)])
+    app.config.update(FETCH_DEADLINE=0.3, FETCH_RUN_BUDGET=0.5)
+    started = time.monotonic()
+    assert sync.fetch_pending() == 0
+    assert time.monotonic() - started < 1.5
+    assert file_calls(cloud) == ["slow0.ofd", "slow1.ofd"]  # the third was not started
+    third = row("24112000000048542162")
+    assert third.fetch_attempts == 0 and third.fetch_error is None
+    assert row("24112000000048542160").fetch_attempts == 1
+    # Untouched, the third is due and comes first in the next run.
+    assert sync._pending_rows(1, utcnow())[0][0] == third.id
