@@ -711,7 +711,8 @@ class _PinnedConnectionMixin:
     pinned_addresses: list[str] = []
     on_connect: Any = None
 
-    def _new_conn(self):  # noqa: D401 - urllib3 hook
+    def _new_conn(self):
+        """Open the TCP connection to the first pinned address that answers (urllib3 hook)."""
         if not self.pinned_addresses:
             raise urllib3.exceptions.NewConnectionError(self, "下载地址未经检查，拒绝连接")
         error: OSError | None = None
@@ -906,8 +907,9 @@ def _read_body(resp: requests.Response, url: str, label: str, max_bytes: int, ex
             if expired.is_set():
                 raise too_slow(host)
             chunks.append(chunk)
-    except requests.exceptions.RequestException as exc:
-        # Read timeouts while streaming surface as ConnectionError in requests.
+    except (requests.exceptions.RequestException, OSError) as exc:
+        # Read timeouts while streaming surface as ConnectionError in requests; a cut socket may
+        # also surface as a bare OSError from below.
         if expired.is_set():
             raise too_slow(host) from exc
         raise RemoteUnavailable(f"从{label}（{host}）下载文件时连接中断或超时") from exc
