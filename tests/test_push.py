@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from portal import push, signing
 from portal.extensions import db
-from portal.models import AuditEvent, Enterprise, ExpectedInvoice, PushReceipt
+from portal.models import AuditEvent, ExpectedInvoice, PushReceipt
 
 URL = "/api/v1/push/invoices"
 SECRET = "s3cret-value-1234567890"
