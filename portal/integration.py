@@ -718,7 +718,7 @@ class _PinnedConnectionMixin:
         error: OSError | None = None
         for address in self.pinned_addresses:  # e.g. IPv6 first, IPv4 when that does not answer
             try:
-                return urllib3.util.connection.create_connection(
+                sock = urllib3.util.connection.create_connection(
                     (address, self.port), self.timeout,
                     source_address=self.source_address, socket_options=self.socket_options)
             except socket.timeout as exc:
@@ -726,13 +726,14 @@ class _PinnedConnectionMixin:
                     self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
             except OSError as exc:
                 error = exc
+                continue
+            if self.on_connect is not None:
+                # A second descriptor of the same socket: TLS wrapping detaches this one, and the
+                # response may outlive the connection object, but shutting the dup down still cuts
+                # the TLS handshake, the headers and the body alike.
+                self.on_connect(sock.dup())
+            return sock
         raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {error}")
-
-    def connect(self) -> None:
-        """Connect (and for https wrap in TLS), then hand the socket the response reads from to ``on_connect``."""
-        super().connect()
-        if self.on_connect is not None and self.sock is not None:
-            self.on_connect(self.sock)
 
 
 class _PinnedHTTPConnection(_PinnedConnectionMixin, urllib3.connection.HTTPConnection):
@@ -746,8 +747,7 @@ class _PinnedHTTPSConnection(_PinnedConnectionMixin, urllib3.connection.HTTPSCon
 class _PinnedAdapter(requests.adapters.HTTPAdapter):
     """Transport of one download: connects each ``(host, port)`` only to the address in ``pins``.
 
-    It also remembers the socket of every connection it opened, so the deadline watchdog can cut
-    them (the connection object itself lets go of its socket once the response owns it).
+    It also keeps a descriptor of every connection it opened, so the deadline watchdog can cut them.
     """
 
     def __init__(self) -> None:
@@ -780,11 +780,16 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
         """Shut every open connection down, waking a read blocked on a dripping server."""
         for sock in list(self.sockets):
             try:
-                # The plain socket method on an SSL socket too: it acts on the descriptor and leaves
-                # the TLS object to the reading thread, which then sees end of stream.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Close the pools and the watchdog's descriptors."""
+        super().close()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
 
 
 def _human_size(n: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -491,11 +492,10 @@ def test_fetch_file_connects_to_the_address_it_checked(cloud, monkeypatch):
     assert cloud.calls == []  # and the loopback answer was never connected to
 
 
-def test_pinned_https_keeps_the_name_for_sni_and_the_certificate_check(tmp_path):
-    """Connecting to the checked address must not turn TLS into a check against that address."""
+def tls_server_context(tmp_path):
+    """A server TLS context with a fresh self-signed certificate for ``localhost`` (not trusted by clients)."""
     import datetime as dt
     import ssl
-    import threading
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -515,29 +515,89 @@ def test_pinned_https_keeps_the_name_for_sni_and_the_certificate_check(tmp_path)
                                                          serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    seen = []
-    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    return context
+
+
+def serve_once(handler) -> tuple[int, threading.Thread, socket.socket]:
+    """Accept one loopback connection in a thread and pass it to ``handler``."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    port = listener.getsockname()[1]
 
-    def serve():
+    def run():
         conn, _ = listener.accept()
         try:
-            context.wrap_socket(conn, server_side=True).close()
-        except (ssl.SSLError, OSError):
-            pass  # the client refuses the self-signed certificate mid-handshake
+            handler(conn)
+        except OSError:
+            pass  # the client gave up or refused the certificate: expected in these tests
         finally:
             conn.close()
 
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread, listener
+
+
+def test_pinned_https_keeps_the_name_for_sni_and_the_certificate_check(tmp_path):
+    """Connecting to the checked address must not turn TLS into a check against that address."""
+    context = tls_server_context(tmp_path)
+    seen = []
+    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    port, thread, listener = serve_once(lambda conn: context.wrap_socket(conn, server_side=True).close())
     try:
         with pytest.raises(RemoteUnavailable, match="证书"):
             fetch_file(f"https://localhost:{port}/a.pdf", max_bytes=10, allowed_hosts=[f"localhost:{port}"],
                        timeout=FAST, deadline=3)
     finally:
-        server.join(3)
+        thread.join(3)
         listener.close()
     assert seen == ["localhost"]  # SNI carries the name, and the unknown issuer was refused
+
+
+def test_the_deadline_also_covers_a_dripping_tls_handshake(tmp_path):
+    """A TLS server whose handshake arrives a byte at a time is cut off at the deadline like a slow body."""
+    context = tls_server_context(tmp_path)
+
+    def drip_handshake(conn):
+        # The real handshake bytes, relayed one every 50 ms: no read ever times out.
+        inner, outer = socket.socketpair()
+
+        def handshake():
+            try:
+                context.wrap_socket(inner, server_side=True).close()
+            except OSError:
+                pass  # the client hung up mid-handshake, as it should
+
+        tls = threading.Thread(target=handshake, daemon=True)
+        tls.start()
+        conn.settimeout(0.05)
+        outer.settimeout(0.05)
+        try:
+            while True:
+                try:
+                    outer.sendall(conn.recv(65536) or b"")
+                except socket.timeout:
+                    pass
+                try:
+                    byte = outer.recv(1)
+                except socket.timeout:
+                    continue
+                if not byte:
+                    return
+                conn.sendall(byte)
+                time.sleep(0.05)
+        finally:
+            outer.close()
+            tls.join(3)
+            inner.close()
+
+    port, thread, listener = serve_once(drip_handshake)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteUnavailable, match="下载文件超时"):
+            fetch_file(f"https://localhost:{port}/a.pdf", max_bytes=10, allowed_hosts=[f"localhost:{port}"],
+                       timeout=FAST, deadline=0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        thread.join(5)
+        listener.close()
