@@ -15,6 +15,7 @@ when the HTTP figure misses it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -48,10 +49,15 @@ def invoices(start: int, count: int) -> list[dict]:
     return out
 
 
+# One millisecond apart, counting back from the start: every push has a timestamp of its own.
+_STAMPS = itertools.count(int(time.time() * 1000), -1)
+
+
 def envelope(ent, items: list[dict]) -> dict:
+    """A signed push; each gets its own timestamp, as a sender must (a timestamp and sign carry one body)."""
     from portal import signing
 
-    ts = int(time.time() * 1000)
+    ts = next(_STAMPS)
     return {"taxNo": ent.tax_no, "client_id": ent.client_id, "timestamp": ts,
             "sign": signing.sign(ent.client_id, SECRET, ts, 0), "encType": 0, "encrypt": True,
             "data": signing.aes_ecb_encrypt(json.dumps(items, ensure_ascii=False).encode(), KEY)}

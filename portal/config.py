@@ -25,9 +25,18 @@ DEFAULTS = {
     "LOG_LEVEL": "INFO",
     "OUTBOUND_CONNECT_TIMEOUT": 3.05,
     "OUTBOUND_READ_TIMEOUT": 15.0,
-    "FETCH_ALLOWED_HOSTS": "",  # comma-separated; empty = any host
+    # Comma-separated host, host:port or *.suffix; empty = any public host. Loopback, private,
+    # link-local and mapped addresses are refused unless their host is listed here.
+    "FETCH_ALLOWED_HOSTS": "",
     "ERP_ALLOWED_HOSTS": "",  # Galaxy hosts the portal may call: comma-separated host, host:port, *.suffix; empty = any
     "FETCH_MAX_BYTES": 30 * 1024 * 1024,
+    "FETCH_DEADLINE": 120.0,  # seconds for one whole download: connect, headers and body
+    "FETCH_RUN_BUDGET": 300.0,  # seconds after which one sync run starts no further download
+    # A failed download waits FETCH_RETRY_BASE seconds, doubling up to FETCH_RETRY_MAX, and
+    # is given up after FETCH_MAX_ATTEMPTS tries (the last error stays on the invoice).
+    "FETCH_MAX_ATTEMPTS": 8,
+    "FETCH_RETRY_BASE": 60,
+    "FETCH_RETRY_MAX": 3600,
     "PUBLIC_BASE_URL": "",  # e.g. https://images.example.com; empty = from the request
     "API_TOKEN_TTL": 7200,
     "VIEW_LINK_TTL": 7 * 24 * 3600,

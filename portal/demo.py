@@ -17,6 +17,7 @@ import secrets
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from flask.cli import AppGroup
@@ -250,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PORTAL_INVOICE_CLOUD_URL", cloud.url)
     app = create_app()
     app.config["INVOICE_CLOUD_URL"] = cloud.url
+    # The cloud sandbox serves the pushed file from loopback, which downloads refuse unless its
+    # host:port is on the allow-list (outside the demo a deployment lists its own file hosts).
+    listed = [h.strip() for h in str(app.config.get("FETCH_ALLOWED_HOSTS") or "").split(",") if h.strip()]
+    app.config["FETCH_ALLOWED_HOSTS"] = ", ".join([*listed, urlsplit(cloud.url).netloc])
     with app.app_context():
         upgrade()
         seed(app, galaxy.url, cloud.url)

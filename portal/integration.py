@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from email.message import Message
@@ -33,6 +34,11 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+import urllib3.util.connection
 
 from portal.signing import sign
 
@@ -766,38 +772,161 @@ def host_allowed(url: str, allowed_hosts: Iterable[str]) -> bool:
     return False
 
 
-def _check_download_url(url: str, allowed_hosts: list[str] | None) -> None:
+class _Refused(IntegrationError):
+    """A download refused by our own policy before anything was sent to that address."""
+
+
+def _check_download_url(url: str, allowed_hosts: list[str] | None) -> tuple[str, int]:
+    """Check scheme, host and allow-list of ``url``; return its ``(host, port)``."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        port = parts.port  # raises ValueError on a malformed port
     except ValueError:
         raise IntegrationError(f"下载地址格式不正确：{url}") from None
     if parts.scheme not in ("http", "https"):
-        raise IntegrationError("下载地址只支持 http 或 https 协议")
+        raise _Refused("下载地址只支持 http 或 https 协议")
     if not parts.hostname:
         raise IntegrationError(f"下载地址缺少主机名：{url}")
     if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
-        raise IntegrationError(f"下载地址的主机 {parts.hostname} 不在允许的列表中")
-    if not allowed_hosts and _reserved_target(parts.hostname):
-        # Without an allow-list, never let a pushed URL reach link-local addresses
-        # (cloud metadata services live there) or multicast/unspecified ones.
-        raise IntegrationError(f"下载地址的主机 {parts.hostname} 指向保留地址，已拒绝")
+        raise _Refused(f"下载地址的主机 {parts.hostname} 不在允许的列表中")
+    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
-def _reserved_target(host: str) -> bool:
-    """True when ``host`` is or resolves to a link-local, multicast or unspecified address."""
+def _public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address on the public internet: not loopback, private, link-local, multicast...
+
+    IPv4 addresses hidden in IPv6 (``::ffff:a.b.c.d``, the NAT64 prefix, 6to4, Teredo) are judged by
+    the IPv4 address they reach, so ``[::ffff:169.254.169.254]`` is link-local like the plain form.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and not _public_address(embedded):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _resolve(host: str, port: int, check: bool) -> list[str]:
+    """Resolve ``host`` once and return the addresses to connect to, in the resolver's order.
+
+    With ``check`` every address the name resolves to must be public: a name that answers one
+    public and one private address is refused, since the connection could land on either.
+    """
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
-        return False  # unresolvable: the request itself fails with the usual message
-    for text in addresses:
-        try:
-            ip = ipaddress.ip_address(text.split("%", 1)[0])
-        except ValueError:
-            continue
-        if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
-            return True
-    return False
+        raise RemoteUnavailable(f"无法解析文件服务器的主机名 {host}，请检查下载地址") from None
+    addresses = [info[4][0] for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+    if not addresses:
+        raise RemoteUnavailable(f"无法解析文件服务器的主机名 {host}，请检查下载地址")
+    if check:
+        for text in addresses:
+            try:
+                ip = ipaddress.ip_address(text.split("%", 1)[0])
+            except ValueError:
+                ip = None
+            if ip is None or not _public_address(ip):
+                # Loopback, private networks, link-local (cloud metadata services), mapped forms of
+                # those and unspecified addresses are our own side of the wall: refused by default.
+                raise _Refused(
+                    f"下载地址的主机 {host} 指向本机、内网或保留地址（{text}），已拒绝；"
+                    "确需从该主机下载时，请把它加入 FETCH_ALLOWED_HOSTS")
+    return list(dict.fromkeys(addresses))
+
+
+class _PinnedConnectionMixin:
+    """A urllib3 connection that connects to the address checked before, never to a fresh lookup.
+
+    The URL keeps the host name, so the Host header, TLS SNI and the certificate check all use the
+    name; only the TCP connect goes to the pinned address (no DNS rebinding between check and use).
+    """
+
+    pinned_addresses: list[str] = []
+    on_connect: Any = None
+
+    def _new_conn(self):
+        """Open the TCP connection to the first pinned address that answers (urllib3 hook)."""
+        if not self.pinned_addresses:
+            raise urllib3.exceptions.NewConnectionError(self, "下载地址未经检查，拒绝连接")
+        error: OSError | None = None
+        for address in self.pinned_addresses:  # e.g. IPv6 first, IPv4 when that does not answer
+            try:
+                sock = urllib3.util.connection.create_connection(
+                    (address, self.port), self.timeout,
+                    source_address=self.source_address, socket_options=self.socket_options)
+            except socket.timeout as exc:
+                raise urllib3.exceptions.ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
+            except OSError as exc:
+                error = exc
+                continue
+            if self.on_connect is not None:
+                # A second descriptor of the same socket: TLS wrapping detaches this one, and the
+                # response may outlive the connection object, but shutting the dup down still cuts
+                # the TLS handshake, the headers and the body alike.
+                self.on_connect(sock.dup())
+            return sock
+        raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {error}")
+
+
+class _PinnedHTTPConnection(_PinnedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Transport of one download: connects each ``(host, port)`` only to the address in ``pins``.
+
+    It also keeps a descriptor of every connection it opened, so the deadline watchdog can cut them.
+    """
+
+    def __init__(self) -> None:
+        self.pins: dict[tuple[str, int], list[str]] = {}
+        self.sockets: list[socket.socket] = []
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        adapter = self
+
+        def pool_class(base: type, connection_class: type) -> type:
+            class Pool(base):
+                ConnectionCls = connection_class
+
+                def _new_conn(self):
+                    conn = super()._new_conn()
+                    conn.pinned_addresses = adapter.pins.get(((self.host or "").lower(), int(self.port or 0)), [])
+                    conn.on_connect = adapter.sockets.append
+                    return conn
+
+            return Pool
+
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": pool_class(urllib3.HTTPConnectionPool, _PinnedHTTPConnection),
+            "https": pool_class(urllib3.HTTPSConnectionPool, _PinnedHTTPSConnection),
+        }
+
+    def cut(self) -> None:
+        """Shut every open connection down, waking a read blocked on a dripping server."""
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close the pools and the watchdog's descriptors."""
+        super().close()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
 
 
 def _human_size(n: int) -> str:
@@ -833,51 +962,100 @@ def fetch_file(
 ) -> tuple[bytes, str | None]:
     """Download ``url`` and return ``(content, filename or None)``.
 
-    Only http/https; when ``allowed_hosts`` is given the host must match it (see
-    :func:`host_allowed`). Redirects are followed only within the same host. The body is
-    streamed and refused as soon as it exceeds ``max_bytes`` (declared or actual), and the
-    whole download must finish within ``deadline`` seconds. Every failure raises
-    IntegrationError (RemoteRefused for HTTP 4xx, RemoteUnavailable for transport/5xx).
+    Only http/https. When ``allowed_hosts`` is given the host must match it (see
+    :func:`host_allowed`). A host that is not allow-listed must resolve only to public
+    addresses: loopback, private, link-local, multicast, unspecified and IPv4-mapped forms
+    of those are refused. The host is resolved once and the connection goes to the address
+    that was checked. Redirects are followed by hand, at most ``max_redirects``, each target
+    checked the same way. The body is refused as soon as it exceeds ``max_bytes`` (declared
+    or actual), and ``deadline`` seconds of wall-clock time bound the whole transfer —
+    connect, headers and body; a server dripping bytes is cut off when it runs out. Every
+    failure raises IntegrationError (RemoteRefused for HTTP 4xx, RemoteUnavailable for
+    transport/5xx/timeout).
     """
     timeout = _normalise_timeout(timeout)
     label = "文件服务器"
-    started = time.monotonic()
+    ends_at = time.monotonic() + deadline
+    adapter = _PinnedAdapter()
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        adapter.cut()
+
+    def too_slow(host: str) -> RemoteUnavailable:
+        return RemoteUnavailable(f"从{label}（{host}）下载文件超时（整个下载超过 {deadline:g} 秒）")
+
+    watchdog = threading.Timer(max(deadline, 0.0), cut_off)
+    watchdog.daemon = True
     current = url
     with requests.Session() as session:
+        # No proxy from the environment: it would resolve the name itself and undo the pinning.
+        session.trust_env = False
         session.headers["User-Agent"] = _USER_AGENT
-        for _ in range(max_redirects + 1):
-            _check_download_url(current, allowed_hosts)
-            resp = _send(session, "GET", current, label=label, timeout=timeout, stream=True, allow_redirects=False)
-            with resp:
-                if resp.is_redirect:
-                    target = urljoin(current, resp.headers.get("Location", ""))
-                    if (urlsplit(target).hostname or "").lower() != (urlsplit(current).hostname or "").lower():
-                        raise IntegrationError(f"下载地址被重定向到其他主机 {urlsplit(target).hostname}，已拒绝")
-                    current = target
-                    continue
-                host = _host_of(current)
-                if resp.status_code >= 500:
-                    raise RemoteUnavailable(f"{label}（{host}）返回 HTTP {resp.status_code} 错误", unreachable=False)
-                if resp.status_code >= 400:
-                    raise RemoteRefused(f"下载文件失败：{label}（{host}）返回 HTTP {resp.status_code}",
-                                        code=resp.status_code)
-                declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise IntegrationError(
-                        f"文件大小 {_human_size(int(declared))} 超过上限 {_human_size(max_bytes)}，已拒绝下载"
-                    )
-                chunks: list[bytes] = []
-                received = 0
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        watchdog.start()
+        try:
+            for hop in range(max_redirects + 1):
                 try:
-                    for chunk in resp.iter_content(chunk_size=64 * 1024):
-                        received += len(chunk)
-                        if received > max_bytes:
-                            raise IntegrationError(f"文件超过大小上限 {_human_size(max_bytes)}，已停止下载")
-                        if time.monotonic() - started > deadline:
-                            raise RemoteUnavailable(f"从{label}（{host}）下载文件超时（超过 {deadline:g} 秒）")
-                        chunks.append(chunk)
-                except requests.exceptions.RequestException as exc:
-                    # Read timeouts while streaming surface as ConnectionError in requests.
-                    raise RemoteUnavailable(f"从{label}（{host}）下载文件时连接中断或超时") from exc
-                return b"".join(chunks), _filename_from(resp, current)
-    raise IntegrationError(f"下载地址重定向次数过多（超过 {max_redirects} 次）")
+                    host, port = _check_download_url(current, allowed_hosts)
+                    if (host, port) not in adapter.pins:
+                        adapter.pins[(host, port)] = _resolve(
+                            host, port, check=not (allowed_hosts and host_allowed(current, allowed_hosts)))
+                except _Refused as exc:
+                    if hop:
+                        raise _Refused(f"下载地址被重定向到 {urlsplit(current).hostname}，{exc.message}") from None
+                    raise
+                remaining = ends_at - time.monotonic()
+                if remaining <= 0 or expired.is_set():
+                    raise too_slow(_host_of(current))
+                hop_timeout = (min(timeout[0], remaining), min(timeout[1], remaining))
+                try:
+                    resp = _send(session, "GET", current, label=label, timeout=hop_timeout, stream=True,
+                                 allow_redirects=False)
+                except RemoteUnavailable:
+                    if expired.is_set():
+                        raise too_slow(_host_of(current)) from None
+                    raise
+                with resp:
+                    if resp.is_redirect:
+                        current = urljoin(current, resp.headers.get("Location", ""))
+                        continue
+                    return _read_body(resp, current, label, max_bytes, expired, too_slow)
+            raise IntegrationError(f"下载地址重定向次数过多（超过 {max_redirects} 次）")
+        finally:
+            watchdog.cancel()
+
+
+def _read_body(resp: requests.Response, url: str, label: str, max_bytes: int, expired: threading.Event,
+               too_slow: Any) -> tuple[bytes, str | None]:
+    """Read a final (non-redirect) download answer within the size cap; see :func:`fetch_file`."""
+    host = _host_of(url)
+    if resp.status_code >= 500:
+        raise RemoteUnavailable(f"{label}（{host}）返回 HTTP {resp.status_code} 错误", unreachable=False)
+    if resp.status_code >= 400:
+        raise RemoteRefused(f"下载文件失败：{label}（{host}）返回 HTTP {resp.status_code}", code=resp.status_code)
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise IntegrationError(f"文件大小 {_human_size(int(declared))} 超过上限 {_human_size(max_bytes)}，已拒绝下载")
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        for chunk in resp.iter_content(chunk_size=64 * 1024):
+            received += len(chunk)
+            if received > max_bytes:
+                raise IntegrationError(f"文件超过大小上限 {_human_size(max_bytes)}，已停止下载")
+            if expired.is_set():
+                raise too_slow(host)
+            chunks.append(chunk)
+    except (requests.exceptions.RequestException, OSError) as exc:
+        # Read timeouts while streaming surface as ConnectionError in requests; a cut socket may
+        # also surface as a bare OSError from below.
+        if expired.is_set():
+            raise too_slow(host) from exc
+        raise RemoteUnavailable(f"从{label}（{host}）下载文件时连接中断或超时") from exc
+    if expired.is_set():
+        # The watchdog cut the connection: what arrived may look complete but is not to be trusted.
+        raise too_slow(host)
+    return b"".join(chunks), _filename_from(resp, url)

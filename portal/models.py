@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -213,6 +214,9 @@ class Enterprise(db.Model):
     client_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
     encrypt_key_enc: Mapped[bytes] = mapped_column(LargeBinary)
     image_mode: Mapped[str] = mapped_column(String(16), default="basic")
+    # 只接受加密推送: a push's sign does not cover its data, so a plain push could be forged from
+    # a captured sign; only the AES-encrypted data proves the sender knows the encrypt_key.
+    encrypted_push_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
     # enterprises share one docking connection; empty = the bills no other enterprise lists.
@@ -437,7 +441,25 @@ class ExpectedInvoice(db.Model):
     # Set once a sync-mode download attached the file to the bill.
     fetched_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     fetch_error: Mapped[str | None] = mapped_column(String(500))
+    # Failed downloads back off: attempts so far and the earliest time of the next one;
+    # at FETCH_MAX_ATTEMPTS the row is no longer fetched and keeps its last error.
+    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fetch_next_at: Mapped[datetime | None] = mapped_column(DateTime)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PushReceipt(db.Model):
+    """A push accepted within the timestamp window, so its (client_id, timestamp, sign) cannot carry another body."""
+
+    __tablename__ = "push_receipts"
+    __table_args__ = (UniqueConstraint("client_id", "timestamp", "sign"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[str] = mapped_column(String(16))
+    sign: Mapped[str] = mapped_column(String(128))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class WritebackJob(db.Model):

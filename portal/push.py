@@ -14,20 +14,22 @@ does them later from the job runner.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 
 from . import audit, signing
 from .bills import BillError, parse_day, parse_money
 from .crypto import decrypt
 from .extensions import db
-from .models import Enterprise, ExpectedInvoice, utcnow
+from .models import Enterprise, ExpectedInvoice, PushReceipt, utcnow
 
 # --------------------------------------------------------------------------- answers
 
@@ -42,6 +44,7 @@ ERRCODES: dict[str, tuple[int, str]] = {
     "1006": (400, "数据格式错误"),
     "1007": (422, "发票数据无效"),
     "1008": (413, "请求体过大"),
+    "1009": (403, "只接受加密推送"),
     "9999": (500, "服务器内部错误"),
 }
 
@@ -184,10 +187,55 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
+#: Deepest JSON nesting a push may have. The real shape needs 3 (envelope → data → invoice);
+#: 100k-deep arrays overflowed the parser's recursion and answered 500.
+MAX_JSON_DEPTH = 32
+
+# Everything but brackets, quotes and backslashes: dropped before the nesting is measured.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_LEAF_PAIR = re.compile(rb"\[\]|\{\}")
+_OPEN_RUN = re.compile(rb"[\[{]{%d}" % (MAX_JSON_DEPTH + 1))
+
+
+def _too_deep(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text nests arrays/objects deeper than ``limit``, measured before parsing.
+
+    Only the skeleton is looked at (brackets outside strings, found with C-speed translate and
+    replace): each pass removes the innermost empty pairs, so a text of depth d empties in d
+    passes. Unbalanced text is left for the parser to refuse.
+    """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if b"[" not in raw and raw.find(b"{", raw.find(b"{") + 1) == -1:
+        return False  # the encrypted envelope: one object around a base64 string (memchr-fast)
+    skeleton = raw.translate(None, _NOT_STRUCTURE)
+    if b"\\" not in skeleton:
+        # Without escapes quotes alternate open/close: dropping adjacent pairs keeps every
+        # bracket that sits inside a string inside one (the usual push has none left after this).
+        skeleton = skeleton.replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = _JSON_STRING.sub(b"", skeleton)
+    if len(skeleton) <= limit:
+        return False  # depth never exceeds the number of brackets
+    for _ in range(limit):
+        if _OPEN_RUN.search(skeleton):
+            return True
+        skeleton, removed = _LEAF_PAIR.subn(b"", skeleton)
+        if not skeleton or not removed:
+            return False
+    return bool(skeleton)
+
+
+def _too_deep_error(what: str) -> PushError:
+    return PushError("1006", f"{what}的 JSON 嵌套层数过多（最多 {MAX_JSON_DEPTH} 层）")
+
+
 def _parse_list(text: str | bytes, what: str) -> list:
+    if _too_deep(text):
+        raise _too_deep_error(what.strip())
     try:
         value = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise PushError("1006", f"{what}不是有效的 JSON") from None
     if not isinstance(value, list):
         raise PushError("1006", f"{what}应为发票数组")
@@ -212,10 +260,12 @@ def _invoices(body: dict, encrypt_key_enc: bytes) -> list:
 
 
 def parse_body(raw: bytes | str) -> dict:
-    """The push's JSON object; PushError 1006 when the body is not one."""
+    """The push's JSON object; PushError 1006 when the body is not one (or nests too deep)."""
+    if _too_deep(raw):
+        raise _too_deep_error("请求体")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: malformed and deep
         raise PushError("1006", "请求体不是有效的 JSON") from None
     if not isinstance(body, dict):
         raise PushError("1006", "请求体应为 JSON 对象")
@@ -252,9 +302,11 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
 
     Order of checks: parameters (1001) → timestamp format (1004) → enterprise by
     ``client_id`` and its ``taxNo`` (1002) → signature, constant time (1003) →
-    clock skew, replay (1004) → decryption (1005) → JSON shape (1006) → every
-    invoice (1007, naming its position). Nothing is written before all passed;
-    the rows and one audit event are added to the session, the caller commits.
+    clock skew (1004) → plain data where the enterprise accepts only encrypted
+    pushes (1009) → replay of the same timestamp and sign with another body (1004)
+    → decryption (1005) → JSON shape and depth (1006) → every invoice (1007, naming
+    its position). Nothing is committed here: the replay receipt, the rows and one
+    audit event are added to the session; the caller commits, or rolls back a refusal.
     """
     if not isinstance(body, dict):
         body = parse_body(body)
@@ -269,7 +321,8 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
     ts_text, ts_seconds = _timestamp(body["timestamp"])
 
     ent = db.session.execute(
-        select(Enterprise.id, Enterprise.tax_no, Enterprise.client_secret_enc, Enterprise.encrypt_key_enc)
+        select(Enterprise.id, Enterprise.tax_no, Enterprise.client_secret_enc, Enterprise.encrypt_key_enc,
+               Enterprise.encrypted_push_only)
         .where(Enterprise.client_id == client_id)).first()
     if ent is None or ent.tax_no.upper() != tax_no.strip().upper():
         raise PushError("1002", f"企业未授权：税号 {tax_no[:20]} 与 client_id 不对应任何企业授权")
@@ -281,6 +334,10 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
     now = time.time() if now is None else now
     if abs(now - ts_seconds) > max_skew:
         raise PushError("1004", f"时间戳无效或已过期：与服务器时间相差超过 {max_skew} 秒")
+    if ent.encrypted_push_only and not _truthy(body.get("encrypt")):
+        # The sign does not cover the data: only encrypted data proves the sender holds the encrypt_key.
+        raise PushError("1009", "该企业只接受加密推送：请以 encrypt=true 推送用 encrypt_key 加密的 data")
+    _remember(client_id, ts_text, sign, _body_digest(body), ts_seconds + max_skew, now)
 
     items = _invoices(body, ent.encrypt_key_enc)
     rows: list[dict[str, Any]] = []
@@ -301,6 +358,63 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
                  after={"received": len(items), "accepted": accepted, "duplicates": received.duplicates},
                  actor=f"push:{client_id[:64]}")
     return received
+
+
+def _body_digest(body: dict) -> str:
+    """A hash of what a push asks to store: its data with the fields that decide how it is read."""
+    data = body["data"]
+    if not isinstance(data, str):
+        data = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    head = json.dumps([body.get("taxNo"), _truthy(body.get("encrypt")), str(body.get("encType", ""))])
+    digest = hashlib.sha256(head.encode())
+    digest.update(data.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def utc_from_unix(seconds: float) -> dt.datetime:
+    """Unix seconds as the naive-UTC datetime the database stores."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(tzinfo=None)
+
+
+_RECEIPT_INSERTS: dict[str, Any] = {}
+_PURGE_EVERY = 60.0
+_purged_at = 0.0
+
+
+def _remember(client_id: str, ts_text: str, sign: str, digest: str, valid_until: float, now: float) -> None:
+    """Record an accepted (client_id, timestamp, sign) with its body hash; refuse it with another body.
+
+    The sign covers only client_id, secret and timestamp, so a captured one could carry a forged
+    body for the whole timestamp window. The same triple with the same body is a harmless repeat
+    (the dedup keys store nothing twice). The row is written in the push's transaction: a push
+    refused later leaves no receipt. Receipts past their window are purged now and then.
+    """
+    global _purged_at
+    table = PushReceipt.__table__
+    dialect = db.session.get_bind().dialect.name
+    stmt = _RECEIPT_INSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(table).on_conflict_do_nothing(
+            index_elements=["client_id", "timestamp", "sign"]).returning(table.c.id)
+        _RECEIPT_INSERTS[dialect] = stmt
+    key = {"client_id": client_id, "timestamp": ts_text, "sign": sign.strip().lower()}
+    expires = utc_from_unix(valid_until)
+    # Core statements on the session's connection (same transaction): the ORM layer would double the cost.
+    conn = db.session.connection()
+    if now - _purged_at > _PURGE_EVERY:
+        _purged_at = now
+        conn.execute(delete(table).where(table.c.expires_at < utc_from_unix(now)))
+    if conn.execute(stmt, {**key, "body_sha256": digest, "expires_at": expires}).first() is not None:
+        return
+    known = db.session.scalar(select(PushReceipt.body_sha256).where(
+        PushReceipt.client_id == key["client_id"], PushReceipt.timestamp == key["timestamp"],
+        PushReceipt.sign == key["sign"]))
+    if known is not None and known != digest:
+        raise PushError("1004", "重放的推送：该 timestamp 与 sign 已用于另一份推送内容，请用新的时间戳重新签名")
 
 
 def _store(rows: list[dict[str, Any]]) -> int:

@@ -1,4 +1,6 @@
 """Enterprise authorizations: add with the cloud check, validation, edit, delete, isolation."""
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -116,6 +118,26 @@ def test_edit_keeps_masked_secrets_and_sets_mode(as_ops, make_enterprise, galaxy
     assert decrypt(ent.encrypt_key_enc) == GOOD["encrypt_key"]
     ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "update"))
     assert ev.before["name"] != ev.after["name"] and ev.after["client_secret"] == "未修改"
+
+
+def test_encrypted_push_only_is_on_by_default_and_ops_can_turn_it_off(as_ops, make_enterprise):
+    as_ops.post("/enterprises/", GOOD)
+    ent = db.session.scalar(select(Enterprise).where(Enterprise.client_id == GOOD["client_id"]))
+    assert ent.encrypted_push_only is True
+    assert "只接受加密推送" in as_ops.get(f"/enterprises/{ent.id}").data.decode()
+    form = as_ops.get(f"/enterprises/{ent.id}/edit").data.decode()
+    assert re.search(r'<input checked id="encrypted_push_only" name="encrypted_push_only" type="checkbox"', form)
+    fields = {"name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "",
+              "encrypt_key": "", "image_mode": "basic", "docking_id": "0"}
+    assert as_ops.post(f"/enterprises/{ent.id}/edit", fields).status_code == 303  # an unticked box is not sent
+    db.session.refresh(ent)
+    assert ent.encrypted_push_only is False
+    assert "接受加密和明文推送" in as_ops.get(f"/enterprises/{ent.id}").data.decode()
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "update"))
+    assert ev.before["encrypted_push_only"] is True and ev.after["encrypted_push_only"] is False
+    assert as_ops.post(f"/enterprises/{ent.id}/edit", {**fields, "encrypted_push_only": "y"}).status_code == 303
+    db.session.refresh(ent)
+    assert ent.encrypted_push_only is True
 
 
 def test_edit_with_new_wrong_secret_is_refused(as_ops, make_enterprise):

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import socket
+import threading
+import time
 
 import pytest
 
@@ -388,24 +390,29 @@ def test_unreachable_galaxy_address():
 # -- file downloads ---------------------------------------------------------------------------------
 
 
+def sandbox_host(cloud) -> list[str]:
+    """The allow-list entry of the loopback file server: loopback is refused unless listed."""
+    return [f"127.0.0.1:{cloud.url.rsplit(':', 1)[1]}"]
+
+
 def test_fetch_file_returns_content_and_filename(cloud):
     url = cloud.add_file("inv-001.pdf", b"%PDF-1.7 invoice", download_name="增值税电子普通发票.pdf")
     content, name = fetch_file(url, max_bytes=1024, allowed_hosts=["127.0.0.1"], timeout=FAST)
     assert content == b"%PDF-1.7 invoice" and name == "增值税电子普通发票.pdf"
     plain = cloud.add_file("发票.ofd", b"ofd")
-    assert fetch_file(plain, max_bytes=1024, timeout=FAST)[1] == "发票.ofd"
+    assert fetch_file(plain, max_bytes=1024, allowed_hosts=sandbox_host(cloud), timeout=FAST)[1] == "发票.ofd"
 
 
 def test_fetch_file_exact_cap_is_allowed(cloud):
     url = cloud.add_file("cap.bin", b"x" * 1000)
-    assert len(fetch_file(url, max_bytes=1000, timeout=FAST)[0]) == 1000
+    assert len(fetch_file(url, max_bytes=1000, allowed_hosts=sandbox_host(cloud), timeout=FAST)[0]) == 1000
 
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_fetch_file_refuses_over_cap(cloud, chunked):
     url = cloud.add_file("big.bin", b"x" * 200_000) + ("?chunked=1" if chunked else "")
     with pytest.raises(IntegrationError, match="上限"):
-        fetch_file(url, max_bytes=100_000, timeout=FAST)
+        fetch_file(url, max_bytes=100_000, allowed_hosts=sandbox_host(cloud), timeout=FAST)
 
 
 @pytest.mark.parametrize(
@@ -454,46 +461,219 @@ def test_host_allowed(url, entries, allowed):
     assert host_allowed(url, entries) is allowed
 
 
-def test_fetch_file_redirects_only_within_the_host(cloud):
+def test_fetch_file_redirects_are_checked_like_the_first_address(cloud):
     target = cloud.add_file("r.pdf", b"%PDF-redirected")
+    port = cloud.url.rsplit(":", 1)[1]
+    allowed = sandbox_host(cloud)
     same_host = f"{cloud.url}/redirect?to=/files/r.pdf"
-    assert fetch_file(same_host, max_bytes=100, timeout=FAST) == (b"%PDF-redirected", "r.pdf")
+    assert fetch_file(same_host, max_bytes=100, allowed_hosts=allowed, timeout=FAST) == (b"%PDF-redirected", "r.pdf")
+    # Another host that passes the check is followed; one that does not is refused before any request.
+    both = allowed + [f"localhost:{port}"]
     other_host = f"{cloud.url}/redirect?to={target.replace('127.0.0.1', 'localhost')}"
-    with pytest.raises(IntegrationError, match="重定向到其他主机 localhost"):
-        fetch_file(other_host, max_bytes=100, timeout=FAST)
+    assert fetch_file(other_host, max_bytes=100, allowed_hosts=both, timeout=FAST)[0] == b"%PDF-redirected"
+    before = len(cloud.calls)
+    with pytest.raises(IntegrationError, match="重定向到 localhost.*不在允许的列表中"):
+        fetch_file(other_host, max_bytes=100, allowed_hosts=allowed, timeout=FAST)
+    for inside in (f"http://[::ffff:127.0.0.1]:{port}/files/r.pdf", "http://169.254.169.254/latest/meta-data/"):
+        with pytest.raises(IntegrationError, match="重定向到"):
+            fetch_file(f"{cloud.url}/redirect?to={inside}", max_bytes=100, allowed_hosts=allowed, timeout=FAST)
+    assert len(cloud.calls) == before  # /redirect is not a file call; the refused targets were never asked
     loop = f"{cloud.url}/redirect?to=/redirect%3Fto%3D/redirect"
     with pytest.raises(IntegrationError, match="重定向"):
-        fetch_file(loop, max_bytes=100, timeout=FAST, max_redirects=1)
+        fetch_file(loop, max_bytes=100, allowed_hosts=allowed, timeout=FAST, max_redirects=1)
 
 
 def test_fetch_file_http_errors(cloud):
     with pytest.raises(RemoteRefused, match="HTTP 404") as info:
-        fetch_file(cloud.file_url("missing.pdf"), max_bytes=100, timeout=FAST)
+        fetch_file(cloud.file_url("missing.pdf"), max_bytes=100, allowed_hosts=sandbox_host(cloud), timeout=FAST)
     assert info.value.code == 404
     cloud.add_file("e.pdf", b"x")
     cloud.inject_fault(match="/files/", status=503, body="busy")
     with pytest.raises(RemoteUnavailable, match="HTTP 503"):
-        fetch_file(cloud.file_url("e.pdf"), max_bytes=100, timeout=FAST)
+        fetch_file(cloud.file_url("e.pdf"), max_bytes=100, allowed_hosts=sandbox_host(cloud), timeout=FAST)
 
 
 def test_fetch_file_unreachable_and_timeouts(cloud):
+    port = free_port()
     with pytest.raises(RemoteUnavailable, match="无法连接到文件服务器") as info:
-        fetch_file(f"http://127.0.0.1:{free_port()}/a.pdf", max_bytes=100, timeout=FAST)
+        fetch_file(f"http://127.0.0.1:{port}/a.pdf", max_bytes=100, allowed_hosts=[f"127.0.0.1:{port}"], timeout=FAST)
     assert info.value.unreachable
     url = cloud.add_file("slow.pdf", b"x" * 10)
     cloud.inject_fault(match="/files/", delay=1.0)
     with pytest.raises(RemoteUnavailable, match="响应超时"):
-        fetch_file(url, max_bytes=100, timeout=IMPATIENT)
+        fetch_file(url, max_bytes=100, allowed_hosts=sandbox_host(cloud), timeout=IMPATIENT)
     with pytest.raises(RemoteUnavailable, match="下载文件超时"):
-        fetch_file(url, max_bytes=100, timeout=FAST, deadline=0)
+        fetch_file(url, max_bytes=100, allowed_hosts=sandbox_host(cloud), timeout=FAST, deadline=0)
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x", "http://0.0.0.0/x",
-                                 "http://224.0.0.1/x"])
-def test_fetch_file_refuses_reserved_addresses_without_an_allow_list(url):
+def test_fetch_file_deadline_covers_the_whole_transfer(cloud):
+    """A server dripping one byte at a time never trips the read timeout; the wall clock stops it."""
+    url = cloud.add_file("drip.pdf", b"%PDF" + b"x" * 196) + "?drip=0.05"  # 200 bytes: 10 s in all
+    started = time.monotonic()
+    with pytest.raises(RemoteUnavailable, match="下载文件超时"):
+        fetch_file(url, max_bytes=1000, allowed_hosts=sandbox_host(cloud), timeout=FAST, deadline=0.5)
+    assert time.monotonic() - started < 1.5
+
+
+RESERVED = [
+    "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/x", "http://0.0.0.0/x", "http://224.0.0.1/x",
+    "http://127.0.0.1/x", "http://localhost/x", "http://[::1]/x", "http://10.0.0.8/x", "http://172.16.5.4/x",
+    "http://192.168.1.1/x", "http://100.64.0.1/x", "http://[fd00::1]/x",
+    # IPv4 addresses in IPv6 clothing reach the same place as the plain form.
+    "http://[::ffff:127.0.0.1]/x", "http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:10.0.0.1]/x",
+    "http://[::ffff:0.0.0.0]/x", "http://[64:ff9b::a9fe:a9fe]/x", "http://[2002:7f00:1::]/x",
+]
+
+
+@pytest.mark.parametrize("url", RESERVED)
+def test_fetch_file_refuses_inside_addresses_without_an_allow_list(url):
     with pytest.raises(IntegrationError) as err:
         fetch_file(url, max_bytes=1024, timeout=(0.5, 0.5))
-    assert "保留地址" in err.value.message
+    assert "保留地址" in err.value.message and "FETCH_ALLOWED_HOSTS" in err.value.message
+
+
+def test_loopback_file_server_needs_the_allow_list(cloud):
+    url = cloud.add_file("a.pdf", b"%PDF")
+    with pytest.raises(IntegrationError, match="保留地址"):
+        fetch_file(url, max_bytes=10, timeout=FAST)
+    mapped = url.replace("127.0.0.1", "[::ffff:127.0.0.1]")
+    with pytest.raises(IntegrationError, match="不在允许的列表中"):  # listing 127.0.0.1 lets no other spelling in
+        fetch_file(mapped, max_bytes=10, allowed_hosts=sandbox_host(cloud), timeout=FAST)
+    assert cloud.calls == []
+    assert fetch_file(url, max_bytes=10, allowed_hosts=sandbox_host(cloud), timeout=FAST)[0] == b"%PDF"
+
+
+def test_fetch_file_connects_to_the_address_it_checked(cloud, monkeypatch):
+    """DNS rebinding: the name answers a public address for the check, then loopback; only the first is used."""
+    url = cloud.add_file("a.pdf", b"%PDF").replace("127.0.0.1", "rebind.example")
+    real = socket.getaddrinfo
+    asked = []
+
+    def resolver(host, port, *args, **kw):
+        # Stands in for a hostile DNS server: a public address first, the loopback sandbox after.
+        if host != "rebind.example":
+            return real(host, port, *args, **kw)
+        asked.append(host)
+        address = "198.51.0.1" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with pytest.raises(RemoteUnavailable):
+        fetch_file(url, max_bytes=10, timeout=(0.3, 0.3), deadline=1.0)
+    assert asked == ["rebind.example"]  # resolved once
+    assert cloud.calls == []  # and the loopback answer was never connected to
+
+
+def tls_server_context(tmp_path):
+    """A server TLS context with a fresh self-signed certificate for ``localhost`` (not trusted by clients)."""
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def serve_once(handler) -> tuple[int, threading.Thread, socket.socket]:
+    """Accept one loopback connection in a thread and pass it to ``handler``."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def run():
+        conn, _ = listener.accept()
+        try:
+            handler(conn)
+        except OSError:
+            pass  # the client gave up or refused the certificate: expected in these tests
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread, listener
+
+
+def test_pinned_https_keeps_the_name_for_sni_and_the_certificate_check(tmp_path):
+    """Connecting to the checked address must not turn TLS into a check against that address."""
+    context = tls_server_context(tmp_path)
+    seen = []
+    context.sni_callback = lambda sock, server_name, ctx: seen.append(server_name)
+    port, thread, listener = serve_once(lambda conn: context.wrap_socket(conn, server_side=True).close())
+    try:
+        with pytest.raises(RemoteUnavailable, match="证书"):
+            fetch_file(f"https://localhost:{port}/a.pdf", max_bytes=10, allowed_hosts=[f"localhost:{port}"],
+                       timeout=FAST, deadline=3)
+    finally:
+        thread.join(3)
+        listener.close()
+    assert seen == ["localhost"]  # SNI carries the name, and the unknown issuer was refused
+
+
+def test_the_deadline_also_covers_a_dripping_tls_handshake(tmp_path):
+    """A TLS server whose handshake arrives a byte at a time is cut off at the deadline like a slow body."""
+    context = tls_server_context(tmp_path)
+
+    def drip_handshake(conn):
+        # The real handshake bytes, relayed one every 50 ms: no read ever times out.
+        inner, outer = socket.socketpair()
+
+        def handshake():
+            try:
+                context.wrap_socket(inner, server_side=True).close()
+            except OSError:
+                pass  # the client hung up mid-handshake, as it should
+
+        tls = threading.Thread(target=handshake, daemon=True)
+        tls.start()
+        conn.settimeout(0.05)
+        outer.settimeout(0.05)
+        try:
+            while True:
+                try:
+                    outer.sendall(conn.recv(65536) or b"")
+                except socket.timeout:
+                    pass
+                try:
+                    byte = outer.recv(1)
+                except socket.timeout:
+                    continue
+                if not byte:
+                    return
+                conn.sendall(byte)
+                time.sleep(0.05)
+        finally:
+            outer.close()
+            tls.join(3)
+            inner.close()
+
+    port, thread, listener = serve_once(drip_handshake)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteUnavailable, match="下载文件超时"):
+            # Generous timeouts: only the deadline can end this in time.
+            fetch_file(f"https://localhost:{port}/a.pdf", max_bytes=10, allowed_hosts=[f"localhost:{port}"],
+                       timeout=(5.0, 5.0), deadline=0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 # -- workflow: paged queries, WorkflowAudit, chunked attachments ------------------------------

@@ -1,6 +1,7 @@
 """The invoice push receiver (POST /api/v1/push/invoices): signatures, encryption, dedup, refusals."""
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import date
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from portal import push, signing
 from portal.extensions import db
-from portal.models import AuditEvent, ExpectedInvoice
+from portal.models import AuditEvent, ExpectedInvoice, PushReceipt
 
 URL = "/api/v1/push/invoices"
 SECRET = "s3cret-value-1234567890"
@@ -72,7 +73,14 @@ def push_audits() -> list[AuditEvent]:
 
 @pytest.fixture
 def ent(make_enterprise):
-    return make_enterprise("推送企业", client_id="push-client")
+    # Plain pushes are part of the protocol; this enterprise has 只接受加密推送 turned off to test them.
+    return make_enterprise("推送企业", client_id="push-client", encrypted_push_only=False)
+
+
+@pytest.fixture
+def strict(make_enterprise):
+    """An enterprise with the default setting: only encrypted pushes (只接受加密推送)."""
+    return make_enterprise("加密推送企业", client_id="push-strict")
 
 
 @pytest.fixture
@@ -140,9 +148,11 @@ def test_uppercase_hex_sign_is_accepted(ent, send):
 
 
 def test_timestamp_in_seconds_and_milliseconds(ent, send):
-    assert send(envelope(ent, [invoice(1)], timestamp=int(time.time()))).get_json()["accepted"] == 1
+    now = int(time.time())
+    assert send(envelope(ent, [invoice(1)], timestamp=now)).get_json()["accepted"] == 1
     assert send(envelope(ent, [invoice(2)], timestamp=int(time.time() * 1000))).get_json()["accepted"] == 1
-    assert send(envelope(ent, [invoice(3)], timestamp=str(int(time.time())))).get_json()["accepted"] == 1
+    # Another second: the same timestamp and sign with another body would be a replay.
+    assert send(envelope(ent, [invoice(3)], timestamp=str(now - 1))).get_json()["accepted"] == 1
     assert stored() == 3
 
 
@@ -189,7 +199,7 @@ def test_dedup_within_one_push(ent, send):
 
 
 def test_dedup_is_per_enterprise(ent, make_enterprise, send):
-    other = make_enterprise("另一企业", client_id="push-other")
+    other = make_enterprise("另一企业", client_id="push-other", encrypted_push_only=False)
     assert send(envelope(ent, [invoice(1)])).get_json()["accepted"] == 1
     assert send(envelope(other, [invoice(1)])).get_json()["accepted"] == 1
     assert stored(ent) == 1 and stored(other) == 1
@@ -358,6 +368,119 @@ def test_body_too_big(app, ent, send):
 def test_default_body_cap_is_ten_megabytes(ent, browser):
     resp = browser.request("POST", URL, data=b" " * (10 * 1024 * 1024 + 1), headers={"Content-Type": "application/json"})
     assert resp.status_code == 413 and resp.get_json()["errcode"] == "1008"
+
+
+@pytest.mark.parametrize("limit", [None, 4096], ids=["default-10MB", "small-cap"])
+def test_chunked_body_over_the_cap_is_413_not_cut_and_parsed(app, ent, browser, limit):
+    """No Content-Length: the server's decoded stream ends with the body; past the cap it is refused whole."""
+    if limit:
+        app.config["PUSH_MAX_BYTES"] = limit
+    size = 13 * 1024 * 1024 if limit is None else 2 * limit
+    body = json.dumps(envelope(ent, [invoice(1)])).encode()
+    body = body[:-1] + b', "padding": "' + b"x" * size + b'"}'
+    resp = browser.request("POST", URL, input_stream=io.BytesIO(body),
+                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 413
+    assert resp.get_json()["errcode"] == "1008" and "请求体过大" in resp.get_json()["description"]
+    assert stored() == 0
+
+
+def test_chunked_body_within_the_cap_is_read_whole(app, ent, browser):
+    raw = json.dumps(envelope(ent, [invoice(1)])).encode()
+    app.config["PUSH_MAX_BYTES"] = len(raw)  # exactly the cap
+    resp = browser.request("POST", URL, input_stream=io.BytesIO(raw),
+                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 200, resp.get_json()
+    assert stored() == 1
+
+
+def test_deep_json_body_is_400_not_500(ent, browser):
+    raw = b"[" * 100_000 + b"]" * 100_000
+    resp = browser.request("POST", URL, data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.get_json()["errcode"] == "1006" and "嵌套层数过多" in resp.get_json()["description"]
+
+
+@pytest.mark.parametrize("where", ["envelope", "data text", "encrypted data", "invoice field"])
+def test_deep_json_anywhere_in_a_push_is_refused(ent, send, browser, where):
+    deep = "[" * 40 + "1" + "]" * 40
+    if where == "envelope":
+        raw = json.dumps(envelope(ent, [invoice(1)]))[:-1] + f', "extra": {deep}}}'
+        resp = browser.request("POST", URL, data=raw, headers={"Content-Type": "application/json"})
+    elif where == "data text":
+        body = envelope(ent, [invoice(1)])
+        body["data"] = f'[{json.dumps(invoice(1))}, {deep}]'
+        resp = send(body)
+    elif where == "encrypted data":
+        body = envelope(ent, [], encrypt=True)
+        body["data"] = signing.aes_ecb_encrypt(f"[{deep}]".encode(), KEY)
+        resp = send(body)
+    else:
+        body = envelope(ent, [invoice(1, amount=json.loads(deep))])
+        resp = send(body)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["errcode"] == "1006" and "嵌套层数过多" in resp.get_json()["description"]
+    assert stored() == 0
+
+
+def test_the_depth_limit_leaves_brackets_in_text_alone(ent, send):
+    resp = send(envelope(ent, [invoice(1, salerName="[" * 100 + '\\"{' * 50, buyerName="]" * 100)]))
+    assert resp.status_code == 200, resp.get_json()
+
+
+# --------------------------------------------------------------------------- 只接受加密推送 and replay
+
+def test_new_enterprises_accept_only_encrypted_pushes(strict, send):
+    assert strict.encrypted_push_only is True
+    resp = send(envelope(strict, [invoice(1)]))
+    assert resp.status_code == 403
+    answer = resp.get_json()
+    assert answer["errcode"] == "1009" and answer["errcode"] in push.ERRCODES
+    assert "只接受加密推送" in answer["description"] and "encrypt=true" in answer["description"]
+    assert stored() == 0 and push_audits() == []
+    encrypted = send(envelope(strict, [invoice(1)], encrypt=True))
+    assert encrypted.status_code == 200 and encrypted.get_json()["accepted"] == 1
+
+
+def test_a_captured_sign_cannot_carry_another_body(strict, ent, send):
+    """The sign covers client_id + secret + timestamp only: a second body under the same triple is a replay."""
+    for e, encrypt in ((strict, True), (ent, False)):
+        ts = int(time.time() * 1000)
+        first = envelope(e, [invoice(1)], encrypt=encrypt, timestamp=ts)
+        assert send(first).get_json()["accepted"] == 1
+        forged = envelope(e, [invoice(2, billNo="FYBX9999")], encrypt=encrypt, timestamp=ts)
+        assert forged["sign"] == first["sign"]
+        forged_upper = dict(forged, sign=forged["sign"].upper())
+        for attempt in (forged, forged_upper):
+            resp = send(attempt)
+            assert resp.status_code == 401
+            assert resp.get_json()["errcode"] == "1004" and "重放" in resp.get_json()["description"]
+        assert stored(e) == 1
+        # The very same push again is a harmless repeat: accepted, nothing new stored.
+        again = send(first)
+        assert again.status_code == 200 and again.get_json()["accepted"] == 0 and again.get_json()["duplicates"] == 1
+        assert stored(e) == 1
+
+
+def test_a_refused_push_leaves_no_receipt(ent, send):
+    ts = int(time.time() * 1000)
+    bad = envelope(ent, [invoice(1, invoiceNo="12AB")], timestamp=ts)
+    assert send(bad).get_json()["errcode"] == "1007"
+    assert db.session.scalar(select(func.count()).select_from(PushReceipt)) == 0
+
+
+def test_receipts_are_kept_for_the_timestamp_window_only(ent):
+    now = time.time()
+    push.receive(envelope(ent, [invoice(1)], timestamp=int(now * 1000)), now=now)
+    db.session.commit()
+    [receipt] = db.session.scalars(select(PushReceipt))
+    assert abs((receipt.expires_at - push.utc_from_unix(now + 600)).total_seconds()) < 1
+    later = now + 3600
+    push.receive(envelope(ent, [invoice(2)], timestamp=int(later * 1000)), now=later)
+    db.session.commit()
+    assert [r.expires_at > push.utc_from_unix(later) for r in db.session.scalars(select(PushReceipt))] == [True]
 
 
 def test_only_post(browser):

@@ -1,8 +1,10 @@
 """Sync mode (影像同步提单人): pushed invoice files fetched over real loopback HTTP and attached to bills."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib.util
+import itertools
 import json
 import time
 from urllib.parse import urlsplit
@@ -12,7 +14,7 @@ from sqlalchemy import select
 
 from portal import bills, signing, sync
 from portal.extensions import db
-from portal.models import Bill, BillEvent, ExpectedInvoice, Image, Invoice
+from portal.models import Bill, BillEvent, ExpectedInvoice, Image, Invoice, utcnow
 
 from .conftest import corpus
 
@@ -26,6 +28,12 @@ WRITEBACK = importlib.util.find_spec("portal.writeback") is not None
 
 
 
+@pytest.fixture(autouse=True)
+def allow_sandbox(app, cloud):
+    """The cloud sandbox serves files from loopback, which downloads refuse unless its host:port is listed."""
+    app.config["FETCH_ALLOWED_HOSTS"] = urlsplit(cloud.url).netloc
+
+
 @pytest.fixture
 def ent(make_enterprise):
     return make_enterprise("同步企业", client_id="sync-client", mode="sync")
@@ -34,10 +42,12 @@ def ent(make_enterprise):
 @pytest.fixture
 def push(browser, ent):
     """Send the receipt assistant's (encrypted) push of ``invoices``."""
+    # A timestamp of its own for every push: the same timestamp and sign with another body is a replay.
+    stamps = itertools.count(int(time.time() * 1000), -1)
 
     def push(*invoices, enterprise=None):
         e = enterprise or ent
-        ts = int(time.time())
+        ts = next(stamps)
         body = {"taxNo": e.tax_no, "client_id": e.client_id, "timestamp": ts, "encType": 2, "encrypt": True,
                 "sign": signing.sign(e.client_id, SECRET, ts, 2),
                 "data": signing.aes_ecb_encrypt(json.dumps(list(invoices)).encode(), KEY)}
@@ -63,6 +73,11 @@ def pushed(number, url, bill_no, **extra):
 def row(number) -> ExpectedInvoice:
     db.session.expire_all()
     return db.session.scalar(select(ExpectedInvoice).where(ExpectedInvoice.number == number))
+
+
+def later(seconds: float) -> dt.datetime:
+    """The clock ``seconds`` from now, as fetch_pending reads it (naive UTC)."""
+    return utcnow() + dt.timedelta(seconds=seconds)
 
 
 def file_calls(cloud) -> list[str]:
@@ -142,9 +157,9 @@ def test_failures_are_kept_and_do_not_block_the_others(app, ent, cloud, push):
     assert mixed.status == "uploaded"
     assert [i.filename for i in bills.live_images(mixed)] == ["8006.pdf"]
 
-    # Later runs retry only the failures; what arrived is not fetched again.
+    # Later runs retry only the failures (once their wait is over); what arrived is not fetched again.
     before = file_calls(cloud)
-    assert sync.fetch_pending() == 0
+    assert sync.fetch_pending(now=later(61)) == 0
     retried = file_calls(cloud)[len(before):]
     assert sorted(retried) == ["big.pdf", "big.pdf", "missing.pdf"]  # the refused hosts are never contacted
 
@@ -158,7 +173,7 @@ def test_a_transient_failure_is_retried_and_then_completes(ent, cloud, push):
     assert "503" in row("24112000000048542163").fetch_error
     db.session.expire_all()
     assert db.session.get(Bill, bill.id).status == "pending"
-    assert sync.fetch_pending() == 1
+    assert sync.fetch_pending(now=later(61)) == 1
     assert row("24112000000048542163").fetch_error is None
     db.session.expire_all()
     assert db.session.get(Bill, bill.id).status == "completed"
@@ -223,3 +238,70 @@ def test_limit_and_cli(app, ent, cloud, push):
     assert "已附加 1 个文件" in result.output
     db.session.expire_all()
     assert db.session.scalar(select(Bill.status).where(Bill.bill_no == "FYBX3010")) == "completed"
+
+
+def test_loopback_file_server_is_refused_unless_allow_listed(app, ent, cloud, push):
+    open_bill(ent, "FYBX3011")
+    url = cloud.add_file("inside.ofd", corpus(OFD_48542163), "application/ofd")
+    push(pushed("24112000000048542163", url, "FYBX3011"))
+    app.config["FETCH_ALLOWED_HOSTS"] = ""
+    assert sync.fetch_pending() == 0
+    error = row("24112000000048542163").fetch_error
+    assert "127.0.0.1" in error and "保留地址" in error and "FETCH_ALLOWED_HOSTS" in error
+    assert file_calls(cloud) == []  # refused before connecting
+    app.config["FETCH_ALLOWED_HOSTS"] = urlsplit(cloud.url).netloc
+    assert sync.fetch_pending(now=later(61)) == 1
+
+
+def test_a_dripping_server_is_given_up_at_the_deadline(app, ent, cloud, push):
+    """One byte every 50 ms never trips the read timeout; FETCH_DEADLINE bounds the whole file."""
+    open_bill(ent, "FYBX3012")
+    url = cloud.add_file("drip.ofd", corpus(OFD_48542163), "application/ofd") + "?drip=0.05"
+    push(pushed("24112000000048542163", url, "FYBX3012"))
+    app.config["FETCH_DEADLINE"] = 0.5
+    started = time.monotonic()
+    assert sync.fetch_pending() == 0
+    assert time.monotonic() - started < 2.0
+    assert "下载文件超时" in row("24112000000048542163").fetch_error
+
+
+def test_failed_downloads_back_off_and_stop_at_the_cap(app, ent, cloud, push):
+    open_bill(ent, "FYBX3013")
+    app.config.update(FETCH_MAX_ATTEMPTS=4, FETCH_RETRY_BASE=60, FETCH_RETRY_MAX=200)
+    push(pushed("24112000000048542163", cloud.file_url("gone.ofd"), "FYBX3013"))
+    now = utcnow()
+    waits = []
+    for attempt in range(1, 4):
+        assert sync.fetch_pending(now=now) == 0
+        r = row("24112000000048542163")
+        assert r.fetch_attempts == attempt and "404" in r.fetch_error
+        waits.append((r.fetch_next_at - now).total_seconds())
+        # Not due before its time: nothing is asked of the server.
+        calls = len(file_calls(cloud))
+        assert sync.fetch_pending(now=r.fetch_next_at - dt.timedelta(seconds=1)) == 0
+        assert len(file_calls(cloud)) == calls
+        now = r.fetch_next_at
+    assert waits == [60, 120, 200]  # doubling, capped at FETCH_RETRY_MAX
+    assert sync.fetch_pending(now=now) == 0  # the fourth and last attempt
+    r = row("24112000000048542163")
+    assert r.fetch_attempts == 4 and r.fetch_next_at is None
+    assert "404" in r.fetch_error and "已尝试 4 次，不再自动下载" in r.fetch_error
+    assert sync.fetch_pending(now=now + dt.timedelta(days=30)) == 0
+    assert file_calls(cloud) == ["gone.ofd"] * 4
+
+
+def test_a_run_starts_no_download_once_its_budget_is_spent(app, ent, cloud, push):
+    """Many dripping files cannot hold the job loop (and every tenant's write-back) file after file."""
+    open_bill(ent, "FYBX3014")
+    urls = [cloud.add_file(f"slow{i}.ofd", corpus(OFD_48542163), "application/ofd") + "?drip=0.05" for i in range(3)]
+    push(*[pushed(f"2411200000004854216{i}", url, "FYBX3014") for i, url in enumerate(urls)])
+    app.config.update(FETCH_DEADLINE=0.3, FETCH_RUN_BUDGET=0.5)
+    started = time.monotonic()
+    assert sync.fetch_pending() == 0
+    assert time.monotonic() - started < 1.5
+    assert file_calls(cloud) == ["slow0.ofd", "slow1.ofd"]  # the third was not started
+    third = row("24112000000048542162")
+    assert third.fetch_attempts == 0 and third.fetch_error is None
+    assert row("24112000000048542160").fetch_attempts == 1
+    # Untouched, the third is due and comes first in the next run.
+    assert sync._pending_rows(1, utcnow())[0][0] == third.id

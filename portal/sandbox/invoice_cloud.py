@@ -14,7 +14,9 @@ sign/timestamp (our codes: the vendor's are not public); ``0300`` expired licenc
 Control API (JSON, under ``/_sandbox/``): ``POST reset``; ``GET|POST clients``
 ``{client_id, client_secret, encrypt_key, tax_no, name, expired}``; ``GET|POST files``
 ``{name, content_b64, content_type, download_name}``; ``GET tokens``; ``POST|DELETE
-faults``; ``GET|DELETE calls``. ``GET /files/<name>?chunked=1`` omits Content-Length.
+faults``; ``GET|DELETE calls``. ``GET /files/<name>?chunked=1`` omits Content-Length;
+``?drip=<seconds>`` declares the full length and then sends one byte every that many seconds
+(a server that never times out a read yet never finishes).
 """
 
 from __future__ import annotations
@@ -202,6 +204,15 @@ class CloudApp(SandboxApp):
         headers = {}
         if stored.download_name:
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.download_name)}"
+        drip = request.args.get("drip", type=float)
+        if drip:
+            def trickle(data: bytes = stored.content, every: float = drip) -> Iterator[bytes]:
+                for start in range(len(data)):
+                    time.sleep(every)
+                    yield data[start:start + 1]
+
+            headers["Content-Length"] = str(len(stored.content))
+            return Response(trickle(), content_type=stored.content_type, headers=headers)
         if request.args.get("chunked"):
             # No Content-Length: the client must enforce its size cap while reading.
             def pieces(data: bytes = stored.content) -> Iterator[bytes]:

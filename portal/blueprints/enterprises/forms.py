@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, RadioField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from ... import taxno
@@ -52,3 +52,4 @@ class EnterpriseEditForm(EnterpriseForm):
     editing = True
     image_mode = RadioField("影像模式", choices=choices(IMAGE_MODES.items()), default="basic")
     docking_id = SelectField("对接业务系统", coerce=int, choices=[], validate_choice=True)
+    encrypted_push_only = BooleanField("只接受加密推送")

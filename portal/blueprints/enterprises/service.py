@@ -23,6 +23,7 @@ def snapshot(ent: Enterprise) -> dict:
         "encrypt_key": bool(ent.encrypt_key_enc),
         "image_mode": ent.image_mode,
         "docking_id": ent.docking_id,
+        "encrypted_push_only": ent.encrypted_push_only,
     }
 
 
@@ -66,6 +67,7 @@ def create(form, user) -> Enterprise:
         client_secret_enc=encrypt(form.client_secret.data),
         encrypt_key_enc=encrypt(form.encrypt_key.data),
         image_mode="basic",
+        encrypted_push_only=True,
     )
     db.session.add(ent)
     db.session.flush()
@@ -100,6 +102,7 @@ def update(ent: Enterprise, form) -> None:
         ent.encrypt_key_enc = encrypt(key)
     ent.image_mode = form.image_mode.data
     ent.docking_id = form.docking_id.data or None
+    ent.encrypted_push_only = bool(form.encrypted_push_only.data)
     after = snapshot(ent)
     # Secrets are recorded only as "changed", never by value.
     after["client_secret"] = "changed" if secret_changed else "kept"

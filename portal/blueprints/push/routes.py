@@ -44,10 +44,14 @@ def invoices():
     limit = int(cfg.get("PUSH_MAX_BYTES") or push.DEFAULT_MAX_BYTES)
     if request.content_length is not None and request.content_length > limit:
         return _refuse(_too_large(limit))
-    request.max_content_length = limit  # also caps chunked bodies that declare no length
+    # A chunked body declares no length: the stream stops at max_content_length without an
+    # error, so allow one byte more and refuse what reaches it, never parse a cut-off body.
+    request.max_content_length = limit + 1
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
+        return _refuse(_too_large(limit))
+    if len(raw) > limit:
         return _refuse(_too_large(limit))
     try:
         received = push.receive(raw, max_skew=int(cfg.get("PUSH_MAX_SKEW", 600)))
