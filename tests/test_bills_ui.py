@@ -525,6 +525,60 @@ def test_typed_in_invoice_errors_answer_422_with_the_form(scanner, field, value,
     assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "add_invoice")) == 0
 
 
+XML_00008006 = "vat_e_special_guizhou_00008006_original_invoice.xml"
+KEY_00008006 = "052002100113:00008006"
+
+
+def flags(no: str) -> list[bool]:
+    """The duplicate flags of a bill's invoices, as stored."""
+    db.session.expire_all()
+    return [inv.duplicate for inv in bills.bill_invoices(bill(no))]
+
+
+def test_the_same_invoice_twice_on_one_bill_is_not_a_duplicate(scanner):
+    """A PDF and its XML twin on one bill are one reimbursement; only a second bill makes it a duplicate."""
+    attach("BX-0001", PDF_00008006)
+    attach("BX-0001", XML_00008006)
+    one = bill("BX-0001")
+    assert [inv.invoice_key for inv in bills.bill_invoices(one)] == [KEY_00008006] * 2
+    assert flags("BX-0001") == [False, False]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+
+    attach("BX-0002", PDF_00008006)
+    assert flags("BX-0001") == [True, True] and flags("BX-0002") == [True]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {KEY_00008006: ["BX-0002"]}
+
+
+def test_the_same_invoice_in_two_enterprises_is_not_a_duplicate(scanner, world):
+    """Duplicate reimbursement is counted within one enterprise: another company's bill never counts."""
+    attach("BX-0001", PDF_00008006)
+    attach("BX-9001", PDF_00008006, world["other"])
+    assert flags("BX-0001") == [False] and flags("BX-9001") == [False]
+    mine = bill("BX-0001")
+    assert bills.duplicate_bills(mine.enterprise_id, mine.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+
+
+def test_a_deleted_bill_no_longer_counts_as_a_duplicate(scanner):
+    """The ERP deleted one of three bills: the other two stay duplicates, the deleted one is never flagged."""
+    for no in ("BX-0001", "BX-0002", "BX-0003"):
+        attach(no, PDF_00008006)
+    assert flags("BX-0001") == flags("BX-0002") == flags("BX-0003") == [True]
+
+    bills.delete_bill(bill("BX-0003"), "api:test")
+    db.session.commit()
+    assert flags("BX-0001") == flags("BX-0002") == [True] and flags("BX-0003") == [False]
+    one = bill("BX-0001")
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {KEY_00008006: ["BX-0002"]}
+
+    bills.delete_bill(bill("BX-0002"), "api:test")
+    db.session.commit()
+    assert flags("BX-0001") == flags("BX-0002") == flags("BX-0003") == [False]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+
+
 def test_the_same_typed_in_invoice_on_two_bills_is_a_duplicate_on_both(scanner):
     first = attach("BX-0001", PAPER_87654321)
     second = attach("BX-0002", PAPER_87654321)
