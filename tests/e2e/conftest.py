@@ -7,7 +7,8 @@
 * ``chromium`` (session): Debian's ``/usr/bin/chromium`` launched through Playwright. A
   missing binary FAILS the e2e tests (run ``make test``, it installs the browser).
 * ``page`` (function): a fresh browser context (zh-CN, 1280×900); a failed test leaves
-  ``test-artifacts/<test name>.png``.
+  ``test-artifacts/<test name>.png``, and only a failed one: the folder's screenshots of an
+  earlier run are removed when the run starts.
 * ``login(page, live_app, username, password=PASSWORD)``: log in through the real form;
   ``artifact_path(name)``: where a screenshot goes (``test-artifacts/<name>.png``).
 
@@ -145,6 +146,13 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_artifacts() -> None:
+    """Screenshots of an earlier run are removed, so every file in test-artifacts/ is a failure of this run."""
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
 
 
 def artifact_path(name: str) -> Path:
