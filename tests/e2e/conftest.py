@@ -148,11 +148,30 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _fresh_artifacts() -> None:
-    """Screenshots of an earlier run are removed, so every file in test-artifacts/ is a failure of this run."""
+def clear_screenshots() -> None:
+    """Remove the screenshots of an earlier run (other files in test-artifacts/ stay)."""
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_artifacts() -> None:
+    """Every screenshot in test-artifacts/ is a failure of this run."""
+    clear_screenshots()
+
+
+def screenshot_if_failed(node: Any, pg: Any) -> Path | None:
+    """Save ``test-artifacts/<test name>.png`` when the test's call phase failed; None otherwise."""
+    rep = getattr(node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return None
+    path = artifact_path(node.name)
+    try:
+        pg.screenshot(path=str(path), full_page=True)
+    except Exception as exc:  # the page may be gone; the test's own failure matters more
+        print(f"screenshot failed: {exc}")
+        return None
+    return path
 
 
 def artifact_path(name: str) -> Path:
@@ -170,12 +189,7 @@ def page(chromium, request) -> Iterator[Any]:
     try:
         yield pg
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            try:
-                pg.screenshot(path=str(artifact_path(request.node.name)), full_page=True)
-            except Exception as exc:  # the page may be gone; the test's own failure matters more
-                print(f"screenshot failed: {exc}")
+        screenshot_if_failed(request.node, pg)
         context.close()
 
 
