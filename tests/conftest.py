@@ -55,17 +55,40 @@ def _config(tmp: Path, **extra) -> dict:
     return cfg
 
 
+def without_portal_environment(mp: pytest.MonkeyPatch) -> None:
+    """Remove every ``PORTAL_*`` variable: a developer's shell must not reconfigure the tests."""
+    for name in list(os.environ):
+        if name.startswith("PORTAL_"):
+            mp.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_portal_environment(monkeypatch):
+    """Each test starts without ``PORTAL_*`` variables (``PORTAL_SQLALCHEMY_DATABASE_URI`` would win
+    over the test's own database, ``PORTAL_INSTANCE`` would point into a real deployment)."""
+    without_portal_environment(monkeypatch)
+
+
+def migrated_template(tmp: Path) -> Path:
+    """Migrate a fresh SQLite file in ``tmp`` with Flask-Migrate; its instance folder stays in ``tmp``."""
+    from flask_migrate import upgrade
+
+    # Session fixtures run before the autouse one above, so this clears the environment itself;
+    # without PORTAL_INSTANCE, create_app would make ./instance in the working directory.
+    with pytest.MonkeyPatch.context() as mp:
+        without_portal_environment(mp)
+        mp.setenv("PORTAL_INSTANCE", str(tmp / "instance"))
+        app = create_app(_config(tmp))
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+    return tmp / "portal.sqlite3"
+
+
 @pytest.fixture(scope="session")
 def schema_template(tmp_path_factory) -> Path:
     """A database file migrated once with Flask-Migrate; each test gets a copy."""
-    from flask_migrate import upgrade
-
-    tmp = tmp_path_factory.mktemp("schema")
-    app = create_app(_config(tmp))
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-    return tmp / "portal.sqlite3"
+    return migrated_template(tmp_path_factory.mktemp("schema"))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select
 
-from portal import bills, links, matching
+from portal import bills, links
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
@@ -293,8 +293,9 @@ def test_an_over_long_return_reason_is_refused_whole(scanner):
     assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "return")) == 0
 
 
-def test_confirm_calls_matching(scanner, monkeypatch):
+def test_confirm_through_the_matching_module(scanner):
     attach("BX-0001", PDF_00008006)
+    assert 'action="/bills/BX-0001/confirm"' not in scanner.get("/bills/BX-0001").get_data(as_text=True)
     b = bill("BX-0001")
     b.status = "match_failed"
     b.match_result = {"result": "match_failed", "reasons": ["发票 00008006 金额不一致"],
@@ -303,34 +304,17 @@ def test_confirm_calls_matching(scanner, monkeypatch):
     db.session.commit()
     page = scanner.get("/bills/BX-0001").get_data(as_text=True)
     assert "发票 00008006 金额不一致" in page and "金额不一致" in page and "25254.00" in page
+    assert 'action="/bills/BX-0001/confirm"' in page  # a failed match offers the confirmation
 
-    calls = []
-
-    def confirm(bill_, reason, actor):
-        calls.append((bill_.bill_no, reason, actor))
-        bills.event(bill_, "confirm", actor, to="matched", detail={"reason": reason})
-
-    monkeypatch.setattr(matching, "confirm", confirm, raising=False)
     assert scanner.post("/bills/BX-0001/confirm", {"reason": ""}).status_code == 422
-    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "已与提单人核实"})
-    assert resp.status_code == 303
-    assert calls == [("BX-0001", "已与提单人核实", "scanner1")]
-    assert bill("BX-0001").status == "matched"
-
-
-@pytest.mark.skipif(not callable(getattr(matching, "confirm", None)), reason="matching.confirm not installed")
-def test_confirm_through_the_matching_module(scanner):
-    attach("BX-0001", PDF_00008006)
-    b = bill("BX-0001")
-    b.status = "match_failed"
-    b.match_result = {"result": "match_failed", "reasons": ["缺少影像"], "items": []}
-    db.session.commit()
+    assert bill("BX-0001").status == "match_failed"
     resp = scanner.post("/bills/BX-0001/confirm", {"reason": "纸质发票已核对"})
-    assert resp.status_code == 303
+    assert resp.status_code == 303 and resp.headers["Location"] == "/bills/BX-0001"
     b = bill("BX-0001")
     assert b.status == "matched" and b.match_result["result"] == "confirmed"
     page = scanner.get("/bills/BX-0001").get_data(as_text=True)
     assert "人工确认通过" in page and "原因：纸质发票已核对" in page
+    assert 'action="/bills/BX-0001/confirm"' not in page
     again = scanner.post("/bills/BX-0001/confirm", {"reason": "再确认一次"})
     assert again.status_code == 409
 
@@ -605,6 +589,60 @@ def test_typed_in_invoice_errors_answer_422_with_the_form(scanner, field, value,
     assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
     assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "invoice")) == 0
     assert db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "add_invoice")) == 0
+
+
+XML_00008006 = "vat_e_special_guizhou_00008006_original_invoice.xml"
+KEY_00008006 = "052002100113:00008006"
+
+
+def flags(no: str) -> list[bool]:
+    """The duplicate flags of a bill's invoices, as stored."""
+    db.session.expire_all()
+    return [inv.duplicate for inv in bills.bill_invoices(bill(no))]
+
+
+def test_the_same_invoice_twice_on_one_bill_is_not_a_duplicate(scanner):
+    """A PDF and its XML twin on one bill are one reimbursement; only a second bill makes it a duplicate."""
+    attach("BX-0001", PDF_00008006)
+    attach("BX-0001", XML_00008006)
+    one = bill("BX-0001")
+    assert [inv.invoice_key for inv in bills.bill_invoices(one)] == [KEY_00008006] * 2
+    assert flags("BX-0001") == [False, False]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+
+    attach("BX-0002", PDF_00008006)
+    assert flags("BX-0001") == [True, True] and flags("BX-0002") == [True]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {KEY_00008006: ["BX-0002"]}
+
+
+def test_the_same_invoice_in_two_enterprises_is_not_a_duplicate(scanner, world):
+    """Duplicate reimbursement is counted within one enterprise: another company's bill never counts."""
+    attach("BX-0001", PDF_00008006)
+    attach("BX-9001", PDF_00008006, world["other"])
+    assert flags("BX-0001") == [False] and flags("BX-9001") == [False]
+    mine = bill("BX-0001")
+    assert bills.duplicate_bills(mine.enterprise_id, mine.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+
+
+def test_a_deleted_bill_no_longer_counts_as_a_duplicate(scanner):
+    """The ERP deleted one of three bills: the other two stay duplicates, the deleted one is never flagged."""
+    for no in ("BX-0001", "BX-0002", "BX-0003"):
+        attach(no, PDF_00008006)
+    assert flags("BX-0001") == flags("BX-0002") == flags("BX-0003") == [True]
+
+    bills.delete_bill(bill("BX-0003"), "api:test")
+    db.session.commit()
+    assert flags("BX-0001") == flags("BX-0002") == [True] and flags("BX-0003") == [False]
+    one = bill("BX-0001")
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {KEY_00008006: ["BX-0002"]}
+
+    bills.delete_bill(bill("BX-0002"), "api:test")
+    db.session.commit()
+    assert flags("BX-0001") == flags("BX-0002") == flags("BX-0003") == [False]
+    assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {}
+    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
 
 
 def test_the_same_typed_in_invoice_on_two_bills_is_a_duplicate_on_both(scanner):

@@ -180,7 +180,10 @@ def test_call_logs_in_lazily_once(galaxy, client):
     assert [c["service"] for c in galaxy.calls] == ["ValidateUser", "view", "view"]
 
 
-def test_session_lost_logs_in_again_once_and_repeats(galaxy, client):
+@pytest.mark.parametrize("signal", ["both", "code", "message"])
+def test_session_lost_logs_in_again_once_and_repeats(galaxy, client, signal):
+    """Some servers say MsgCode 1 without the message, others the message with MsgCode 0: each is a lost session."""
+    galaxy.set_session_lost_signal(signal)
     client.login()
     galaxy.expire_sessions()
     result = client.save(TEST_GALAXY.form_id, {"Model": {"FID": TEST_GALAXY.bill_id, "FImageStatus": "已上传"}})

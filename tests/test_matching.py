@@ -1,7 +1,6 @@
 """Image modes after submit: matching (影像匹配) against the ERP's and pushed invoices, confirm, basic, sync."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import time
@@ -31,9 +30,6 @@ EXPECT_48542163 = {"invoiceNo": "24112000000048542163", "invoiceDate": "20240528
                    "totalAmount": "4449.00", "invoiceType": "31"}
 EXPECT_489101796 = {"invoiceNo": "24322000000489101796", "invoiceDate": "20241205", "amount": "17699.12",
                     "totalAmount": "20000.00", "invoiceType": "31"}
-WRITEBACK = importlib.util.find_spec("portal.writeback") is not None
-
-
 
 
 class Erp:
@@ -155,8 +151,7 @@ def test_missing_and_unexpected_then_fixed_after_return(erp):
     rounds = [(e.round, e.detail["result"], e.to_status) for e in events(bill, "match")]
     assert rounds == [(1, "match_failed", "match_failed"), (2, "matched", "matched")]
     assert events(bill, "match")[0].detail["reasons"] == result["reasons"]
-    if WRITEBACK:
-        assert len(events(bill, "writeback")) == 1  # a match is written back
+    assert len(events(bill, "writeback")) == 1  # a match is written back
     assert erp.get("FYBX1001")["match"]["result"] == "matched"
 
 
@@ -261,8 +256,7 @@ def test_manual_confirm(erp, ent, make_user):
     audit = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "confirm"))
     assert audit.actor == "scanner1" and audit.enterprise_id == ent.id and audit.object_id == str(bill.id)
     assert "FYBX1009" in audit.summary and audit.after["reason"] == result["reason"]
-    if WRITEBACK:
-        assert len(events(bill, "writeback")) == 1
+    assert len(events(bill, "writeback")) == 1
     assert erp.get("FYBX1009")["match"]["result"] == "confirmed"
 
     with pytest.raises(bills.BillError) as err:
@@ -296,6 +290,5 @@ def test_basic_and_sync_modes_complete_on_submit(make_enterprise, browser, mode)
     bill = submit(bill)
     assert bill.status == "completed" and bill.match_result is None
     assert [e.action for e in db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id)
-                                                 .order_by(BillEvent.id))][-2:] == (
-        ["complete", "writeback"] if WRITEBACK else ["submit", "complete"])
+                                                 .order_by(BillEvent.id))][-2:] == ["complete", "writeback"]
     assert "match" not in erp.get("FYBX2001")

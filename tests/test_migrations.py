@@ -1,11 +1,17 @@
 """The schema lives in Flask-Migrate revisions: upgrade from empty works, models and migrations agree."""
+import os
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
 from portal import create_app
+from portal.config import DEFAULTS
 from portal.extensions import db
+
+from .conftest import migrated_template
 
 
 def test_upgrade_from_empty_and_no_drift(tmp_path, monkeypatch):
@@ -78,3 +84,26 @@ def test_bill_position_counter_starts_after_the_positions_already_used(tmp_path,
             rows = conn.execute(text("SELECT id, last_position FROM bills ORDER BY id")).all()
         assert [tuple(r) for r in rows] == [(1, 7), (2, 0)]
         db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def leaked_environment():
+    """PORTAL_* variables set before any test fixture runs, as a developer's shell would leave them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PORTAL_MAX_FILE_BYTES", "1")
+        mp.setenv("PORTAL_SQLALCHEMY_DATABASE_URI", "sqlite:////nonexistent/elsewhere.sqlite3")
+        yield
+
+
+def test_portal_variables_of_the_shell_do_not_reach_the_tests(leaked_environment, app):
+    assert not [name for name in os.environ if name.startswith("PORTAL_") and name != "PORTAL_INSTANCE"]
+    assert app.config["MAX_FILE_BYTES"] == DEFAULTS["MAX_FILE_BYTES"]
+    assert "elsewhere" not in app.config["SQLALCHEMY_DATABASE_URI"]
+
+
+def test_the_schema_template_keeps_its_instance_folder_out_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    template = migrated_template(tmp_path / "template")
+    assert template.exists()
+    assert not (tmp_path / "instance").exists()
+    assert (tmp_path / "template" / "instance").is_dir()

@@ -349,6 +349,39 @@ def test_fault_injection_delays_and_replaces_replies(galaxy):
     assert time.monotonic() - started >= 0.3
 
 
+def test_a_reset_voids_a_request_still_sleeping_in_an_injected_delay(galaxy):
+    """A client that timed out leaves the emulator sleeping; the next test's reset must end that sleep
+    at once, and the request must not log in (or touch anything) in the state the next test set up."""
+    galaxy.inject_fault(match="ValidateUser", delay=30.0)
+    login = {"acctid": TEST_GALAXY.acct_id, "username": TEST_GALAXY.username,
+             "password": TEST_GALAXY.password, "lcid": 2052}
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(kdsvc(galaxy, f"{STUB}.AuthService.ValidateUser"), json=login, timeout=(2, 0.1))
+    assert not galaxy.app.wait_idle(0.05)  # still sleeping after its client gave up
+
+    started = time.monotonic()
+    galaxy.reset()
+    assert galaxy.app.wait_idle(2.0) and time.monotonic() - started < 2.0
+    assert galaxy.login_count == 0 and galaxy.calls == []
+    assert requests.get(f"{galaxy.url}/_sandbox/state", timeout=TIMEOUT).json()["sessions"] == 0
+
+
+def test_session_loss_is_signalled_by_code_message_or_both(galaxy):
+    view = {"formid": TEST_GALAXY.form_id, "data": {"Number": TEST_GALAXY.bill_no}}
+    seen = {}
+    for signal in ("code", "message", "both"):
+        requests.post(f"{galaxy.url}/_sandbox/session-lost-signal", json={"signal": signal}, timeout=TIMEOUT)
+        status = post_json(kdsvc(galaxy, f"{STUB}.DynamicFormService.View"), view).json()["Result"]["ResponseStatus"]
+        assert status["IsSuccess"] is False
+        seen[signal] = (status["MsgCode"], [e["Message"] for e in status["Errors"]])
+    assert seen == {"code": (1, []), "message": (0, ["会话信息已丢失，请重新登录"]),
+                    "both": (1, ["会话信息已丢失，请重新登录"])}
+    resp = requests.post(f"{galaxy.url}/_sandbox/session-lost-signal", json={"signal": "never"}, timeout=TIMEOUT)
+    assert resp.status_code == 400
+    galaxy.reset()
+    assert galaxy.app.session_lost_signal == "both"
+
+
 # -- invoice cloud -------------------------------------------------------------------------
 
 

@@ -282,6 +282,51 @@ def test_md5_mismatch_is_a_failure_that_keeps_the_file_id(setup, galaxy):
     assert held(galaxy) == expected(FILES[:1])
 
 
+def test_a_stored_file_id_is_trusted_only_when_its_md5_matches(setup, galaxy):
+    """The retry finds a FileId from the try before; Galaxy holds other bytes under it: upload again."""
+    bill = setup(files=FILES[:1])
+    enqueue(bill)
+    galaxy.inject_fault(match="AttachmentDownLoad", status=503)  # uploaded, but not verified
+    now = utcnow()
+    assert writeback.run_due(now=now)["failed"] == 1
+    first = jobs_of(bill)[0].remote_file_id
+    assert first and uploads(galaxy) == 1
+    wrong = b"not the invoice"
+    reply = {"Result": {"ResponseStatus": {"IsSuccess": True, "Errors": [], "MsgCode": 0}, "FileName": "x",
+                        "FileSize": len(wrong), "FilePart": base64.b64encode(wrong).decode(), "IsLast": True}}
+    galaxy.inject_fault(match="AttachmentDownLoad", status=200, body=json.dumps(reply),
+                        content_type="application/json; charset=utf-8")
+
+    assert writeback.run_due(now=now + LATER)["done"] == 1
+
+    assert uploads(galaxy) == 2  # the held file did not check out, so the retry uploaded anew
+    job = jobs_of(bill)[0]
+    assert job.remote_file_id not in (None, first)
+    assert {a["file_id"]: a["md5"] for a in galaxy.attachments(FORM)}[job.remote_file_id] == md5(corpus(FILES[0]))
+    done = [e for e in db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id))
+            if e.action == "writeback" and e.detail.get("result") == "done"]
+    assert len(done) == 1 and "核对到上次" not in done[0].detail["message"]
+
+
+def test_backoff_doubles_with_each_attempt_up_to_an_hour(setup, galaxy):
+    bill = setup(files=FILES[:1])
+    enqueue(bill)
+    galaxy.inject_business_error("AttachmentUpLoad", count=3, message="附件服务器繁忙")
+    now, delays = utcnow(), []
+    for _ in range(3):
+        assert writeback.run_due(now=now)["failed"] == 1
+        job = jobs_of(bill)[0]
+        delays.append((job.next_attempt_at - now).total_seconds())
+        now = job.next_attempt_at
+    for delay, base in zip(delays, (30, 60, 120), strict=True):
+        assert base <= delay <= base * 1.1, delays  # 30 s × 2^(attempts−1), plus up to 10 % jitter
+    assert writeback.run_due(now=now)["done"] == 1
+
+    for attempts in range(1, 13):
+        base = min(30 * 2 ** (attempts - 1), 3600)
+        assert base <= writeback.backoff(attempts).total_seconds() <= base * 1.1, attempts
+
+
 def test_exhausted_job_needs_a_person_and_stays_retryable(setup, galaxy, app):
     app.config["WRITEBACK_MAX_ATTEMPTS"] = 2
     bill = setup(status_field=STATUS_FIELD, files=FILES[:1])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -67,6 +66,10 @@ class SandboxApp:
 
     def __init__(self, seed: Callable[[Any], None] | None = None) -> None:
         self.lock = threading.RLock()
+        # Wakes requests sleeping in an injected delay (reset) and waiters for idleness.
+        self._changed = threading.Condition(self.lock)
+        self._generation = 0  # bumped by every reset: a delayed request of an older one is void
+        self._in_flight = 0  # protocol requests being answered right now
         self.seed = seed
         self._faults: list[Fault] = []
         self.calls: list[dict] = []
@@ -84,6 +87,8 @@ class SandboxApp:
     def reset(self) -> None:
         """Forget everything, then apply the seed this app was built with."""
         with self.lock:
+            self._generation += 1
+            self._changed.notify_all()
             self._faults.clear()
             self.calls.clear()
             self.reset_state()
@@ -120,6 +125,21 @@ class SandboxApp:
                         self._faults.remove(fault)
                     return fault
         return None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no protocol request is being answered; False if one still runs after ``timeout``.
+
+        A request sleeping in an injected delay is woken by :meth:`reset` and answers at once, so
+        ``reset()`` then ``wait_idle()`` leaves no request of one test touching the next one's state.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _sleep(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds as an injected fault; False when a reset cut the sleep short."""
+        with self._changed:
+            generation = self._generation
+            return not self._changed.wait_for(lambda: self._generation != generation, delay)
 
     def record_call(self, **entry: Any) -> None:
         """Append to the call log tests read through ``calls`` or ``GET /_sandbox/calls``."""
@@ -175,20 +195,31 @@ class SandboxApp:
         """Answer one protocol request (subclasses)."""
         raise NotFound()
 
+    def _protocol(self, request: Request) -> Response:
+        with self._changed:
+            self._in_flight += 1
+        try:
+            fault = self._take_fault(request.path)
+            if fault is not None and fault.delay and not self._sleep(fault.delay):
+                # The emulator was reset while this request slept (its test is over): answer
+                # without touching the state the next test set up.
+                return Response("sandbox reset during an injected delay", status=503, content_type="text/plain")
+            if fault is not None and fault.status is not None:
+                return Response(fault.body, status=fault.status, content_type=fault.content_type,
+                                headers=fault.headers)
+            return self.handle(request)
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         request = Request(environ)
         try:
             if request.path.startswith(CONTROL_PREFIX):
                 response = self._dispatch_control(request)
             else:
-                fault = self._take_fault(request.path)
-                if fault is not None and fault.delay:
-                    time.sleep(fault.delay)
-                if fault is not None and fault.status is not None:
-                    response = Response(fault.body, status=fault.status, content_type=fault.content_type,
-                                        headers=fault.headers)
-                else:
-                    response = self.handle(request)
+                response = self._protocol(request)
         except HTTPException as exc:
             response = exc.get_response(environ)
         except json.JSONDecodeError:

@@ -27,7 +27,8 @@ data-centers`` ``{Id, Name, Number}``; ``POST users`` ``{acct_id, username, pass
 webapi_allowed}``; ``GET|POST bills`` ``{form_id, id, number, status, fields}``; ``GET
 attachments?form_id=&inter_id=&bill_no=`` (with md5/sha256); ``POST expire-sessions``;
 ``POST|DELETE business-errors`` ``{op, count, message, msg_code, field_name}``; ``POST
-data-center-encoding`` ``{encoding: json|gzip|base64gzip}``; ``POST|DELETE faults``
+data-center-encoding`` ``{encoding: json|gzip|base64gzip}``; ``POST session-lost-signal``
+``{signal: both|code|message}``; ``POST|DELETE faults``
 ``{match, count, delay, status, body, content_type}``; ``GET|DELETE calls``; ``GET|POST tasks``
 ``{form_id, bill_no, receiver_id, base_post}``; ``POST withdraw`` ``{form_id, bill_no}``.
 """
@@ -65,6 +66,9 @@ MSG_NO_TASK = "当前用户没有单据 {number} 的待审批任务，或该任�
 SESSION_COOKIE = "kdservice-sessionid"
 
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
+#: How a lost session is signalled. Real servers differ: MsgCode 1 with the message (``both``),
+#: MsgCode 1 without it (``code``), or the message with MsgCode 0 (``message``).
+SESSION_LOST_SIGNALS = ("both", "code", "message")
 MSG_NO_DATA_CENTER = "数据中心无法获取到，请检查数据中心ID（acctid）是否正确"
 MSG_BAD_PASSWORD = "用户名或密码错误！"
 MSG_NOT_WEBAPI_USER = (
@@ -217,6 +221,7 @@ class GalaxyApp(SandboxApp):
         self.register_control("expire-sessions", ("POST",), lambda req: {"expired": self.expire_sessions()})
         self.register_control("business-errors", ("POST", "DELETE"), self._control_business_errors)
         self.register_control("data-center-encoding", ("POST",), self._control_encoding)
+        self.register_control("session-lost-signal", ("POST",), self._control_session_lost_signal)
         self.register_control("tasks", ("GET", "POST"), self._control_tasks)
         self.register_control("withdraw", ("POST",), lambda req: {"withdrawn": self.withdraw_task(
             **{k: v for k, v in request_json(req, default={}).items() if k in ("form_id", "bill_no")})})
@@ -233,6 +238,7 @@ class GalaxyApp(SandboxApp):
         self.attachments: dict[str, Attachment] = {}
         self.business_errors: list[dict] = []
         self.data_center_encoding = "json"
+        self.session_lost_signal = "both"
         self.auto_create_bills = False
         self.chunk_mode = "file_id"  # or "separate": see the module docstring
         self.uploads: dict[str, bytearray] = {}  # FileId → parts received so far
@@ -361,6 +367,24 @@ class GalaxyApp(SandboxApp):
         with self.lock:
             self.data_center_encoding = encoding
 
+    def set_session_lost_signal(self, signal: str) -> None:
+        """How a call without a valid session is refused: ``both``, ``code`` or ``message``.
+
+        ``both``: MsgCode 1 and 「会话信息已丢失，请重新登录」; ``code``: MsgCode 1 and no error
+        message; ``message``: that message with MsgCode 0.
+        """
+        if signal not in SESSION_LOST_SIGNALS:
+            raise ValueError(f"unknown session-lost signal {signal!r}")
+        with self.lock:
+            self.session_lost_signal = signal
+
+    def _session_lost_reply(self) -> dict:
+        with self.lock:
+            signal = self.session_lost_signal
+        if signal == "code":
+            return {"Result": {"ResponseStatus": _status(False, msg_code=1)}}
+        return _failure(MSG_SESSION_LOST, msg_code=1 if signal == "both" else 0)
+
     def summary(self) -> dict:
         """Counts and configuration, for the control API and debugging."""
         with self.lock:
@@ -429,6 +453,10 @@ class GalaxyApp(SandboxApp):
         self.inject_business_error(body.get("op", "AttachmentUpLoad"), count=int(body.get("count", 1)),
                                    message=body.get("message", "沙箱注入的业务错误"),
                                    msg_code=int(body.get("msg_code", 11)), field_name=body.get("field_name"))
+        return {"ok": True}
+
+    def _control_session_lost_signal(self, request: Request) -> Any:
+        self.set_session_lost_signal(request_json(request, default={})["signal"])
         return {"ok": True}
 
     def _control_encoding(self, request: Request) -> Any:
@@ -543,7 +571,7 @@ class GalaxyApp(SandboxApp):
         session = self._session_of(request)
         self.record_call(service=op, authenticated=session is not None)
         if session is None:
-            return json_response(_failure(MSG_SESSION_LOST, msg_code=1))
+            return json_response(self._session_lost_reply())
         injected = self._take_business_error(op)
         if injected is not None:
             return json_response(_failure(injected["message"], msg_code=injected["msg_code"],
@@ -882,6 +910,10 @@ class GalaxySandbox(SandboxServer):
     def expire_sessions(self) -> int:
         """See :meth:`GalaxyApp.expire_sessions`."""
         return self.app.expire_sessions()
+
+    def set_session_lost_signal(self, signal: str) -> None:
+        """See :meth:`GalaxyApp.set_session_lost_signal`."""
+        self.app.set_session_lost_signal(signal)
 
     def inject_business_error(self, op: str = "AttachmentUpLoad", **kwargs: Any) -> None:
         """See :meth:`GalaxyApp.inject_business_error`."""

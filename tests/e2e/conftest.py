@@ -7,7 +7,8 @@
 * ``chromium`` (session): Debian's ``/usr/bin/chromium`` launched through Playwright. A
   missing binary FAILS the e2e tests (run ``make test``, it installs the browser).
 * ``page`` (function): a fresh browser context (zh-CN, 1280×900); a failed test leaves
-  ``test-artifacts/<test name>.png``; anything the Content-Security-Policy blocks fails the test.
+  ``test-artifacts/<test name>.png``, and only a failed one: the folder's screenshots of an
+  earlier run are removed when the run starts; anything the Content-Security-Policy blocks fails the test.
 * ``login(page, live_app, username, password=PASSWORD)``: log in through the real form;
   ``artifact_path(name)``: where a screenshot goes (``test-artifacts/<name>.png``).
 
@@ -147,6 +148,32 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
+def clear_screenshots() -> None:
+    """Remove the screenshots of an earlier run (other files in test-artifacts/ stay)."""
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_artifacts() -> None:
+    """Every screenshot in test-artifacts/ is a failure of this run."""
+    clear_screenshots()
+
+
+def screenshot_if_failed(node: Any, pg: Any) -> Path | None:
+    """Save ``test-artifacts/<test name>.png`` when the test's call phase failed; None otherwise."""
+    rep = getattr(node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return None
+    path = artifact_path(node.name)
+    try:
+        pg.screenshot(path=str(path), full_page=True)
+    except Exception as exc:  # the page may be gone; the test's own failure matters more
+        print(f"screenshot failed: {exc}")
+        return None
+    return path
+
+
 def artifact_path(name: str) -> Path:
     """``test-artifacts/<name>.png`` with a file-system-safe name; the folder is created."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -166,12 +193,7 @@ def page(chromium, request) -> Iterator[Any]:
         yield pg
         assert not blocked, f"the CSP blocked something on the page: {blocked}"
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            try:
-                pg.screenshot(path=str(artifact_path(request.node.name)), full_page=True)
-            except Exception as exc:  # the page may be gone; the test's own failure matters more
-                print(f"screenshot failed: {exc}")
+        screenshot_if_failed(request.node, pg)
         context.close()
 
 

@@ -8,7 +8,7 @@ from portal.models import Enterprise
 from portal.sandbox.invoice_cloud import MSG_BAD_SIGN
 from portal.sandbox.seed import TEST_CLOUD_CLIENT
 from tests.conftest import tax_no
-from tests.e2e.conftest import artifact_path, login
+from tests.e2e.conftest import login
 
 NAME = "深圳市浏览器测试科技有限公司"
 
@@ -53,7 +53,6 @@ def test_add_enterprise_refused_then_accepted_in_place(live_app, page):
     assert documents == []
     assert _enterprise_count(live_app) == 0
     expect(page.locator("#enterprise-rows tr")).to_have_count(1)  # only the "none yet" row
-    page.screenshot(path=str(artifact_path("enterprise_refused")), full_page=True)
 
     # Secrets are never echoed back, so both password fields are typed again.
     expect(form.locator("[name=client_secret]")).to_have_value("")
@@ -74,5 +73,3 @@ def test_add_enterprise_refused_then_accepted_in_place(live_app, page):
     assert documents == []
     assert live_app.scalar(select(Enterprise.tax_no)) == number
     assert _enterprise_count(live_app) == 1
-
-    page.screenshot(path=str(artifact_path("enterprise_added")), full_page=True)

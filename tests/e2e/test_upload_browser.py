@@ -12,7 +12,7 @@ from portal.crypto import encrypt
 from portal.extensions import db
 from portal.models import Bill, Enterprise, Image, ScanPoint
 from tests.conftest import CORPUS, tax_no
-from tests.e2e.conftest import artifact_path, login
+from tests.e2e.conftest import login
 
 FILES = {
     "vat_e_special_guizhou_00008006.pdf": ("application/pdf", "00008006"),
@@ -93,8 +93,6 @@ def test_drop_three_files_shows_progress_thumbnails_and_numbers(live_app, page):
     expect(page.locator("#viewer .viewer-thumb")).to_have_count(3)
     page.wait_for_function("() => document.querySelector('#viewer .viewer-img').naturalWidth > 0")
     assert documents == []  # no page load: everything came through htmx
-
-    page.screenshot(path=str(artifact_path("bill_uploaded")), full_page=True)
 
     assert live_app.scalar(select(Bill.status).where(Bill.bill_no == BILL_NO)) == "uploaded"
     assert live_app.scalar(select(func.count()).select_from(Image)) == 3

@@ -92,7 +92,6 @@ def _page_context(bill: Bill, **extra) -> dict:
         manual_forms={},
         return_form=ReturnForm(formdata=None),
         confirm_form=ConfirmForm(formdata=None),
-        can_confirm=callable(getattr(matching, "confirm", None)),
         show_dup_bills=True,
         error=None,
     )
