@@ -14,12 +14,14 @@ import logging
 
 from PIL import Image
 
+from portal import limits
+
 from . import ocr as ocr_hook
 from .model import Invoice, merge_all
 from .ofd import read_ofd
 from .pdf import read_pdf
 from .qr import parse_payload, scan_image
-from .safety import MAX_TIFF_FRAMES, UnsafeFile, check_image_size, open_image
+from .safety import UnsafeFile, check_image_size, open_image
 from .xmlinv import read_xml
 
 __all__ = ["Invoice", "UnsafeFile", "recognise", "MEDIA_TYPES"]
@@ -90,7 +92,7 @@ def _read_frames(image: Image.Image, data: bytes, ocr_enabled: bool) -> list[Inv
     """QR readings of each frame; a multi-frame TIFF is decoded at full size, frame by frame."""
     frames = getattr(image, "n_frames", 1) or 1
     readings: list[Invoice] = []
-    for index in range(min(frames, MAX_TIFF_FRAMES)):
+    for index in range(min(frames, limits.current().max_pages)):
         if index:
             image.seek(index)
             check_image_size(image)
