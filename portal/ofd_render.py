@@ -1046,6 +1046,12 @@ class _Painter:
             return
         subpaths = [([_apply(m, x, y) for x, y in pts], closed) for pts, closed in flat]
         if do_fill:
+            # Filling costs its area, not its points: a page of full-canvas polygons is
+            # a few hundred points but minutes of scan conversion.
+            self.budget -= self._area(subpaths) // 100
+            if self.budget < 0:
+                return
+        if do_fill:
             polys = [pts for pts, _ in subpaths if len(pts) >= 3]
             even_odd = el.get("Rule", "NonZero").lower().replace("-", "") == "evenodd"
             if len(polys) > 1:
@@ -1058,6 +1064,16 @@ class _Painter:
                 line = pts + [pts[0]] if closed and len(pts) > 2 else pts
                 if len(line) >= 2:
                     self.draw.line(line, fill=style.stroke, width=width, joint="curve" if width > 2 else None)
+
+    def _area(self, subpaths: list[tuple[list[tuple[float, float]], bool]]) -> int:
+        """Pixels of the canvas the subpaths' bounding box covers."""
+        xs = [p[0] for pts, _ in subpaths for p in pts]
+        ys = [p[1] for pts, _ in subpaths for p in pts]
+        if not xs:
+            return 0
+        w = min(self.target.width, max(xs)) - max(0.0, min(xs))
+        h = min(self.target.height, max(ys)) - max(0.0, min(ys))
+        return int(max(0.0, w) * max(0.0, h))
 
     def _multi_fill(self, polys: list[list[tuple[float, float]]], even_odd: bool, colour) -> None:
         """Fill several subpaths within their bounding box, honouring the fill rule."""
