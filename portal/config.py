@@ -28,7 +28,8 @@ DEFAULTS = {
     "MAX_ZIP_TOTAL_BYTES": 100 * 1024 * 1024,
     "MAX_DRAW_OPS": 400_000,  # objects, glyphs and path points drawn on one OFD page
     # Budget of one recognition or render, done in a child process (portal/filework.py).
-    "FILE_WORK_SECONDS": 10.0,
+    "FILE_WORK_SECONDS": 5.0,  # per step: opening the file, then each page
+    "FILE_WORK_TOTAL_SECONDS": 60.0,  # the whole file
     "FILE_WORK_MEMORY": 256 * 1024 * 1024,  # bytes above the child's own baseline
     "FILE_WORKERS": 2,  # child processes: the cap on concurrent heavy work
     "FILE_WORKERS_PER_TENANT": 1,  # of them, how many one enterprise may hold at once

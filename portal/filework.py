@@ -5,8 +5,9 @@ child processes (``forkserver`` start method: a fork of the threaded web server 
 copy its locks mid-use).  Each child holds its own pdfium, so no process-wide lock
 is shared across tenants, and each job runs under
 
-* a wall-clock budget enforced by the parent: on overrun the child is killed and a
-  fresh one takes its place;
+* a wall-clock budget enforced by the parent, per step (opening the file, then each
+  page the readers report through :func:`portal.limits.tick`) and for the whole file:
+  on overrun the child is killed and a fresh one takes its place;
 * a memory budget (``RLIMIT_AS`` set in the child: its own baseline plus the budget)
   and a CPU-time ``RLIMIT_CPU`` as a second line;
 * the one limits set of :mod:`portal.limits` (pages, pixel bytes, zip, XML, draw ops).
@@ -36,7 +37,7 @@ from .recognition import Invoice, recognise
 
 log = logging.getLogger(__name__)
 
-MSG_TIME = "文件过于复杂，无法在限定时间内（{seconds:g} 秒）处理，已拒绝"
+MSG_TIME = "文件过于复杂，无法在限定时间内（每页 {step:g} 秒，整个文件 {total:g} 秒）处理，已拒绝"
 MSG_MEMORY = "文件过于复杂，处理所需内存超出上限，已拒绝"
 MSG_CRASH = "文件无法处理（解析进程异常退出），已拒绝"
 MSG_BUSY = "文件处理繁忙，请稍后重试"
@@ -112,14 +113,14 @@ def _child_main(conn, memory_bytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     while True:
         try:
-            task, args, limits, seconds = conn.recv()
+            task, args, limits = conn.recv()
         except (EOFError, OSError):
             return
         used = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = int(used.ru_utime + used.ru_stime + seconds) + 2
+        cpu = int(used.ru_utime + used.ru_stime + limits.work_total_seconds) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, resource.RLIM_INFINITY))
         try:
-            with limits_mod.using(limits):
+            with limits_mod.using(limits, on_tick=lambda: conn.send(("tick", None))):
                 reply = ("ok", _TASKS[task](*args))
         except (media.MediaError, UnsafeFile) as exc:
             reply = ("refused", str(exc))
@@ -137,6 +138,10 @@ def _child_main(conn, memory_bytes: int) -> None:
 
 
 # --------------------------------------------------------------------------- parent side
+
+
+def _time_message(limits: limits_mod.Limits) -> str:
+    return MSG_TIME.format(step=limits.work_seconds, total=limits.work_total_seconds)
 
 
 class _Child:
@@ -226,7 +231,7 @@ class Pool:
                     child.kill()
                 child = _Child(self._ctx, self.memory_bytes)
             try:
-                child.conn.send((task, args, limits, limits.work_seconds))
+                child.conn.send((task, args, limits))
                 break
             except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
                 child.kill()  # died between jobs: one fresh child, then give up
@@ -234,20 +239,32 @@ class Pool:
                 if attempt == 2:
                     return None, ("crash", None)
         child.jobs += 1
-        if not child.conn.poll(limits.work_seconds):
-            log.warning("file work %s over its %ss budget: child %s killed", task, limits.work_seconds, child.proc.pid)
-            child.kill()
-            return None, ("refused", MSG_TIME.format(seconds=limits.work_seconds))
-        try:
-            reply = child.conn.recv()
-        except (EOFError, OSError):
+        started = time.monotonic()
+        step_ends = started + limits.work_seconds
+        while True:
+            # Each finished page (a "tick") gives the next one a fresh step budget,
+            # never beyond the whole file's budget.
+            wait = min(step_ends, started + limits.work_total_seconds) - time.monotonic()
+            if wait <= 0 or not child.conn.poll(wait):
+                log.warning("file work %s over budget: child %s killed", task, child.proc.pid)
+                child.kill()
+                return None, ("refused", _time_message(limits))
+            try:
+                reply = child.conn.recv()
+            except (EOFError, OSError):
+                reply = None
+                break
+            if reply[0] != "tick":
+                break
+            step_ends = time.monotonic() + limits.work_seconds
+        if reply is None:
             child.proc.join(1)
             code = child.proc.exitcode
             child.kill()
             log.warning("file work %s: child exited with %s", task, code)
             # Killed by RLIMIT_CPU (SIGXCPU) or a failed allocation in C code.
             if code in (-24, -9):
-                return None, ("refused", MSG_TIME.format(seconds=limits.work_seconds))
+                return None, ("refused", _time_message(limits))
             return None, (("memory", None) if code in (-6, -11) else ("crash", None))
         if reply[0] == "memory":
             child.kill()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 MiB = 1024 * 1024
 
@@ -39,8 +39,10 @@ class Limits:
     max_zip_ratio: int = 200
     # Drawing operations of one OFD page (objects, glyphs, path points).
     max_draw_ops: int = 400_000
-    # Wall-clock seconds and memory (bytes above the worker's baseline) for one job.
-    work_seconds: float = 10.0
+    # Wall-clock seconds for one step of a job (opening a file, one page of it) and for
+    # the whole file; memory a worker may take above its own baseline.
+    work_seconds: float = 5.0
+    work_total_seconds: float = 60.0
     work_memory_bytes: int = 256 * MiB
 
     @property
@@ -62,10 +64,12 @@ CONFIG_KEYS = {
     "MAX_ZIP_TOTAL_BYTES": "max_zip_total_bytes",
     "MAX_DRAW_OPS": "max_draw_ops",
     "FILE_WORK_SECONDS": "work_seconds",
+    "FILE_WORK_TOTAL_SECONDS": "work_total_seconds",
     "FILE_WORK_MEMORY": "work_memory_bytes",
 }
 
 _current: contextvars.ContextVar[Limits] = contextvars.ContextVar("portal_limits", default=DEFAULT)
+_on_tick: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("portal_tick", default=None)
 
 
 def from_config(config: Mapping[str, Any]) -> Limits:
@@ -74,7 +78,7 @@ def from_config(config: Mapping[str, Any]) -> Limits:
     values = {}
     for key, name in CONFIG_KEYS.items():
         if config.get(key) is not None:
-            values[name] = float(config[key]) if name == "work_seconds" else int(config[key])
+            values[name] = float(config[key]) if name.startswith("work_") and "seconds" in name else int(config[key])
     assert set(values) <= set(names)
     return Limits(**values)
 
@@ -85,13 +89,27 @@ def current() -> Limits:
 
 
 @contextlib.contextmanager
-def using(limits: Limits) -> Iterator[Limits]:
-    """Install ``limits`` for the code inside the block (this thread/context only)."""
+def using(limits: Limits, on_tick: Callable[[], None] | None = None) -> Iterator[Limits]:
+    """Install ``limits`` (and a progress callback, see :func:`tick`) for the code inside the block."""
     token = _current.set(limits)
+    tick_token = _on_tick.set(on_tick)
     try:
         yield limits
     finally:
+        _on_tick.reset(tick_token)
         _current.reset(token)
+
+
+def tick() -> None:
+    """A reader finished one page: whoever budgets this work gives the next page its own time.
+
+    A 60-page scan batch needs more time than one page, but no single page may take
+    more than one step's budget (``work_seconds``); the whole file stays within
+    ``work_total_seconds``.
+    """
+    callback = _on_tick.get()
+    if callback is not None:
+        callback()
 
 
 # Bytes per pixel as Pillow holds each mode in memory (RGB and friends take 4 bytes).

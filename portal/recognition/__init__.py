@@ -55,8 +55,8 @@ def recognise(data: bytes, media_type: str, *, ocr: bool = False) -> list[Invoic
         return []
     try:
         readings = reader(data, media_type, ocr)
-    except UnsafeFile:
-        raise
+    except (UnsafeFile, MemoryError):
+        raise  # a refusal, or the worker's memory budget: neither means "no invoice here"
     except Exception:
         # Untrusted bytes: any parser failure means "not recognisable", not a server error.
         log.debug("recognition failed for a %s file", media_type, exc_info=True)
@@ -105,6 +105,7 @@ def _read_frames(image: Image.Image, data: bytes, ocr_enabled: bool) -> list[Inv
         if ocr_enabled and not any(r.is_complete for r in page_readings):
             page_readings = merge_all(page_readings + ocr_hook.read_image(image.convert("L"), page=index))
         readings.extend(page_readings)
+        limits.tick()
     return readings
 
 

@@ -50,6 +50,7 @@ def read_pdf(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
                 return merge_all(readings)
             for index in range(len(pdf)):
                 readings.extend(_read_page(pdf, index, ocr_enabled))
+                limits.tick()
         finally:
             pdf.close()
     return _merge_pages(readings)
