@@ -15,13 +15,15 @@ def pdf_with_streams(streams: list[bytes], size: tuple[int, int] = (595, 842)) -
     """A PDF with one page per content stream (Flate-compressed)."""
     objs: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
     kids = []
+    shared: dict[bytes, int] = {}  # pages with the same content share one stream object
     for stream in streams:
-        packed = zlib.compress(stream, 9)
-        page_no = len(objs) + 1
+        if stream not in shared:
+            packed = zlib.compress(stream, 9)
+            objs.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream")
+            shared[stream] = len(objs)
         objs.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents %d 0 R >>"
-                    % (size[0], size[1], page_no + 1))
-        objs.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream")
-        kids.append(b"%d 0 R" % page_no)
+                    % (size[0], size[1], shared[stream]))
+        kids.append(b"%d 0 R" % len(objs))
     objs[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % len(kids)
     out = io.BytesIO()
     out.write(b"%PDF-1.5\n")
