@@ -41,7 +41,6 @@ MSG_TIME = "文件过于复杂，无法在限定时间内（每页 {step:g} 秒�
 MSG_MEMORY = "文件过于复杂，处理所需内存超出上限，已拒绝"
 MSG_CRASH = "文件无法处理（解析进程异常退出），已拒绝"
 MSG_BUSY = "文件处理繁忙，请稍后重试"
-MSG_UNSUPPORTED = "unsupported"
 
 # A child is replaced after this many jobs, so slow leaks in the C libraries stay bounded.
 JOBS_PER_CHILD = 500

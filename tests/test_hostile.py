@@ -12,17 +12,15 @@ import threading
 import time
 
 import pypdfium2 as pdfium
-import pytest
 from sqlalchemy import func, select
 
 from portal import filework, limits, media
 from portal.extensions import db
 from portal.models import Blob, Image
 
-from .conftest import corpus
-from .conftest import Browser
+from .conftest import Browser, corpus
 from .hostile_files import heavy_ofd, png, png_header, slow_pdf
-from .test_bills_ui import bill, scanner, upload, world  # noqa: F401  (fixtures)
+from .test_bills_ui import scanner, upload, world  # noqa: F401  (fixtures)
 
 NORMAL_PDF = "vat_e_special_guizhou_00008006.pdf"
 
