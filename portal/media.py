@@ -230,6 +230,10 @@ def parse_xml(data: bytes) -> Element:
 
 
 def _xml_well_formed(data: bytes) -> bool:
+    if len(data) > limits.current().max_xml_bytes:
+        # Its head already looked like XML; page_count refuses it with the size message,
+        # which tells the uploader more than "unsupported type" would.
+        return True
     try:
         root = parse_xml(data)
     except MediaError:

@@ -186,3 +186,13 @@ def test_ofd_fill_area_counts_in_the_draw_budget(monkeypatch):
         media.render_page(heavy_ofd(), media.OFD, 0, max_side=600)
     # ~2,500 operations a page-sized fill at this size: about 150 of the 1,000 are drawn.
     assert 0 < len(fills) < 200
+
+
+def test_oversize_xml_is_refused_for_its_size(scanner, app):
+    """An XML over MAX_XML_BYTES is told it is too large, not that XML is unsupported."""
+    app.config["MAX_XML_BYTES"] = 64 * 1024
+    big = b"<?xml version='1.0'?><EInvoice>" + b" " * (100 * 1024) + b"</EInvoice>"
+    resp = upload(scanner, "BX-0001", "big.xml", big)
+    assert resp.status_code == 422
+    assert "XML 文件过大" in resp.get_data(as_text=True)
+    assert _stored(app) == (0, 0, [])
