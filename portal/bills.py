@@ -18,12 +18,10 @@ from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, media
+from . import audit, filework
 from .extensions import db
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, utcnow
 from .recognition import Invoice as Reading
-from .recognition import recognise
-from .recognition.safety import UnsafeFile
 from .storage import LocalStorage, TooLarge
 
 
@@ -263,33 +261,35 @@ class Prepared:
     readings: list[Reading]
 
 
-def prepare_file(data: bytes, filename: str) -> Prepared:
+def prepare_file(data: bytes, filename: str, *, tenant: int | None = None) -> Prepared:
     """Check size, type (by content) and readability, and recognise the invoices.
 
-    Refusals raise BillError (too large 413, unsupported 415, damaged or unsafe
-    422) before anything reaches the file store or the database.
+    Sniffing, page counting and recognition run in a budgeted child process
+    (:mod:`portal.filework`) on behalf of ``tenant`` (the enterprise id), so a hostile
+    file costs its uploader a refusal, not the other tenants their uploads.
+    Refusals raise BillError (too large 413, unsupported 415, damaged, unsafe or over
+    budget 422, no worker free 503) before anything reaches the file store or the database.
     """
     cfg = current_app.config
     if len(data) > cfg["MAX_FILE_BYTES"]:
         raise BillError(f"文件 {filename} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
     if not data:
         raise BillError(f"文件 {filename} 是空文件", 422)
-    media_type = media.sniff_file(data)
-    if media_type is None:
-        raise BillError(f"不支持的文件类型：{filename}（仅支持 {MEDIA_LABEL}，按文件内容判断）", 415)
     try:
-        pages = media.page_count(data, media_type, max_pages=cfg["MAX_PAGES"])
-        readings = recognise(data, media_type, ocr=cfg["RECOGNITION_OCR"])
-    except (media.MediaError, UnsafeFile) as exc:
-        raise BillError(f"{filename}：{exc}", 422) from None
-    return Prepared(data, filename, hashlib.sha256(data).hexdigest(), media_type, pages, readings)
+        found = filework.inspect(data, config=cfg, tenant=tenant)
+    except filework.Refused as exc:
+        raise BillError(f"{filename}：{exc.message}", exc.status) from None
+    if found.media_type is None:
+        raise BillError(f"不支持的文件类型：{filename}（仅支持 {MEDIA_LABEL}，按文件内容判断）", 415)
+    return Prepared(data, filename, hashlib.sha256(data).hexdigest(), found.media_type, found.pages, found.readings)
 
 
 def add_file(bill: Bill, data: bytes, filename: str, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:
     """Check, store once, attach to ``bill`` and recognise; see :func:`prepare_file` and :func:`attach`."""
     if check_status:
         require_editable(bill)
-    return attach(bill, prepare_file(data, filename), actor, origin=origin, check_status=False)
+    return attach(bill, prepare_file(data, filename, tenant=bill.enterprise_id), actor, origin=origin,
+                  check_status=False)
 
 
 def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", check_status: bool = True) -> Added:

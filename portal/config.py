@@ -20,6 +20,20 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "MAX_FILE_BYTES": 30 * 1024 * 1024,
     "MAX_PAGES": 200,
+    # One limits set for every reader and renderer of an uploaded file (portal/limits.py).
+    "MAX_PIXEL_BYTES": 160 * 1024 * 1024,  # decoded bytes of one image frame (mode and bit depth)
+    "MAX_XML_BYTES": 5 * 1024 * 1024,
+    "MAX_ZIP_MEMBERS": 2000,
+    "MAX_ZIP_MEMBER_BYTES": 20 * 1024 * 1024,
+    "MAX_ZIP_TOTAL_BYTES": 100 * 1024 * 1024,
+    "MAX_DRAW_OPS": 400_000,  # objects, glyphs and path points drawn on one OFD page
+    # Budget of one recognition or render, done in a child process (portal/filework.py).
+    "FILE_WORK_SECONDS": 5.0,  # per step: opening the file, then each page
+    "FILE_WORK_TOTAL_SECONDS": 60.0,  # the whole file
+    "FILE_WORK_MEMORY": 256 * 1024 * 1024,  # bytes above the child's own baseline
+    "FILE_WORKERS": 2,  # child processes: the cap on concurrent heavy work
+    "FILE_WORKERS_PER_TENANT": 1,  # of them, how many one enterprise may hold at once
+    "FILE_WORK_QUEUE_SECONDS": 10.0,  # longest wait for a free worker before "busy"
     # The vendor's production invoice cloud; only the demo and the tests point at the sandbox.
     "INVOICE_CLOUD_URL": "https://api.piaozone.com",
     "LOG_LEVEL": "INFO",

@@ -13,12 +13,16 @@ and XML files become a small "card" listing their key fields.
 pdfium is not thread-safe, not even across documents: every pdfium call in the process
 must hold :data:`PDFIUM_LOCK` (other modules using pypdfium2 should import it from here).
 
-No Flask imports: the app passes limits in as arguments.
+Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.limits.current`,
+the one limits set every reader and renderer shares; the guarded XML, zip and image
+parsers are those of :mod:`portal.guards`.  These functions do the work in the calling
+process; the app runs them in budgeted child processes (:mod:`portal.filework`).
+
+No Flask imports.
 """
 
 from __future__ import annotations
 
-import codecs
 import io
 import os
 import re
@@ -28,15 +32,13 @@ from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
 import pypdfium2 as pdfium
-from defusedxml import ElementTree as SafeET
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal import ofd_render
+from portal import guards, limits, ofd_render
 
 __all__ = [
     "ACCEPTED",
     "EXTENSIONS",
-    "MAX_IMAGE_PIXELS",
     "MAX_SIDE_LIMIT",
     "MediaError",
     "PDFIUM_LOCK",
@@ -64,17 +66,9 @@ ACCEPTED = frozenset({JPEG, PNG, TIFF, PDF, OFD, XML})
 EXTENSIONS = {JPEG: ".jpg", PNG: ".png", TIFF: ".tif", PDF: ".pdf", OFD: ".ofd", XML: ".xml"}
 """File-name extension to use when offering a stored file for download."""
 
-MAX_IMAGE_PIXELS = 50_000_000
-"""Largest raster accepted (an A4 scan at 600 dpi is ~35 Mpx); beyond it: refused as a bomb."""
-
 MAX_SIDE_LIMIT = 8000
-DEFAULT_MAX_PAGES = 200
 PDF_HEAD_WINDOW = 1024
 SNIFF_HEAD_BYTES = 4096
-
-# Pillow refuses (error) images over twice this and warns above it; we refuse above it
-# ourselves, so a warning never slips through as a mere log line.
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 PDFIUM_LOCK = threading.RLock()
 """Serialises every pdfium call in the process (pdfium is not thread-safe)."""
@@ -221,33 +215,25 @@ def sniff_file(source: str | os.PathLike | bytes | bytearray | memoryview | Bina
         source.seek(start)
 
 
-_XML_DECL_ENCODING = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])([A-Za-z0-9._\-]+)([\"'])")
-_EXPAT_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf16", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1"}
-
-
 def parse_xml(data: bytes) -> Element:
-    """Parse XML safely (no DTD, no entities); GBK/GB18030 documents are transcoded first.
+    """Parse XML safely (no DTD, no entities, size cap); GBK/GB18030 documents are transcoded.
 
-    Raises :class:`MediaError` when the bytes are not a well-formed XML document.
+    Raises :class:`MediaError` when the bytes are not a well-formed XML document or
+    are over the XML size limit.
     """
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM) :]
-    match = _XML_DECL_ENCODING.match(data)
-    if match and match.group(2).decode("ascii").lower() not in _EXPAT_ENCODINGS:
-        # expat cannot read multi-byte legacy encodings; Chinese XML is often GBK.
-        try:
-            codec = codecs.lookup(match.group(2).decode("ascii"))
-            text = data.decode(codec.name)
-        except (LookupError, UnicodeDecodeError) as exc:
-            raise MediaError(MSG_CORRUPT) from exc
-        data = _XML_DECL_ENCODING.sub(rb"\g<1>UTF-8\g<3>", text.encode("utf-8"), count=1)
     try:
-        return SafeET.fromstring(data, forbid_dtd=True)
-    except Exception as exc:  # ParseError, DTDForbidden, EntitiesForbidden, ...
+        return guards.parse_xml(data)
+    except guards.UnsafeFile as exc:
+        raise MediaError(str(exc)) from exc
+    except Exception as exc:  # ParseError, unknown or wrong encodings, ...
         raise MediaError(MSG_CORRUPT) from exc
 
 
 def _xml_well_formed(data: bytes) -> bool:
+    if len(data) > limits.current().max_xml_bytes:
+        # Its head already looked like XML; page_count refuses it with the size message,
+        # which tells the uploader more than "unsupported type" would.
+        return True
     try:
         root = parse_xml(data)
     except MediaError:
@@ -281,11 +267,14 @@ def _open_raster(data: bytes, media_type: str) -> Image.Image:
 
 
 def _check_pixels(im: Image.Image) -> None:
+    """Refuse an empty frame, or one whose decoded bytes (mode, bit depth) exceed the budget."""
     width, height = im.size
     if width <= 0 or height <= 0:
         raise MediaError(MSG_CORRUPT)
-    if width * height > MAX_IMAGE_PIXELS:
-        raise MediaError(MSG_BOMB)
+    try:
+        guards.check_image(im)
+    except guards.UnsafeFile as exc:
+        raise MediaError(str(exc)) from exc
 
 
 def _flatten_to_rgb(im: Image.Image) -> Image.Image:
@@ -436,7 +425,8 @@ def _render_ofd(data: bytes, page: int, max_side: int) -> Image.Image:
     try:
         if not 0 <= page < len(doc):
             raise MediaError(MSG_PAGE_RANGE if len(doc) else MSG_NO_PAGES)
-        return doc.render(page, max_side=max_side, max_pixels=MAX_IMAGE_PIXELS)
+        # Embedded images get the same byte budget as uploaded ones (4 bytes a pixel).
+        return doc.render(page, max_side=max_side, max_pixels=limits.current().max_pixel_bytes // 4)
     except ofd_render.OFDError as exc:
         raise MediaError(str(exc)) from exc
     finally:
@@ -515,12 +505,16 @@ def _check_max_side(max_side: int) -> None:
         raise ValueError(f"max_side must be an int in 1..{MAX_SIDE_LIMIT}")
 
 
-def page_count(data: bytes, media_type: str, *, max_pages: int = DEFAULT_MAX_PAGES) -> int:
+def page_count(data: bytes | guards.SafeZip, media_type: str, *, max_pages: int | None = None) -> int:
     """Number of pages (PDF pages, TIFF frames, OFD pages; 1 for JPEG/PNG/XML).
 
     Also proves the file is readable: raises :class:`MediaError` for corrupt, encrypted
-    or oversized files and when the count exceeds ``max_pages``.
+    or oversized files and when the count exceeds ``max_pages`` (default: the limits'
+    ``max_pages``).  An OFD may come as the :class:`~portal.guards.SafeZip` another
+    reader already opened.
     """
+    if max_pages is None:
+        max_pages = limits.current().max_pages
     if media_type == PDF:
         count = _pdf_page_count(data)
     elif media_type == OFD:

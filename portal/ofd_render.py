@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 from xml.etree.ElementTree import Element
 
-from defusedxml import ElementTree as SafeET
 from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from portal import limits
+from portal.guards import SafeZip, UnsafeFile, parse_xml, safe_member_name
 
 __all__ = [
     "OFDError",
-    "ZipLimits",
-    "DEFAULT_LIMITS",
     "OFDDocument",
     "is_ofd",
     "page_count",
@@ -50,8 +50,6 @@ __all__ = [
 MM_PER_INCH = 25.4
 DEFAULT_PAGE_MM = (210.0, 297.0)  # A4 portrait when a page says nothing about its size
 DEFAULT_LINE_WIDTH_MM = 0.353  # spec default: 1/72 inch
-MAX_OBJECTS_PER_PAGE = 200_000
-MAX_GLYPHS_PER_PAGE = 200_000
 CLIP_BUDGET_CANVASES = 64  # scratch pixels for clipped objects, in whole-canvas units
 MAX_NESTING = 8  # composite units / page blocks nested deeper than this are ignored
 MAX_CURVE_SEGMENTS = 24
@@ -67,18 +65,6 @@ _MONO_HINTS = ("courier", "mono", "consol")
 
 class OFDError(ValueError):
     """The OFD package is corrupt, unsafe or unreadable (message is user-facing Chinese)."""
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """Limits applied to an OFD zip before anything is decompressed."""
-
-    max_members: int = 4000
-    max_member_bytes: int = 32 * 1024 * 1024
-    max_total_bytes: int = 128 * 1024 * 1024
-
-
-DEFAULT_LIMITS = ZipLimits()
 
 
 # --------------------------------------------------------------------------- package
@@ -110,96 +96,70 @@ def _child_text(el: Element | None, name: str) -> str | None:
     return child.text.strip() or None
 
 
-def _safe_member_name(name: str) -> str | None:
-    """Normalised zip member name, or None when it is absolute or escapes the package."""
-    name = name.replace("\\", "/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return None
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        return None
-    return "/".join(parts)
+_safe_member_name = safe_member_name
 
 
 class OFDPackage:
-    """Read-only, size-limited view of an OFD zip held in memory or in a file object."""
+    """Read-only OFD view over the one :class:`~portal.guards.SafeZip` (limits from config).
 
-    def __init__(self, source: bytes | bytearray | memoryview | io.IOBase, limits: ZipLimits = DEFAULT_LIMITS):
-        fileobj = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
-        try:
-            self._zip = zipfile.ZipFile(fileobj)
-            infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-            raise OFDError("OFD 文件已损坏或无法读取") from exc
-        if len(infos) > limits.max_members:
-            raise OFDError("OFD 文件包含的条目过多，已拒绝")
-        total = 0
-        self._members: dict[str, zipfile.ZipInfo] = {}
-        self._folded: dict[str, str] = {}
-        for info in infos:
-            if info.file_size > limits.max_member_bytes:
-                raise OFDError("OFD 文件解压后过大，已拒绝")
-            total += info.file_size
-            if total > limits.max_total_bytes:
-                raise OFDError("OFD 文件解压后过大，已拒绝")
-            if info.is_dir():
-                continue
-            safe = _safe_member_name(info.filename)
-            if safe is None:
-                continue  # never follow absolute or ".." member names
-            self._members.setdefault(safe, info)
-            self._folded.setdefault(safe.lower(), safe)
-        self._limits = limits
-        self._read_total = 0
+    ``source`` may be the bytes or an archive already opened by another reader of the
+    same upload, so an OFD is inflated once however many readers look at it.
+    """
+
+    def __init__(self, source: bytes | bytearray | memoryview | io.IOBase | SafeZip):
+        if isinstance(source, SafeZip):
+            self._zip = source
+        else:
+            data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else source.read()
+            try:
+                self._zip = SafeZip(data)
+            except UnsafeFile as exc:
+                raise OFDError(f"OFD {exc}") from exc
+            except ValueError as exc:
+                raise OFDError("OFD 文件已损坏或无法读取") from exc
         self._xml_cache: dict[str, Element] = {}
 
     def close(self) -> None:
-        """Release the underlying zip file."""
-        self._zip.close()
+        """Forget the parsed parts (the archive belongs to whoever opened it)."""
+        self._xml_cache.clear()
 
     @property
     def names(self) -> list[str]:
         """All safe member names."""
-        return list(self._members)
+        return self._zip.names()
 
     def find(self, name: str | None) -> str | None:
         """The member name matching ``name`` (exactly, else case-insensitively), or None."""
-        if not name:
-            return None
-        if name in self._members:
-            return name
-        return self._folded.get(name.lower())
+        return self._zip.find(name)
 
     def read(self, name: str) -> bytes:
         """Bytes of a member, enforcing the per-member and running total limits."""
         real = self.find(name)
         if real is None:
             raise OFDError("OFD 文件缺少必要的组成部分")
-        limit = self._limits.max_member_bytes
         try:
-            with self._zip.open(self._members[real]) as fh:
-                data = fh.read(limit + 1)
+            data = self._zip.read(real)
+        except UnsafeFile as exc:
+            raise OFDError(f"OFD {exc}") from exc
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise OFDError("OFD 文件已损坏或无法读取") from exc
-        if len(data) > limit:
-            raise OFDError("OFD 文件解压后过大，已拒绝")
-        self._read_total += len(data)
-        if self._read_total > self._limits.max_total_bytes:
+        if data is None:
             raise OFDError("OFD 文件解压后过大，已拒绝")
         return data
 
     def xml(self, name: str) -> Element:
-        """Parsed XML of a member (cached); DTDs and entities are refused by defusedxml."""
+        """Parsed XML of a member (cached); DTDs and entities are refused."""
         real = self.find(name)
         if real is None:
             raise OFDError("OFD 文件缺少必要的组成部分")
         cached = self._xml_cache.get(real)
         if cached is None:
+            data = self.read(real)
             try:
-                cached = SafeET.fromstring(self.read(real))
-            except OFDError:
-                raise
-            except Exception as exc:  # ParseError, defusedxml's Forbidden* and friends
+                cached = parse_xml(data, limit=len(data))
+            except UnsafeFile as exc:
+                raise OFDError(f"OFD {exc}") from exc
+            except Exception as exc:  # ParseError, unknown encodings and friends
                 raise OFDError("OFD 文件已损坏或无法读取") from exc
             self._xml_cache[real] = cached
         return cached
@@ -760,8 +720,8 @@ class _Style:
 class OFDDocument:
     """The first document of an OFD package: its pages, templates, resources and annotations."""
 
-    def __init__(self, source: bytes | io.IOBase, limits: ZipLimits = DEFAULT_LIMITS):
-        self.pkg = OFDPackage(source, limits)
+    def __init__(self, source: bytes | io.IOBase | SafeZip):
+        self.pkg = OFDPackage(source)
         ofd = self.pkg.xml("OFD.xml")
         body = _child(ofd, "DocBody")
         doc_root = _resolve("", _child_text(body, "DocRoot"))
@@ -873,9 +833,9 @@ class _Painter:
         self.target = canvas
         self.draw = ImageDraw.Draw(canvas)
         self.max_pixels = max_pixels
-        # Work budgets so that a hostile page cannot keep a worker busy for minutes.
-        self.budget = MAX_OBJECTS_PER_PAGE
-        self.glyph_budget = MAX_GLYPHS_PER_PAGE
+        # Work budgets so that a hostile page cannot keep a worker busy for minutes:
+        # objects, glyphs and path points all draw from one count of operations.
+        self.budget = limits.current().max_draw_ops
         self.clip_budget = CLIP_BUDGET_CANVASES * canvas.width * canvas.height
         self.image_cache: dict[str, Image.Image | None] = {}
         self.fonts = FontCache()
@@ -1077,7 +1037,20 @@ class _Painter:
         do_fill = el.get("Fill", "false").lower() == "true" and style.fill is not None
         if not (do_stroke or do_fill):
             return
-        subpaths = [([_apply(m, x, y) for x, y in pts], closed) for pts, closed in _flatten_path(data)]
+        if len(data) // 4 > self.budget:
+            self.budget = 0  # more coordinates than the page may still draw: stop here
+            return
+        flat = _flatten_path(data)
+        self.budget -= sum(len(pts) for pts, _ in flat)
+        if self.budget < 0:
+            return
+        subpaths = [([_apply(m, x, y) for x, y in pts], closed) for pts, closed in flat]
+        if do_fill:
+            # Filling costs its area, not its points: a page of full-canvas polygons is
+            # a few hundred points but minutes of scan conversion.
+            self.budget -= self._area(subpaths) // 100
+            if self.budget < 0:
+                return
         if do_fill:
             polys = [pts for pts, _ in subpaths if len(pts) >= 3]
             even_odd = el.get("Rule", "NonZero").lower().replace("-", "") == "evenodd"
@@ -1091,6 +1064,16 @@ class _Painter:
                 line = pts + [pts[0]] if closed and len(pts) > 2 else pts
                 if len(line) >= 2:
                     self.draw.line(line, fill=style.stroke, width=width, joint="curve" if width > 2 else None)
+
+    def _area(self, subpaths: list[tuple[list[tuple[float, float]], bool]]) -> int:
+        """Pixels of the canvas the subpaths' bounding box covers."""
+        xs = [p[0] for pts, _ in subpaths for p in pts]
+        ys = [p[1] for pts, _ in subpaths for p in pts]
+        if not xs:
+            return 0
+        w = min(self.target.width, max(xs)) - max(0.0, min(xs))
+        h = min(self.target.height, max(ys)) - max(0.0, min(ys))
+        return int(max(0.0, w) * max(0.0, h))
 
     def _multi_fill(self, polys: list[list[tuple[float, float]]], even_odd: bool, colour) -> None:
         """Fill several subpaths within their bounding box, honouring the fill rule."""
@@ -1135,8 +1118,8 @@ class _Painter:
             dxs = _deltas(code.get("DeltaX"))
             dys = _deltas(code.get("DeltaY"))
             for i, ch in enumerate(text):
-                if not ch.isspace() and self.glyph_budget > 0:
-                    self.glyph_budget -= 1
+                if not ch.isspace() and self.budget > 0:
+                    self.budget -= 1
                     px_x, px_y = _apply(m, x, y)
                     if upright:
                         self.draw.text((px_x, px_y), ch, font=font, fill=colour, anchor="ls")
@@ -1258,9 +1241,9 @@ def _open_embedded_image(data: bytes, max_pixels: int) -> Image.Image | None:
 # --------------------------------------------------------------------------- helpers
 
 
-def page_count(source: bytes | io.IOBase, limits: ZipLimits = DEFAULT_LIMITS) -> int:
+def page_count(source: bytes | io.IOBase | SafeZip) -> int:
     """Number of pages of an OFD package."""
-    doc = OFDDocument(source, limits)
+    doc = OFDDocument(source)
     try:
         return len(doc)
     finally:
@@ -1268,9 +1251,9 @@ def page_count(source: bytes | io.IOBase, limits: ZipLimits = DEFAULT_LIMITS) ->
 
 
 def render_page(source: bytes | io.IOBase, index: int, *, max_side: int,
-                limits: ZipLimits = DEFAULT_LIMITS, max_pixels: int = 50_000_000) -> Image.Image:
+                max_pixels: int = 50_000_000) -> Image.Image:
     """Render one OFD page to an RGB Pillow image with its longest side = ``max_side``."""
-    doc = OFDDocument(source, limits)
+    doc = OFDDocument(source)
     try:
         if not 0 <= index < len(doc):
             raise OFDError("页码超出范围")
@@ -1279,9 +1262,9 @@ def render_page(source: bytes | io.IOBase, index: int, *, max_side: int,
         doc.close()
 
 
-def iter_pages(source: bytes | io.IOBase, *, max_side: int, limits: ZipLimits = DEFAULT_LIMITS) -> Iterable[Image.Image]:
+def iter_pages(source: bytes | io.IOBase, *, max_side: int) -> Iterable[Image.Image]:
     """Render pages one after another (only one page bitmap alive at a time for the caller)."""
-    doc = OFDDocument(source, limits)
+    doc = OFDDocument(source)
     try:
         for i in range(len(doc)):
             yield doc.render(i, max_side=max_side)

@@ -13,7 +13,7 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from portal import media, ofd_render
+from portal import limits, media, ofd_render
 from portal.media import JPEG, OFD, PDF, PNG, TIFF, XML, MediaError
 
 from .conftest import CORPUS
@@ -373,16 +373,16 @@ def test_concurrent_pdf_rendering_is_serialised_safely():
 def test_decompression_bomb_png_is_refused():
     bomb = _png_header_only(100_000, 100_000)
     assert media.sniff_file(bomb) == PNG
-    with pytest.raises(MediaError, match="图片尺寸过大"):
+    with pytest.raises(MediaError, match="图片尺寸过大|像素数据过大"):
         media.page_count(bomb, PNG)
-    with pytest.raises(MediaError, match="图片尺寸过大"):
+    with pytest.raises(MediaError, match="图片尺寸过大|像素数据过大"):
         media.thumbnail(bomb, PNG)
 
 
 def test_image_just_over_the_pixel_limit_is_refused():
-    # Between our limit and Pillow's hard error Pillow only warns; we still refuse.
-    side = int((media.MAX_IMAGE_PIXELS * 1.2) ** 0.5)
-    with pytest.raises(MediaError, match="图片尺寸过大"):
+    # An 8-bit greyscale frame: one byte a pixel, so the side follows from the byte budget.
+    side = int((limits.DEFAULT.max_pixel_bytes * 1.2) ** 0.5)
+    with pytest.raises(MediaError, match="像素数据过大"):
         media.page_count(_png_header_only(side, side), PNG)
 
 
@@ -404,17 +404,18 @@ def test_zip_bomb_ofd_is_refused():
 
 
 def test_ofd_with_too_many_members_is_refused():
-    members = {f"Doc_0/f{i}.xml": b"" for i in range(ofd_render.DEFAULT_LIMITS.max_members + 1)}
+    members = {f"Doc_0/f{i}.xml": b"" for i in range(limits.DEFAULT.max_zip_members + 1)}
     members["OFD.xml"] = b"<x/>"
-    with pytest.raises(MediaError, match="条目过多"):
+    with pytest.raises(MediaError, match="文件过多"):
         media.page_count(_zip(members), OFD)
 
 
 def test_ofd_total_size_limit():
     data = _corpus("vat_e_ordinary_chongqing_12235358.ofd")
-    tight = ofd_render.ZipLimits(max_total_bytes=64 * 1024)
-    with pytest.raises(ofd_render.OFDError, match="过大"):
-        ofd_render.page_count(data, limits=tight)
+    with limits.using(limits.Limits(max_zip_total_bytes=64 * 1024)):
+        with pytest.raises(ofd_render.OFDError, match="过大"):
+            ofd_render.page_count(data)
+    assert ofd_render.page_count(data) == 5
 
 
 def test_ofd_path_tricks_are_ignored():

@@ -17,6 +17,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
+from portal import limits, media
 from portal.recognition import Invoice, UnsafeFile, recognise
 from portal.recognition.qr import parse_payload
 from portal.recognition.textparse import words_to_amount
@@ -375,18 +376,27 @@ def test_ofd_path_tricks_are_only_names():
     assert recognise(data, "application/ofd") == []
 
 
-def _png_header(width: int, height: int) -> bytes:
+def _png_header(width: int, height: int, depth: int = 8, colour: int = 0) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("size", [(100_000, 100_000), (9_000, 9_000), (60_000, 1_000)])
+@pytest.mark.parametrize("size", [(100_000, 100_000, 8, 0), (14_000, 14_000, 8, 0), (60_000, 3_000, 8, 0)])
 def test_huge_image_header_is_refused(size):
-    with pytest.raises(UnsafeFile):
+    with pytest.raises(UnsafeFile, match="像素数据过大"):
         recognise(_png_header(*size), "image/png")
+
+
+def test_pixel_budget_counts_bytes_of_mode_and_bit_depth():
+    """7,000 x 7,000 is 49 Mpx: 49 MB as 8-bit grey but 392 MB as 16-bit RGBA."""
+    assert recognise(_png_header(7_000, 7_000, 8, 0), "image/png") == []  # within the budget, unreadable pixels
+    with pytest.raises(UnsafeFile, match="像素数据过大"):
+        recognise(_png_header(7_000, 7_000, 16, 6), "image/png")  # 16-bit RGBA
+    with pytest.raises(UnsafeFile, match="像素数据过大"):
+        recognise(_png_header(7_000, 7_000, 8, 6), "image/png")  # 8-bit RGBA, 4 bytes a pixel
 
 
 def test_image_with_broken_pixels_gives_nothing():
@@ -423,12 +433,20 @@ def test_deeply_nested_xml_does_not_crash():
     assert recognise(xml, "application/xml") == []
 
 
-def test_pdf_over_the_page_limit_is_refused():
+def test_pdf_page_limit_is_the_configured_one():
+    """One limit for every reader: a 60-page PDF passes under MAX_PAGES=200, not under 50."""
     pdf = pdfium.PdfDocument.new()
-    for _ in range(51):
+    for _ in range(60):
         pdf.new_page(595, 842).close()
-    with pytest.raises(UnsafeFile):
-        recognise(_save(pdf), "application/pdf")
+    data = _save(pdf)
+    with limits.using(limits.Limits(max_pages=200)):
+        assert recognise(data, "application/pdf") == []
+        assert media.page_count(data, "application/pdf") == 60
+    with limits.using(limits.Limits(max_pages=50)):
+        with pytest.raises(UnsafeFile, match="超过 50 页"):
+            recognise(data, "application/pdf")
+        with pytest.raises(media.MediaError, match="50 页"):
+            media.page_count(data, "application/pdf")
 
 
 def test_blank_pdf_gives_nothing():

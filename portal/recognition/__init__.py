@@ -14,12 +14,14 @@ import logging
 
 from PIL import Image
 
+from portal import limits
+
 from . import ocr as ocr_hook
 from .model import Invoice, merge_all
 from .ofd import read_ofd
 from .pdf import read_pdf
 from .qr import parse_payload, scan_image
-from .safety import MAX_TIFF_FRAMES, UnsafeFile, check_image_size, open_image
+from .safety import UnsafeFile, check_image_size, open_image
 from .xmlinv import read_xml
 
 __all__ = ["Invoice", "UnsafeFile", "recognise", "MEDIA_TYPES"]
@@ -53,8 +55,8 @@ def recognise(data: bytes, media_type: str, *, ocr: bool = False) -> list[Invoic
         return []
     try:
         readings = reader(data, media_type, ocr)
-    except UnsafeFile:
-        raise
+    except (UnsafeFile, MemoryError):
+        raise  # a refusal, or the worker's memory budget: neither means "no invoice here"
     except Exception:
         # Untrusted bytes: any parser failure means "not recognisable", not a server error.
         log.debug("recognition failed for a %s file", media_type, exc_info=True)
@@ -90,7 +92,7 @@ def _read_frames(image: Image.Image, data: bytes, ocr_enabled: bool) -> list[Inv
     """QR readings of each frame; a multi-frame TIFF is decoded at full size, frame by frame."""
     frames = getattr(image, "n_frames", 1) or 1
     readings: list[Invoice] = []
-    for index in range(min(frames, MAX_TIFF_FRAMES)):
+    for index in range(min(frames, limits.current().max_pages)):
         if index:
             image.seek(index)
             check_image_size(image)
@@ -103,6 +105,7 @@ def _read_frames(image: Image.Image, data: bytes, ocr_enabled: bool) -> list[Inv
         if ocr_enabled and not any(r.is_complete for r in page_readings):
             page_readings = merge_all(page_readings + ocr_hook.read_image(image.convert("L"), page=index))
         readings.extend(page_readings)
+        limits.tick()
     return readings
 
 

@@ -25,7 +25,9 @@ from .model import (
     parse_money,
 )
 from .qr import parse_payload, scan_small_qr_image
-from .safety import MAX_XML_BYTES, SafeZip, UnsafeFile, local_name, open_image, parse_xml
+from portal import limits
+
+from .safety import SafeZip, UnsafeFile, local_name, open_image, parse_xml
 from .textparse import parse_text
 from .xmlinv import read_xml
 
@@ -36,7 +38,6 @@ _ATTACHMENT_RE = re.compile(r"^Doc_\d+/Attachs/(?!Attachments\.xml$)[^/]+\.xml$"
 _PAGE_RE = re.compile(r"^Doc_\d+/Pages/Page_(\d+)/Content\.xml$", re.I)
 _TAG_RE = re.compile(r"^Doc_\d+/Tags/(?!CustomTags\.xml$)[^/]+\.xml$", re.I)
 _RES_IMAGE_RE = re.compile(r"^Doc_\d+/Res/[^/]+\.(png|jpe?g|tiff?)$", re.I)
-MAX_PAGES = 50
 MAX_QR_IMAGES = 20
 
 # OFD.xml <CustomData Name="…"> keys written by the tax authority's OFD generators.
@@ -70,19 +71,19 @@ _CUSTOM_TAG = {
 }
 
 
-def read_ofd(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
-    """Invoices found in an OFD file; [] when nothing is recognisable.
+def read_ofd(data: bytes | SafeZip, *, ocr_enabled: bool = False) -> list[Invoice]:
+    """Invoices found in an OFD file (bytes, or the archive already opened); [] when none.
 
     Raises UnsafeFile for zip bombs, too many members or over-size parts.
     `ocr_enabled` has no effect yet: OFD pages are not rendered to images here.
     """
-    archive = SafeZip(data)
+    archive = data if isinstance(data, SafeZip) else SafeZip(data)
     names = archive.names()
 
     readings: list[Invoice] = []
     for name in names:
         if _ATTACHMENT_RE.match(name):
-            readings.extend(_safe(lambda n=name: read_xml(archive.read(n, MAX_XML_BYTES) or b""), name))
+            readings.extend(_safe(lambda n=name: read_xml(archive.read(n, limits.current().max_xml_bytes) or b""), name))
     if any(r.is_complete for r in readings):
         return merge_all(readings)
 
@@ -164,7 +165,7 @@ def _invoice_from_values(values: dict[str, str], page: int | None = None) -> Inv
 def _safe_parse(archive: SafeZip, name: str) -> Element | None:
     """The parsed part, None when it is absent or broken; UnsafeFile still propagates."""
     try:
-        blob = archive.read(name, MAX_XML_BYTES)
+        blob = archive.read(name, limits.current().max_xml_bytes)
         return parse_xml(blob) if blob else None
     except UnsafeFile:
         raise
@@ -180,7 +181,7 @@ def _page_texts(archive: SafeZip, names: list[str]) -> tuple[dict[str, str], lis
     page_parts = sorted(
         ((int(m.group(1)), n) for n in names if (m := _PAGE_RE.match(n))), key=lambda p: p[0]
     )
-    for page, name in page_parts[:MAX_PAGES]:
+    for page, name in page_parts[:limits.current().max_pages]:
         root = _safe_parse(archive, name)
         if root is None:
             continue
@@ -211,7 +212,7 @@ def _custom_tags(archive: SafeZip, names: list[str], texts: dict[str, str]) -> l
         if not _TAG_RE.match(name):
             continue
         try:
-            blob = archive.read(name, MAX_XML_BYTES) or b""
+            blob = archive.read(name, limits.current().max_xml_bytes) or b""
         except (zipfile.BadZipFile, OSError, EOFError):
             log.debug("unreadable OFD part %s", name, exc_info=True)
             continue

@@ -11,12 +11,13 @@ import unicodedata
 
 import pypdfium2 as pdfium
 
+from portal import limits
 from portal.media import PDFIUM_LOCK
 
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all
 from .qr import parse_payload, scan_gray
-from .safety import MAX_PDF_BYTES, MAX_PDF_PAGES, MAX_XML_BYTES, UnsafeFile
+from .safety import UnsafeFile
 from .textparse import parse_text
 from .xmlinv import read_xml
 
@@ -34,20 +35,22 @@ def read_pdf(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
 
     Raises UnsafeFile when the file or its page count is over the limit.
     """
-    if len(data) > MAX_PDF_BYTES:
+    cap = limits.current()
+    if len(data) > cap.max_file_bytes:
         raise UnsafeFile("PDF 文件过大，已拒绝")
     # PDFium is not thread-safe: every pdfium call in the process holds one lock.
     with PDFIUM_LOCK:
         pdf = pdfium.PdfDocument(data)
         try:
-            if len(pdf) > MAX_PDF_PAGES:
-                raise UnsafeFile(f"PDF 超过 {MAX_PDF_PAGES} 页，请拆分后上传")
+            if len(pdf) > cap.max_pages:
+                raise UnsafeFile(f"PDF 超过 {cap.max_pages} 页，请拆分后上传")
             readings = _attachments(pdf)
             if any(r.is_complete for r in readings):
                 # An embedded invoice XML is exact; the pages only repeat it.
                 return merge_all(readings)
             for index in range(len(pdf)):
                 readings.extend(_read_page(pdf, index, ocr_enabled))
+                limits.tick()
         finally:
             pdf.close()
     return _merge_pages(readings)
@@ -62,7 +65,7 @@ def _attachments(pdf: pdfium.PdfDocument) -> list[Invoice]:
         if not name.lower().endswith(".xml"):
             continue
         blob = bytes(attachment.get_data())
-        if len(blob) > MAX_XML_BYTES:
+        if len(blob) > limits.current().max_xml_bytes:
             raise UnsafeFile("PDF 附件过大，已拒绝")
         try:
             found.extend(read_xml(blob))

@@ -192,7 +192,7 @@ def upload_images(bill_no: str):
         raise ApiError(422, "invalid_request", "请上传文件（multipart 表单字段 file）")
     bills.require_editable(bill)  # a 409 answers before any file-level complaint
     # Every file is checked and recognised before any reaches the store: all or none.
-    prepared = [bills.prepare_file(data, name) for name, data in files]
+    prepared = [bills.prepare_file(data, name, tenant=bill.enterprise_id) for name, data in files]
     added: list[tuple[int, bool]] = []
     try:
         for file in prepared:

@@ -2,17 +2,24 @@
 
 Callers resolve and authorise the :class:`~portal.models.Image` first; everything
 here is addressed by the image's stored sha256, never by anything the client sent.
-Renders are cached as derived assets beside the blob, and since a sha256 names
-content that never changes, browsers may keep them for a year.
+Renders are cached as derived assets beside the blob (content-addressed: sha256, page
+and size in the name), and since a sha256 names content that never changes, browsers
+may keep them for a year.  Renders run in budgeted child processes
+(:mod:`portal.filework`); a page refused as over budget is remembered too, so a
+hostile page costs one budget, not one per request, and concurrent requests for one
+page wait for a single render.
 """
 from __future__ import annotations
 
 import logging
+import threading
 
-from flask import Response, abort, request, send_file
+from flask import Response, abort, current_app, request, send_file
+from sqlalchemy import select
 
-from ... import bills, media
-from ...models import Image
+from ... import bills, filework, media
+from ...extensions import db
+from ...models import Bill, Image
 from ...storage import BlobNotFound
 
 log = logging.getLogger("portal.assets")
@@ -23,38 +30,85 @@ PAGE_SIDE = 1800
 CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
-def _cached(image: Image, name: str, media_type: str, make) -> Response:
+# One lock per derived asset being made: the second request for a page waits for the first
+# render instead of starting its own.
+_making: dict[tuple[str, str], threading.Lock] = {}
+_making_guard = threading.Lock()
+
+
+def _lock_for(key: tuple[str, str]) -> threading.Lock:
+    with _making_guard:
+        return _making.setdefault(key, threading.Lock())
+
+
+def _refused_name(name: str) -> str:
+    return name + ".refused"
+
+
+def _refusal(message: str, status: int = 422) -> Response:
+    resp = Response(message, status=status, mimetype="text/plain")
+    if status == 503:
+        resp.headers["Retry-After"] = "5"
+    return resp
+
+
+def _cached(image: Image, name: str, media_type: str, page: int, max_side: int, thumb: bool) -> Response:
     """Answer a derived asset: 304 when the browser has it, else from the store or freshly made."""
     etag = f"{image.sha256}-{name}"
     if etag in request.if_none_match:
         resp = Response(status=304)
-    else:
-        store = bills.storage()
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = CACHE_CONTROL
+        return resp
+    store = bills.storage()
+    key = (image.sha256, name)
+    data = store.get_derived(image.sha256, name)
+    if data is None:
+        try:
+            made = _make(image, name, key, store, page, max_side, thumb)
+        finally:
+            with _making_guard:
+                _making.pop(key, None)
+        if isinstance(made, Response):
+            return made
+        data = made
+    resp = Response(data, mimetype=media_type)
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = CACHE_CONTROL
+    return resp
+
+
+def _make(image: Image, name: str, key: tuple[str, str], store, page: int, max_side: int, thumb: bool) -> bytes | Response:
+    """Render one derived asset once (others asking meanwhile wait), or answer its remembered refusal."""
+    with _lock_for(key):
         data = store.get_derived(image.sha256, name)
+        refused = store.get_derived(image.sha256, _refused_name(name)) if data is None else None
+        if refused is not None:
+            return _refusal(refused.decode("utf-8"))
         if data is None:
             try:
                 original = store.read(image.sha256)
             except BlobNotFound:
                 log.error("blob %s of image %s is missing from storage", image.sha256, image.id)
                 abort(404)
+            tenant = db.session.scalar(select(Bill.enterprise_id).where(Bill.id == image.bill_id))
             try:
-                data = make(original)
-            except media.MediaError:
+                data = filework.render(original, image.blob.media_type, page, max_side=max_side, thumb=thumb,
+                                       config=current_app.config, tenant=tenant)
+            except filework.Refused as exc:
+                if exc.status == 503:
+                    return _refusal(exc.message, 503)  # busy now, not the file's fault: not remembered
                 # The file passed every check on upload; a renderer may still give up on it.
-                log.warning("cannot render %s of image %s", name, image.id, exc_info=True)
-                abort(404)
+                log.warning("cannot render %s of image %s: %s", name, image.id, exc.message)
+                store.put_derived(image.sha256, _refused_name(name), exc.message.encode("utf-8"))
+                return _refusal(exc.message)
             store.put_derived(image.sha256, name, data)
-        resp = Response(data, mimetype=media_type)
-    resp.set_etag(etag)
-    resp.headers["Cache-Control"] = CACHE_CONTROL
-    return resp
+        return data
 
 
 def thumbnail(image: Image) -> Response:
     """The first page as a small JPEG."""
-    blob = image.blob
-    return _cached(image, f"thumb-{THUMB_SIDE}.jpg", "image/jpeg",
-                   lambda data: media.thumbnail(data, blob.media_type, max_side=THUMB_SIDE))
+    return _cached(image, f"thumb-{THUMB_SIDE}.jpg", "image/jpeg", 0, THUMB_SIDE, True)
 
 
 def page(image: Image, n: int) -> Response:
@@ -64,8 +118,7 @@ def page(image: Image, n: int) -> Response:
         abort(404)
     out_type = media.render_media_type(blob.media_type)
     ext = "png" if out_type == media.PNG else "jpg"
-    return _cached(image, f"page-{n}-{PAGE_SIDE}.{ext}", out_type,
-                   lambda data: media.render_page(data, blob.media_type, n - 1, max_side=PAGE_SIDE))
+    return _cached(image, f"page-{n}-{PAGE_SIDE}.{ext}", out_type, n - 1, PAGE_SIDE, False)
 
 
 def download_name(image: Image) -> str:
