@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit, filework
 from .extensions import db
-from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, utcnow
+from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob, utcnow
 from .recognition import Invoice as Reading
 from .storage import LocalStorage, TooLarge
 
@@ -601,6 +601,13 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
     bill.return_reason = reason
     bill.round += 1
     event(bill, "return", actor, to="returned", detail={"reason": reason})
+    ent = bill.enterprise or db.session.get(Enterprise, bill.enterprise_id)
+    if ent.reject_on_return and bill.origin == "pull" and ent.docking_id:
+        # The ERP task goes back as well (驳回, the reason as the opinion); the job runner sends it.
+        db.session.add(WritebackJob(bill_id=bill.id, enterprise_id=bill.enterprise_id, kind="reject", sha256="",
+                                    round=bill.round, payload={"reason": reason}))
+        event(bill, "writeback", actor, detail={"result": "queued", "jobs": 1,
+                                                "message": "已排队：在星空驳回该单据的影像审核任务"})
     audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,
                  summary=f"退回单据 {bill.bill_no} 重扫：{reason[:100]}", actor=actor)
 

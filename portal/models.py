@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -217,6 +218,8 @@ class Enterprise(db.Model):
     # 只接受加密推送: a push's sign does not cover its data, so a plain push could be forged from
     # a captured sign; only the AES-encrypted data proves the sender knows the encrypt_key.
     encrypted_push_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Returning a pulled bill for rescan also rejects (驳回) its ERP workflow task, with the reason.
+    reject_on_return: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
     # enterprises share one docking connection; empty = the bills no other enterprise lists.
@@ -441,6 +444,11 @@ class ExpectedInvoice(db.Model):
     # Set once a sync-mode download attached the file to the bill.
     fetched_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     fetch_error: Mapped[str | None] = mapped_column(String(500))
+    # Pushed in the invoice cloud's own record shape: its type code as sent, the cloud's verification
+    # fields (verifyResult, isRepeat, invoiceStatus, cancelMark) and every other field we do not map.
+    cloud_type: Mapped[str | None] = mapped_column(String(8))
+    cloud: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Failed downloads back off: attempts so far and the earliest time of the next one;
     # at FETCH_MAX_ATTEMPTS the row is no longer fetched and keeps its last error.
     fetch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -37,10 +37,11 @@ from sqlalchemy.exc import IntegrityError
 from . import audit, housekeeping, media
 from .bills import event, live_images, storage
 from .crypto import decrypt
+from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter, pull_all
 from .extensions import db
 from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
                           timeout_from_config)
-from .models import BILL_STATUSES, Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
+from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
 from .storage import BlobNotFound
 
 log = logging.getLogger("portal.writeback")
@@ -59,7 +60,7 @@ __all__ = [
     "writeback_cli",
 ]
 
-KINDS = {"attachment": "上传附件", "status": "回写状态"}
+KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
 STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
 
 #: How long a claimed job may run before another runner may take it over (crashed runner).
@@ -72,6 +73,7 @@ BACKOFF_CAP = 3600.0
 WAIT_FOR_ATTACHMENTS = timedelta(seconds=30)
 
 ACTOR = "writeback"  # the actor of the runner's bill events
+APPROVABLE = ("completed", "matched")  # bill statuses whose workflow task is approved
 
 
 def max_attempts() -> int:
@@ -146,14 +148,19 @@ def enqueue_bill(bill: Bill, actor: str) -> int:
         rows.append(_row(bill, "attachment", image.sha256, now,
                          {"image_id": image.id, "filename": image.filename}))
     attachments = _insert_ignoring_duplicates(rows)
+    # Once the images are in the ERP, the image user's workflow task is approved so the bill moves on;
+    # only a finished bill is approved (basic/sync: completed; match: matched or confirmed).
+    approvals = 0
+    if bill.status in APPROVABLE:
+        approvals = _insert_ignoring_duplicates([_row(bill, "approve", "", now, {})])
     statuses = 0
     if conn.status_field:
         statuses = _insert_ignoring_duplicates([_row(bill, "status", "", now, {"field": conn.status_field})])
         statuses = statuses or _rearm_status(bill, now)
-    created = attachments + statuses
+    created = attachments + approvals + statuses
     if created:
         what = "、".join(part for part in (f"{attachments} 个影像附件" if attachments else "",
-                                           "影像状态" if statuses else "") if part)
+                                           "工作流审批" if approvals else "", "影像状态" if statuses else "") if part)
         event(bill, "writeback", actor, detail={"result": "queued", "jobs": created,
                                                 "message": f"已排队回写 ERP：{what}"})
     return created
@@ -322,7 +329,7 @@ def _process(job_id: int, run: _Run) -> str:
     job = db.session.get(WritebackJob, job_id)
     if job is None:
         return "taken"
-    if job.kind == "status":
+    if job.kind in ("status", "approve"):
         blockers = _blocking_attachments(job)
         if blockers:
             return _wait(job, blockers, run.now)
@@ -343,6 +350,8 @@ def _process(job_id: int, run: _Run) -> str:
         connection = run.connection(conn)
         if job.kind == "attachment":
             return _run_attachment(job, bill, connection, label, run.now)
+        if job.kind in ("approve", "reject"):
+            return _run_workflow(job, bill, connection)
         return _run_status(job, bill, conn, connection, label)
     except IntegrationError as exc:
         return _fail(job_id, run.now, exc.message, label)
@@ -436,6 +445,46 @@ def _wake_status(bill_id: int, now: datetime) -> None:
     db.session.commit()
 
 
+def _run_workflow(job: WritebackJob, bill: Bill, connection: _Connection) -> str:
+    """Approve (``approve`` job) or reject (``reject`` job) the image user's workflow task once. Commits.
+
+    A workflow write is never blindly retried: every try first re-reads the pending task. No task
+    means it was processed already — by our earlier try whose answer was lost, or by a person in the
+    ERP — and nothing is sent again.
+    """
+    job_id, bill_id, form_id, bill_no, post = job.id, bill.id, bill.form_id, bill.bill_no, bill.task_post_id
+    sent_before = bool((job.payload or {}).get("sent"))
+    if job.kind == "reject":
+        approval, disposition = 2, f"影像退回重扫：{(job.payload or {}).get('reason', '')}"[:500]
+    else:
+        if bill.status not in APPROVABLE and not sent_before:
+            return _finish(job, bill, None, note=f"单据当前状态为“{bill.status_label}”，不在星空审批")
+        images = live_images(bill)
+        invoices = sum(len(image.invoices) for image in images)
+        approval, disposition = 1, f"影像审核通过：{len(images)} 个影像，{invoices} 张发票"
+    db.session.commit()
+    galaxy = connection.ready()
+    try:
+        tasks = galaxy.query(TASK_FORM, TASK_KEYS, pending_task_filter(galaxy.user_id, [form_id], bill_no))
+        if not tasks:
+            job = db.session.get(WritebackJob, job_id)
+            if sent_before:
+                return _finish(job, db.session.get(Bill, bill_id), None, approved=disposition)
+            return _finish(job, db.session.get(Bill, bill_id), None,
+                           note="星空中没有该单据的待审批任务（可能已在星空中处理），未重复处理")
+        post = int(tasks[0][2] or 0) or post
+        # Recorded before sending: if the answer is lost, the next try re-reads the task first.
+        db.session.execute(update(WritebackJob).where(WritebackJob.id == job_id)
+                           .values(payload={**(job.payload or {}), "sent": True})
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
+        galaxy.workflow_audit(form_id, bill_no, approval, disposition, post_id=post)
+    except IntegrationError as exc:
+        connection.note(exc)
+        raise
+    return _finish(db.session.get(WritebackJob, job_id), db.session.get(Bill, bill_id), None, approved=disposition)
+
+
 def _run_status(job: WritebackJob, bill: Bill, conn: DockingConnection, connection: _Connection, label: str) -> str:
     field_key = conn.status_field or (job.payload or {}).get("field")
     if not field_key:
@@ -445,7 +494,7 @@ def _run_status(job: WritebackJob, bill: Bill, conn: DockingConnection, connecti
     except ValueError:
         raise IntegrationError(f"单据的 ERP 内码不是数字：{bill.erp_id}") from None
     status, form_id, job_id, bill_id = bill.status, bill.form_id, job.id, bill.id
-    value = BILL_STATUSES.get(status, status)
+    value = status  # a code (completed, matched …) that an ERP-side rule can test; labels change with the UI
     db.session.commit()
     galaxy = connection.ready()
     try:
@@ -469,7 +518,8 @@ def _run_status(job: WritebackJob, bill: Bill, conn: DockingConnection, connecti
 
 
 def _finish(job: WritebackJob, bill: Bill, file_id: str | None, *, note: str | None = None, name: str | None = None,
-            field: str | None = None, value: str | None = None, verified_earlier: bool = False) -> str:
+            field: str | None = None, value: str | None = None, verified_earlier: bool = False,
+            approved: str | None = None) -> str:
     """Mark the job done (or skipped with ``note``) and tell the bill's history. Commits."""
     job.state, job.last_error = "done", None
     if file_id:
@@ -486,9 +536,13 @@ def _finish(job: WritebackJob, bill: Bill, file_id: str | None, *, note: str | N
         message = f"已上传附件 {name} 到星空" + ("（核对到上次已上传的文件）" if verified_earlier else "")
         detail = {"result": "done", "kind": "attachment", "job_id": job.id, "file_id": file_id, "filename": name,
                   "message": message}
+    elif job.kind in ("approve", "reject"):
+        verb = "审批通过" if job.kind == "approve" else "驳回"
+        detail = {"result": "done", "kind": job.kind, "job_id": job.id,
+                  "message": f"已在星空{verb}影像审核任务（{approved}）"}
     else:
         detail = {"result": "done", "kind": "status", "job_id": job.id, "field": field, "value": value,
-                  "message": f"已回写影像状态“{value}”到星空字段 {field}"}
+                  "message": f"已回写影像状态 {value} 到星空字段 {field}"}
     event(bill, "writeback", ACTOR, detail=detail)
     db.session.commit()
     log.info("writeback job %s bill %s: %s", job.id, bill.bill_no, detail["message"])
@@ -556,13 +610,18 @@ writeback_cli = AppGroup("writeback", help="ERP 回写任务（run）。")
 def _one_pass(limit: int) -> dict[str, int]:
     from . import sync  # sync-mode bills: fetch the pushed files first, so they are written back too
 
+    # Bills waiting at the ERP's workflow node come in first, so this pass can already write back.
+    pulled = pull_all()
+    opened = sum(r.opened for r in pulled.values())
+    click.echo(f"拉取星空待办：新开单据 {opened}")
     fetched = sync.fetch_pending()
     click.echo(f"同步下载：{fetched}")
     counts = run_due(limit=limit)
     click.echo("回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                .format(**counts))
-    jobs_log.info("pass: fetched %d pushed files; write-back done %d, failed %d, waiting %d, skipped %d, taken %d",
-                  fetched, counts["done"], counts["failed"], counts["waiting"], counts["skipped"], counts["taken"])
+    jobs_log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; write-back done %d, failed %d, "
+                  "waiting %d, skipped %d, taken %d", opened, fetched, counts["done"], counts["failed"],
+                  counts["waiting"], counts["skipped"], counts["taken"])
     return counts
 
 

@@ -66,6 +66,11 @@ def setup(app, galaxy, make_enterprise):
     return make
 
 
+def image_user(galaxy) -> int:
+    """The Galaxy user id the docking connection logs in as (the image user holding the tasks)."""
+    return galaxy.app.users[(TEST_GALAXY.acct_id, TEST_GALAXY.username)].user_id
+
+
 def jobs_of(bill: Bill, kind: str | None = None) -> list[WritebackJob]:
     db.session.expire_all()
     stmt = select(WritebackJob).where(WritebackJob.bill_id == bill.id).order_by(WritebackJob.id)
@@ -98,23 +103,32 @@ def uploads(galaxy) -> int:
 
 def test_a_completed_bills_images_land_in_galaxy_byte_exact(setup, galaxy):
     bill = setup()
-    assert enqueue(bill) == 3
-    assert [j.kind for j in jobs_of(bill)] == ["attachment"] * 3  # no status field configured → no status job
+    galaxy.app.add_task(FORM, "FYBX0001", image_user(galaxy))  # the bill waits at the node 影像审核
+    assert enqueue(bill) == 4
+    # No status field configured → no status job; the workflow task is approved after the attachments.
+    assert [j.kind for j in jobs_of(bill)] == ["attachment"] * 3 + ["approve"]
 
     counts = writeback.run_due()
 
-    assert counts == {"done": 3, "failed": 0, "waiting": 0, "skipped": 0, "taken": 0}
+    assert counts == {"done": 4, "failed": 0, "waiting": 0, "skipped": 0, "taken": 0}
     assert held(galaxy) == expected()
     names = {a["file_name"] for a in galaxy.attachments(FORM, inter_id=100001)}
     assert names == set(FILES)
     assert all(a["bill_no"] == "FYBX0001" for a in galaxy.attachments(FORM, inter_id=100001))
     for job in jobs_of(bill):
-        assert job.state == "done" and job.attempts == 1 and job.remote_file_id and job.last_error is None
+        assert job.state == "done" and job.attempts == 1 and job.last_error is None
+        assert bool(job.remote_file_id) == (job.kind == "attachment")
     assert galaxy.login_count == 1  # one client per connection per run
     assert not any(c.get("service") == "save" for c in galaxy.calls)
     events = list(db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id,
                                                              BillEvent.action == "writeback")))
-    assert [e.detail["result"] for e in events] == ["queued", "done", "done", "done"]
+    assert [e.detail["result"] for e in events] == ["queued", "done", "done", "done", "done"]
+    services = [c["service"] for c in galaxy.calls if c.get("authenticated")]
+    assert services.index("workflowaudit") > max(i for i, s in enumerate(services) if s == "attachmentupload")
+    [task] = galaxy.app.tasks
+    assert (task["FStatus"], task["FResultName"]) == ("1", "同意")
+    assert task["FDisposition"].startswith("影像审核通过：3 个影像，") and task["FDisposition"].endswith("张发票")
+    assert galaxy.get_bill(FORM, id=100001).status == "C"
     assert writeback.run_due() == {"done": 0, "failed": 0, "waiting": 0, "skipped": 0, "taken": 0}
 
 
@@ -129,12 +143,13 @@ def test_upload_names_carry_the_contents_extension():
 
 def test_status_field_is_saved_after_all_attachments(setup, galaxy):
     bill = setup(status_field=STATUS_FIELD)
-    assert enqueue(bill) == 4
+    assert enqueue(bill) == 5
 
     counts = writeback.run_due()
 
-    assert counts["done"] == 4
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "审核完成"
+    assert counts["done"] == 4 and counts["skipped"] == 1  # the approval: no workflow task in this ERP
+    # An opt-in custom field gets the status code (a label would change with the UI's wording).
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "completed"
     services = [c["service"] for c in galaxy.calls if c.get("authenticated")]
     assert services.index("save") > max(i for i, s in enumerate(services) if s == "attachmentupload")
     status = jobs_of(bill, "status")[0]
@@ -146,13 +161,15 @@ def test_a_later_status_is_written_again(setup, galaxy):
     bill = setup(status_field=STATUS_FIELD, status="submitted")
     enqueue(bill)
     writeback.run_due()
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "已提交"
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "submitted"
 
     bill.status = "matched"
-    assert enqueue(bill) == 1  # the status job is armed again; no attachment is queued twice
-    assert len(jobs_of(bill)) == 4
+    # The status job is armed again and, the bill being finished now, the approval is queued;
+    # no attachment is queued twice.
+    assert enqueue(bill) == 2
+    assert len(jobs_of(bill)) == 5
     assert writeback.run_due()["done"] == 1
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "匹配成功"
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "matched"
     assert held(galaxy) == expected()
 
 
@@ -164,14 +181,14 @@ def test_status_waits_while_an_attachment_fails(setup, galaxy):
 
     counts = writeback.run_due(now=now)
 
-    assert counts == {"done": 2, "failed": 1, "waiting": 1, "skipped": 0, "taken": 0}
+    assert counts == {"done": 2, "failed": 1, "waiting": 2, "skipped": 0, "taken": 0}  # status and approval wait
     status = jobs_of(bill, "status")[0]
     assert status.state == "pending" and status.attempts == 0 and status.next_attempt_at > now
     assert not any(c.get("service") == "save" for c in galaxy.calls)
 
     counts = writeback.run_due(now=now + LATER)
     assert counts["done"] == 2  # the attachment, then the status job it woke up
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "审核完成"
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "completed"
 
 
 # --------------------------------------------------------------------------- remote failures
@@ -243,7 +260,7 @@ def test_galaxy_stopped_midway_then_back(setup, galaxy):
     assert counts["done"] == 3 and counts["failed"] == 0
     assert all(j.state == "done" for j in jobs_of(bill))
     assert held(galaxy) == expected()  # every image exactly once
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "审核完成"
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "completed"
 
 
 def test_failed_verification_does_not_upload_again(setup, galaxy):
@@ -346,7 +363,7 @@ def test_exhausted_job_needs_a_person_and_stays_retryable(setup, galaxy, app):
     db.session.commit()
     assert job.state == "pending" and job.attempts == 1
     assert writeback.run_due()["done"] == 1
-    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "审核完成"
+    assert galaxy.get_bill(FORM, id=100001).fields[STATUS_FIELD] == "completed"
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "retry")).object_id == str(job.id)
 
 
@@ -355,9 +372,9 @@ def test_exhausted_job_needs_a_person_and_stays_retryable(setup, galaxy, app):
 
 def test_enqueue_twice_creates_no_duplicates(setup):
     bill = setup(status_field=STATUS_FIELD)
-    assert enqueue(bill) == 4
+    assert enqueue(bill) == 5
     assert enqueue(bill) == 0
-    assert len(jobs_of(bill)) == 4
+    assert len(jobs_of(bill)) == 5
 
 
 def test_an_image_uploaded_in_round_one_is_not_uploaded_in_round_two(setup, galaxy):
@@ -369,9 +386,9 @@ def test_an_image_uploaded_in_round_one_is_not_uploaded_in_round_two(setup, gala
     bill.status = "completed"
     db.session.commit()
 
-    assert enqueue(bill) == 2  # the new image and round 2's status
+    assert enqueue(bill) == 3  # the new image, round 2's approval and status
     round_two = [j for j in jobs_of(bill) if j.round == 2]
-    assert sorted(j.kind for j in round_two) == ["attachment", "status"]
+    assert sorted(j.kind for j in round_two) == ["approve", "attachment", "status"]
     assert writeback.run_due()["done"] == 2
     assert held(galaxy) == expected(FILES + [EXTRA_FILE])
 
@@ -431,7 +448,7 @@ def test_a_removed_image_is_not_uploaded(setup, galaxy):
     db.session.commit()
 
     counts = writeback.run_due()
-    assert counts["done"] == 1 and counts["skipped"] == 1
+    assert counts["done"] == 1 and counts["skipped"] == 2  # the removed image; the approval of an "uploaded" bill
     assert held(galaxy) == expected(FILES[1:2])
 
 
@@ -497,7 +514,7 @@ def test_retry_now_from_the_page_is_audited(browser, page_setup):
 
     resp = browser.post("/writeback/retry-failed", htmx="writeback-list")
     assert resp.status_code == 200
-    assert sorted(j.state for j in jobs_of(bill)) == ["done", "pending", "pending"]
+    assert sorted(j.state for j in jobs_of(bill, "attachment")) == ["done", "pending", "pending"]
     assert len(list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == "retry")))) == 2
 
 
@@ -548,5 +565,72 @@ def test_write_back_calls_only_allowed_erp_hosts(setup, galaxy, app):
     app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"
     counts = writeback.run_due()
     assert counts["failed"] == 3 and counts["done"] == 0
-    assert all("不在允许的地址列表" in j.last_error for j in jobs_of(bill))
+    assert all("不在允许的地址列表" in j.last_error for j in jobs_of(bill, "attachment"))
     assert galaxy.calls == []
+
+
+# --------------------------------------------------------------------------- workflow approval
+
+
+def test_an_approval_whose_answer_was_lost_is_not_sent_again(setup, galaxy, app):
+    """The ERP approved, but the answer never came back: the next try re-reads the task and stops."""
+    bill = setup(files=FILES[:1])
+    galaxy.app.add_task(FORM, "FYBX0001", image_user(galaxy))
+    enqueue(bill)
+    app.config["OUTBOUND_READ_TIMEOUT"] = 0.3
+    galaxy.inject_fault(match="WorkflowAudit", delay=1.0)  # answered (and carried out) after we gave up
+    now = utcnow()
+    counts = writeback.run_due(now=now)
+    assert counts["done"] == 1 and counts["failed"] == 1
+    approve = jobs_of(bill, "approve")[0]
+    assert approve.state == "failed" and approve.payload["sent"] is True
+    assert galaxy.app.wait_idle(5)
+    assert galaxy.app.tasks[0]["FStatus"] == "1"  # the ERP did approve it
+
+    assert writeback.run_due(now=now + LATER)["done"] == 1
+    assert jobs_of(bill, "approve")[0].state == "done"
+    assert [c["service"] for c in galaxy.calls].count("workflowaudit") == 1  # never sent twice
+
+
+def test_a_refused_approval_keeps_the_erps_message_and_is_tried_again(setup, galaxy):
+    bill = setup(files=FILES[:1])
+    galaxy.app.add_task(FORM, "FYBX0001", image_user(galaxy), base_post=31)
+    enqueue(bill)
+    galaxy.inject_business_error("WorkflowAudit", message="流程实例已挂起，不能审批")
+    now = utcnow()
+    writeback.run_due(now=now)
+    approve = jobs_of(bill, "approve")[0]
+    assert approve.state == "failed" and approve.last_error == "流程实例已挂起，不能审批"
+    assert galaxy.app.tasks[0]["FStatus"] == "0"
+    assert writeback.run_due(now=now + LATER)["done"] == 1  # the task is still there: approve it now
+    assert galaxy.app.tasks[0]["FStatus"] == "1" and galaxy.get_bill(FORM, id=100001).status == "C"
+
+
+def test_a_task_processed_in_the_erp_meanwhile_is_left_alone(setup, galaxy):
+    bill = setup(files=FILES[:1])
+    enqueue(bill)  # no pending task: someone approved it in the ERP already
+    assert writeback.run_due()["skipped"] == 1
+    approve = jobs_of(bill, "approve")[0]
+    assert approve.state == "done" and "没有该单据的待审批任务" in approve.payload["note"]
+    assert "workflowaudit" not in [c["service"] for c in galaxy.calls]
+
+
+def test_returning_a_pulled_bill_rejects_its_task_when_the_enterprise_says_so(setup, galaxy):
+    bill = setup(files=FILES[:1], status="submitted")
+    galaxy.app.add_task(FORM, "FYBX0001", image_user(galaxy))
+    bill.origin = "pull"
+    db.session.commit()
+    bills.return_bill(bill, "第 1 张发票模糊", "reviewer")  # the option is off: nothing goes to the ERP
+    db.session.commit()
+    assert jobs_of(bill, "reject") == []
+
+    bill.status = "submitted"
+    bill.enterprise.reject_on_return = True
+    db.session.commit()
+    bills.return_bill(bill, "第 2 张发票缺失", "reviewer")
+    db.session.commit()
+    assert [j.payload["reason"] for j in jobs_of(bill, "reject")] == ["第 2 张发票缺失"]
+    assert writeback.run_due()["done"] == 1
+    [task] = galaxy.app.tasks
+    assert (task["FStatus"], task["FResultName"], task["FDisposition"]) == ("1", "驳回", "影像退回重扫：第 2 张发票缺失")
+    assert galaxy.get_bill(FORM, id=100001).status == "D"
