@@ -206,3 +206,19 @@ def test_bound_ops_sees_what_it_creates(browser, make_enterprise, make_user, clo
     browser.login("ops_a")
     assert browser.post("/enterprises/", GOOD).status_code == 303
     assert GOOD["name"] in browser.get("/enterprises/").data.decode()
+
+
+def test_erp_orgs_and_reject_on_return_are_set_on_the_edit_form(as_ops, make_enterprise):
+    ent = make_enterprise()
+    fields = {"name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "",
+              "encrypt_key": "", "image_mode": "basic", "docking_id": "0", "encrypted_push_only": "y"}
+    bad = as_ops.post(f"/enterprises/{ent.id}/edit", {**fields, "erp_orgs": "100; DROP"}, htmx="enterprise-form")
+    assert bad.status_code == 422 and "组织编码只能包含" in bad.data.decode()
+    resp = as_ops.post(f"/enterprises/{ent.id}/edit", {**fields, "erp_orgs": " 100 ,200,", "reject_on_return": "y"})
+    assert resp.status_code == 303
+    db.session.refresh(ent)
+    assert (ent.erp_orgs, ent.erp_org_list, ent.reject_on_return) == ("100,200", ["100", "200"], True)
+    page = as_ops.get(f"/enterprises/{ent.id}").data.decode()
+    assert "100,200" in page and f"/erp/plugin/{ent.id}/image_buttons.py" in page
+    ev = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "update")).all()[-1]
+    assert ev.after["erp_orgs"] == "100,200" and ev.after["reject_on_return"] is True

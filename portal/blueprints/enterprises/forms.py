@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length, Regexp, ValidationError
 
 from ... import taxno
 from ...crypto import is_masked
@@ -53,3 +53,8 @@ class EnterpriseEditForm(EnterpriseForm):
     image_mode = RadioField("影像模式", choices=choices(IMAGE_MODES.items()), default="basic")
     docking_id = SelectField("对接业务系统", coerce=int, choices=[], validate_choice=True)
     encrypted_push_only = BooleanField("只接受加密推送")
+    erp_orgs = StringField("ERP 组织编码", filters=[lambda v: ",".join(o.strip() for o in v.split(",") if o.strip()) if v else ""],
+                           validators=[Length(max=300, message="组织编码过长（最多 300 个字符）"),
+                                       Regexp(r"^[\w.\-]*(,[\w.\-]+)*$",
+                                              message="组织编码只能包含字母、数字、下划线、点和短横线，多个用英文逗号分隔")])
+    reject_on_return = BooleanField("退回重扫时在星空驳回")

@@ -24,6 +24,8 @@ def snapshot(ent: Enterprise) -> dict:
         "image_mode": ent.image_mode,
         "docking_id": ent.docking_id,
         "encrypted_push_only": ent.encrypted_push_only,
+        "erp_orgs": ent.erp_orgs,
+        "reject_on_return": ent.reject_on_return,
     }
 
 
@@ -103,6 +105,8 @@ def update(ent: Enterprise, form) -> None:
     ent.image_mode = form.image_mode.data
     ent.docking_id = form.docking_id.data or None
     ent.encrypted_push_only = bool(form.encrypted_push_only.data)
+    ent.erp_orgs = form.erp_orgs.data or ""
+    ent.reject_on_return = bool(form.reject_on_return.data)
     after = snapshot(ent)
     # Secrets are recorded only as "changed", never by value.
     after["client_secret"] = "changed" if secret_changed else "kept"
