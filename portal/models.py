@@ -83,6 +83,19 @@ INVOICE_TYPES = {
     "31": "电子发票（增值税专用发票）",
     "32": "电子发票（普通发票）",
     "61": "电子发票（航空运输电子客票行程单）",
+    # Kinds the invoice cloud pushes that carry no VAT QR type code (cloud_records.CLOUD_TYPES).
+    "03": "机动车销售统一发票",
+    "11": "增值税普通发票（卷票）",
+    "14": "通行费电子发票",
+    "15": "二手车销售统一发票",
+    "taxi": "出租车发票",
+    "train": "火车票",
+    "air": "航空运输电子客票行程单",
+    "quota": "定额发票",
+    "bus": "客运发票",
+    "toll": "过路过桥费发票",
+    "ship": "轮船票",
+    "other": "其他票据",
 }
 
 

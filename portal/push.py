@@ -27,6 +27,7 @@ from sqlalchemy import delete, insert, select, text
 
 from . import audit, signing
 from .bills import BillError, parse_day, parse_money
+from .cloud_records import normalise as normalise_cloud_record
 from .crypto import decrypt
 from .extensions import db
 from .models import Enterprise, ExpectedInvoice, PushReceipt, utcnow
@@ -97,6 +98,7 @@ def invoice_row(enterprise_id: int, item: Any, index: int, *, origin: str, bill_
     """
     if not isinstance(item, dict):
         raise BillError(f"第 {index + 1} 张发票格式错误：应为对象")
+    item = normalise_cloud_record(item)  # the cloud's own record shape, read into our field names
     number = str(item.get("invoiceNo") or "").strip() or None
     code = str(item.get("invoiceCode") or "").strip() or None
     serial = str(item.get("serialNo") or "").strip() or None
@@ -143,6 +145,9 @@ def invoice_row(enterprise_id: int, item: Any, index: int, *, origin: str, bill_
         "buyer_tax_no": _text(item, "buyerTaxNo", 20),
         "invoice_key": key,
         "download_url": _text(item, "downloadUrl", 1000),
+        "cloud_type": _text(item, "cloudType", 8),
+        "cloud": item.get("cloud"),
+        "extra": item.get("extra"),
     }
 
 
@@ -447,7 +452,7 @@ _PG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("code", "text"), ("number", "text"), ("date", "date"), ("amount", "numeric"),
     ("tax", "numeric"), ("total", "numeric"), ("check_code", "text"), ("seller_name", "text"),
     ("seller_tax_no", "text"), ("buyer_name", "text"), ("buyer_tax_no", "text"),
-    ("invoice_key", "text"), ("download_url", "text"),
+    ("invoice_key", "text"), ("download_url", "text"), ("cloud_type", "text"), ("cloud", "json"), ("extra", "json"),
 )
 
 _PG_INSERT = None

@@ -4,7 +4,9 @@ Covers what the portal talks to: the token endpoint ``POST /base/oauth/token`` w
 ``md5(client_id + client_secret + timestamp)`` signature and the vendor's ``errcode`` /
 ``description`` replies, plus a static file server ``GET /files/<name>`` standing in for
 the ``downloadUrl`` of invoices the receipt assistant pushes. ``GET /redirect?to=<url>``
-answers a 302, for testing how downloads treat redirects.
+answers a 302, for testing how downloads treat redirects. ``record`` and ``push_envelope`` build
+pushes as the receipt assistant sends them: the cloud's own invoice records (§B.5), signed and
+encrypted with a client's credentials.
 
 Errcodes: ``0000`` success; ``1200`` empty client_id (vendor text); ``1101`` unknown
 client_id (vendor code, our wording); ``1102`` bad signature and ``1201`` missing
@@ -22,6 +24,7 @@ faults``; ``GET|DELETE calls``. ``GET /files/<name>?chunked=1`` omits Content-Le
 from __future__ import annotations
 
 import base64
+import json
 import mimetypes
 import secrets
 import time
@@ -112,6 +115,46 @@ class CloudApp(SandboxApp):
         with self.lock:
             self.files[name] = _StoredFile(content, content_type, download_name)
         return f"/files/{quote(name)}"
+
+    def record(self, n: int = 1, **fields: Any) -> dict[str, Any]:
+        """One invoice as the cloud keeps it (reference §B.5): its own type enum and field names."""
+        rec = {
+            "serialNo": f"cloud-{n:08d}", "fid": f"fid{n}", "recognitionSerialNo": f"rec{n}",
+            "invoiceType": "4", "invoiceCode": "5100191160", "invoiceNo": f"{n:08d}", "invoiceDate": "20190614",
+            "checkCode": "", "machineNo": "661616257386",
+            "amount": "1456.31", "invoiceAmount": "1456.31", "invoiceMoney": "1456.31",
+            "taxAmount": "43.69", "totalTaxAmount": "43.69", "totalAmount": "1500.00", "totalAmountCn": "壹仟伍佰元整",
+            "taxRate": "0.030000", "salerName": "成都某某商贸有限公司", "salerTaxNo": "91510100MA61234567",
+            "buyerName": "演示企业", "buyerTaxNo": "91330100MADEM0001N", "cancelMark": "N", "isRepeat": False,
+            "invoiceStatus": "0", "cyjg": "1", "warningCode": "1", "errorLevel": "0", "pixel": "4032,3024",
+            "verifyResult": [{"key": "verifyBuyerName", "name": "购方名称", "config": "3", "result": "1",
+                              "msg": "购方名称与企业名称一致"}],
+            "downloadUrl": "", "snapshotUrl": "", "localUrl": "", "ofdUrl": "", "attachCount": 0,
+        }
+        rec.update(fields)
+        return rec
+
+    def push_envelope(self, client_id: str, records: list[dict], *, encrypt: bool = True,
+                      timestamp: int | None = None) -> dict[str, Any]:
+        """The signed body the receipt assistant posts to the image system's push address.
+
+        Signed with the client's secret (md5 of client_id + secret + timestamp, in milliseconds) and,
+        with ``encrypt``, the record list AES-encrypted with the client's encrypt_key.
+        """
+        from portal.signing import aes_ecb_encrypt, sign
+
+        with self.lock:
+            client = self.clients[client_id]
+        stamp = int(time.time() * 1000) if timestamp is None else timestamp
+        body: dict[str, Any] = {"taxNo": client.tax_no, "client_id": client_id, "timestamp": stamp,
+                                "sign": sign(client_id, client.client_secret, stamp, 0)}
+        text = json.dumps(records, ensure_ascii=False)
+        if encrypt:
+            body["encrypt"] = True
+            body["data"] = aes_ecb_encrypt(text.encode("utf-8"), client.encrypt_key)
+        else:
+            body["data"] = records
+        return body
 
     def token_owner(self, access_token: str) -> str | None:
         """The client_id a still-valid token was issued to, else None."""
@@ -248,6 +291,14 @@ class CloudSandbox(SandboxServer):
     def file_url(self, name: str) -> str:
         """Absolute URL of a registered file."""
         return f"{self.url}/files/{quote(name)}"
+
+    def record(self, n: int = 1, **fields: Any) -> dict[str, Any]:
+        """See :meth:`CloudApp.record`."""
+        return self.app.record(n, **fields)
+
+    def push_envelope(self, client_id: str, records: list[dict], **kwargs: Any) -> dict[str, Any]:
+        """See :meth:`CloudApp.push_envelope`."""
+        return self.app.push_envelope(client_id, records, **kwargs)
 
     def token_owner(self, access_token: str) -> str | None:
         """See :meth:`CloudApp.token_owner`."""

@@ -268,6 +268,33 @@ def match_value(v: Any) -> str:
 
 
 
+def pushed_invoices(bill) -> list:
+    """The invoices the receipt assistant pushed for this bill, with the cloud's own verdicts if it sent them."""
+    from ... import matching
+
+    return [row for row in matching.expected_invoices(bill) if row.origin == "push"]
+
+
+CLOUD_FLAGS = {"isRepeat": "重复", "cancelMark": "作废", "invoiceStatus": "发票状态"}
+
+
+def cloud_summary(cloud: dict | None) -> list[str]:
+    """The cloud's verification fields as short Chinese phrases (查验、重复、作废、状态), as it sent them."""
+    if not cloud:
+        return []
+    out = []
+    for item in cloud.get("verifyResult") or []:
+        if isinstance(item, dict) and (item.get("msg") or item.get("name")):
+            out.append(f"查验：{item.get('msg') or item.get('name')}")
+    if "isRepeat" in cloud:
+        out.append("发票云判定重复" if cloud["isRepeat"] in (True, "true", "1", 1) else "发票云判定未重复")
+    if "cancelMark" in cloud:
+        out.append("已作废" if str(cloud["cancelMark"]).upper() == "Y" else "未作废")
+    if cloud.get("invoiceStatus") not in (None, ""):
+        out.append(f"发票状态 {cloud['invoiceStatus']}")
+    return out
+
+
 def human_size(n: int | None) -> str:
     """A byte count for people."""
     if n is None:
