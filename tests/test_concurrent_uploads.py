@@ -20,8 +20,9 @@ FILES = ["vat_e_ordinary_zhejiang_83089647_original_invoice.xml", "vat_e_ordinar
          "shudian_vat_special_24112000000048542163.ofd"]
 
 
-def test_twenty_clients_upload_the_same_files_at_once(app, make_enterprise):
-    ent = make_enterprise()
+def _race(app, ent, bill_no: str, uploads: list[list[tuple[str, bytes]]]) -> list[int]:
+    """One HTTP client per list in ``uploads``, all starting at once, each posting its files in order
+    to bill ``bill_no`` through the ERP API of a real server; the statuses they got."""
     token = links.api_token(ent).token
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -29,20 +30,20 @@ def test_twenty_clients_upload_the_same_files_at_once(app, make_enterprise):
     base = f"http://127.0.0.1:{server.server_port}/api/v1"
     auth = {"Authorization": f"Bearer {token}"}
     statuses, lock = [], threading.Lock()
-    start = threading.Barrier(20)
+    start = threading.Barrier(len(uploads))
     try:
-        assert requests.post(base + "/bills", json={"bill_no": "RACE-1"}, headers=auth, timeout=10).status_code == 201
+        assert requests.post(base + "/bills", json={"bill_no": bill_no}, headers=auth, timeout=10).status_code == 201
 
-        def client(i):
+        def client(files):
             with requests.Session() as s:
                 start.wait()
-                for name in FILES[i % 3:] + FILES[: i % 3]:
-                    resp = s.post(f"{base}/bills/RACE-1/images", headers=auth, timeout=60,
-                                  files={"file": (name, corpus(name))})
+                for name, content in files:
+                    resp = s.post(f"{base}/bills/{bill_no}/images", headers=auth, timeout=60,
+                                  files={"file": (name, content)})
                     with lock:
                         statuses.append(resp.status_code)
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        threads = [threading.Thread(target=client, args=(files,)) for files in uploads]
         for t in threads:
             t.start()
         for t in threads:
@@ -51,6 +52,13 @@ def test_twenty_clients_upload_the_same_files_at_once(app, make_enterprise):
         server.shutdown()
         server.server_close()
         thread.join()
+    return statuses
+
+
+def test_twenty_clients_upload_the_same_files_at_once(app, make_enterprise):
+    ent = make_enterprise()
+    uploads = [[(name, corpus(name)) for name in FILES[i % 3:] + FILES[: i % 3]] for i in range(20)]
+    statuses = _race(app, ent, "RACE-1", uploads)
     assert statuses == [201] * 60
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(Image)) == 3
@@ -69,37 +77,9 @@ def _distinct_pngs(n: int) -> list[bytes]:
 
 def _race_distinct_files(app, ent, clients: int = 16, per_client: int = 3) -> list[int]:
     """``clients`` HTTP clients each upload ``per_client`` different files to one bill at once; their statuses."""
-    token = links.api_token(ent).token
     files = _distinct_pngs(clients * per_client)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}/api/v1"
-    auth = {"Authorization": f"Bearer {token}"}
-    statuses, lock = [], threading.Lock()
-    start = threading.Barrier(clients)
-    try:
-        assert requests.post(base + "/bills", json={"bill_no": "RACE-2"}, headers=auth, timeout=10).status_code == 201
-
-        def client(i):
-            with requests.Session() as s:
-                start.wait()
-                for k in range(per_client):
-                    resp = s.post(f"{base}/bills/RACE-2/images", headers=auth, timeout=60,
-                                  files={"file": (f"p{i}-{k}.png", files[i * per_client + k])})
-                    with lock:
-                        statuses.append(resp.status_code)
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    return statuses
+    uploads = [[(f"p{i}-{k}.png", files[i * per_client + k]) for k in range(per_client)] for i in range(clients)]
+    return _race(app, ent, "RACE-2", uploads)
 
 
 def _positions() -> list[int]:

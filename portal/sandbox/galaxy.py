@@ -860,43 +860,13 @@ class GalaxySandbox(SandboxServer):
         """See :meth:`GalaxyApp.add_bill`."""
         return self.app.add_bill(form_id, id, number, status, **fields)
 
-    def add_task(self, form_id: str, bill_no: str, receiver_id: int, *, base_post: int = 0,
-                 name: str = "影像审核", then: str = "C") -> dict[str, Any]:
-        """Put a pending workflow task for bill ``bill_no`` into the receiver's to-do list.
-
-        ``then`` is the bill status after the task is approved: ``C`` when it is the last node,
-        ``B`` when later nodes follow (a processed task does not mean an audited bill).
-        """
-        with self.lock:
-            task = {
-                "FAssignId": uuid.uuid4().hex[:20], "FReceiverItem_FRECEIVERITEMID": self._next_task_id,
-                "FInstCode": f"WF{self._next_task_id:06d}", "FBILLNUMBER": bill_no, "FObjectTypeId": form_id,
-                "FASSIGNNAME": name, "FActivityStatus": "0", "FInstStatus": "2", "FReceiverId": receiver_id,
-                "FStatus": "0", "FDisposition": "", "FResultName": "", "FBasePost": base_post,
-                "FCompletedTime": None, "FCreateTime": datetime.now().isoformat(timespec="seconds"), "_then": then,
-            }
-            self._next_task_id += 1
-            self.tasks.append(task)
-        return task
+    def add_task(self, form_id: str, bill_no: str, receiver_id: int, **kwargs: Any) -> dict[str, Any]:
+        """See :meth:`GalaxyApp.add_task`."""
+        return self.app.add_task(form_id, bill_no, receiver_id, **kwargs)
 
     def withdraw_task(self, form_id: str, bill_no: str) -> int:
-        """The submitter withdraws the bill (CancelAssign): its pending tasks end unprocessed."""
-        count = 0
-        with self.lock:
-            for task in self._pending_tasks(form_id, bill_no):
-                task.update(FStatus="2", FInstStatus="4", FResultName="撤销",
-                            FCompletedTime=datetime.now().isoformat(timespec="seconds"))
-                count += 1
-            bill = self.get_bill(form_id, number=bill_no)
-            if bill is not None and count:
-                bill.status = "D"
-        return count
-
-    def _pending_tasks(self, form_id: str, bill_no: str, receiver_id: int | None = None) -> list[dict]:
-        return [t for t in self.tasks
-                if t["FObjectTypeId"].lower() == form_id.lower() and t["FBILLNUMBER"] == bill_no
-                and t["FStatus"] == "0" and t["FActivityStatus"] == "0" and t["FInstStatus"] == "2"
-                and (receiver_id is None or t["FReceiverId"] == receiver_id)]
+        """See :meth:`GalaxyApp.withdraw_task`."""
+        return self.app.withdraw_task(form_id, bill_no)
 
     def get_bill(self, form_id: str, *, id: int | str | None = None, number: str | None = None) -> Bill | None:
         """See :meth:`GalaxyApp.get_bill`."""
