@@ -418,9 +418,9 @@ def parse_storage_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url or "")
     if parts.scheme != "s3":
         raise StorageError(f"PORTAL_STORAGE_URL 无效：只支持 s3://存储桶/前缀（收到 {url!r}）")
-    if parts.username or parts.password or parts.port or parts.query or parts.fragment:
+    if "@" in parts.netloc or parts.query or parts.fragment:
         raise StorageError("PORTAL_STORAGE_URL 无效：只写 s3://存储桶/前缀，密钥请用 AWS_ACCESS_KEY_ID 等环境变量提供")
-    bucket = parts.hostname or ""
+    bucket = parts.netloc  # not .hostname, which lowercases: S3 refuses upper-case names
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise StorageError(f"PORTAL_STORAGE_URL 无效：存储桶名称 {bucket!r} 不合法")
     prefix = parts.path.strip("/")

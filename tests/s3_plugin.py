@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -9,16 +11,38 @@ import pytest
 REGION = "us-east-1"
 
 
+# moto's ThreadedMotoServer in a child process: its memory (it holds objects whole) and its request
+# threads stay out of the tests' process, so what a test measures there is the portal alone.
+_SERVER = """
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # until the tests close the pipe
+server.stop()
+"""
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> str:
     """moto's S3 server on 127.0.0.1, once per session; its base URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(proc.stdout.readline())
+    except ValueError:
+        proc.kill()
+        proc.wait()
+        pytest.fail("moto's S3 server did not start (is moto[server] installed? pip install -e '.[dev]')")
+    yield f"http://127.0.0.1:{port}"
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
 
 
 @pytest.fixture
