@@ -507,7 +507,7 @@ class S3Storage(Storage):
             code = str(err.get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound"):
                 raise BlobNotFound(errno.ENOENT, "文件不存在", kw.get("Key", "")) from None
-            if code in ("412", "PreconditionFailed"):
+            if code in ("412", "PreconditionFailed", "ConditionalRequestConflict"):
                 raise _Exists() from None
             raise StoreUnavailable(f"对象存储拒绝了请求（{code}）：{err.get('Message') or exc}") from None
         except BotoCoreError as exc:
@@ -540,19 +540,26 @@ class S3Storage(Storage):
         if state == "ok":
             self._touch(key)
             return StoredBlob(sha, size, False)
-        if not isinstance(body, bytes):
-            body.seek(0)
-        extra = {"IfNoneMatch": "*"} if state == "missing" else {}  # damaged: replace it
-        try:
-            self._call("put_object", Key=key, Body=body, ContentLength=size,
-                       ChecksumSHA256=base64.b64encode(digest.digest()).decode("ascii"), **extra)
-            created = True
-        except _Exists:
-            created = False  # a concurrent put of the same content got there first
-        if self._state(key, sha, size) != "ok":
-            self._delete_keys([key])
-            raise VerifyFailed()
-        return StoredBlob(sha, size, created)
+        checksum = base64.b64encode(digest.digest()).decode("ascii")
+        for _attempt in range(3):
+            if not isinstance(body, bytes):
+                body.seek(0)
+            # Only the first of racing writers creates; a damaged object is replaced unconditionally.
+            extra = {"IfNoneMatch": "*"} if state == "missing" else {}
+            try:
+                self._call("put_object", Key=key, Body=body, ContentLength=size, ChecksumSHA256=checksum, **extra)
+                created = True
+            except _Exists:
+                created = False  # a concurrent put of the same content got there (or is getting there) first
+            state = self._state(key, sha, size)
+            if state == "ok":
+                return StoredBlob(sha, size, created)
+            if state == "damaged":
+                # Content-addressed: no right content differs from ours, so removing it loses nothing.
+                self._delete_keys([key])
+                raise VerifyFailed()
+            # missing: the concurrent write we yielded to did not land; write again.
+        raise VerifyFailed()
 
     def _state(self, key: str, sha: str, size: int) -> str:
         """``missing``, ``ok`` or ``damaged``: the stored object is read back and hashed, so
