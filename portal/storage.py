@@ -114,7 +114,7 @@ class StoredBlob:
 
 
 class Storage(abc.ABC):
-    """What the app needs from a blob store (local disk today, S3-compatible later)."""
+    """What the app needs from a blob store (local disk or an S3-compatible bucket)."""
 
     @abc.abstractmethod
     def put(self, data: bytes | bytearray | memoryview | BinaryIO, *, max_bytes: int | None = None) -> StoredBlob:
