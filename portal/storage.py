@@ -18,6 +18,7 @@ import base64
 import errno
 import hashlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,8 @@ __all__ = [
     "parse_storage_url",
     "validate_sha256",
 ]
+
+log = logging.getLogger("portal.storage")
 
 CHUNK = 1024 * 1024
 FILE_MODE = 0o640
@@ -79,7 +82,14 @@ class VerifyFailed(StorageError):
 
 
 class StoreUnavailable(StorageError):
-    """The object store refused or did not answer; carries the store's own message."""
+    """The object store refused or did not answer.
+
+    The message is for people and names no host; ``detail`` keeps the store's own words for the log.
+    """
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__("对象存储暂不可用或拒绝了请求，请稍后重试；仍失败请联系运维")
 
 
 def _human(n: int) -> str:
@@ -509,9 +519,11 @@ class S3Storage(Storage):
                 raise BlobNotFound(errno.ENOENT, "文件不存在", kw.get("Key", "")) from None
             if code in ("412", "PreconditionFailed", "ConditionalRequestConflict"):
                 raise _Exists() from None
-            raise StoreUnavailable(f"对象存储拒绝了请求（{code}）：{err.get('Message') or exc}") from None
+            detail = f"{op} refused ({code}): {err.get('Message') or exc}"
         except BotoCoreError as exc:
-            raise StoreUnavailable(f"对象存储暂不可用：{exc}") from None
+            detail = f"{op} failed: {exc}"
+        log.warning("object store s3://%s/%s: %s", self.bucket, self.prefix, detail)
+        raise StoreUnavailable(detail)
 
     # -- blobs --------------------------------------------------------------
 
@@ -733,7 +745,7 @@ class _S3Reader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         chunk = self._body.read(len(view))
         if not chunk:
-            raise StoreUnavailable("对象存储中的文件比记录的短")
+            raise StoreUnavailable(f"{self._key} ended at byte {self._pos} of {self._size}")
         view[:len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
