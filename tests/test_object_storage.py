@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import os
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
@@ -16,7 +18,7 @@ from portal.extensions import db
 from portal.models import Blob, Image
 from portal.storage import S3Storage, StorageError
 
-from .conftest import _config, corpus
+from .conftest import REPO, _config, corpus
 from .s3_plugin import bucket_keys
 from .test_bills_ui import bill, scanner, upload, world  # noqa: F401  (fixtures)
 
@@ -157,3 +159,16 @@ def test_a_bad_storage_url_stops_the_start(tmp_path, monkeypatch):
     monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
     with pytest.raises(StorageError, match="PORTAL_STORAGE_URL 无效"):
         create_app(_config(tmp_path, STORAGE_URL="s3://Invoices/x"))
+
+
+def test_local_storage_needs_no_boto3(tmp_path):
+    """boto3 is imported by the S3 backend only: the default deployment does not install it."""
+    code = ("import sys\nfrom portal import create_app\nfrom portal.storage import open_storage\n"
+            f"app = create_app({{'TESTING': True, 'SECRET_KEY': 'x', 'DATA_KEY': 'x', 'STORAGE_DIR': {str(tmp_path / 's')!r},"
+            f" 'SQLALCHEMY_DATABASE_URI': 'sqlite:///{tmp_path / 'db.sqlite3'}'}})\n"
+            "open_storage(app.config).check()\n"
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_INSTANCE=str(tmp_path / "instance"), PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
