@@ -22,7 +22,7 @@ from . import audit, filework
 from .extensions import db
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob, utcnow
 from .recognition import Invoice as Reading
-from .storage import LocalStorage, TooLarge
+from .storage import Storage, StorageError, TooLarge, open_storage
 
 
 # Statuses in which the scan desk may still add, remove and reorder images.
@@ -41,11 +41,11 @@ class BillError(Exception):
 
 # --------------------------------------------------------------------------- storage
 
-def storage() -> LocalStorage:
-    """The deployment's file store (one instance per app)."""
+def storage() -> Storage:
+    """The deployment's file store (one instance per app): ``STORAGE_URL`` (S3) or ``STORAGE_DIR``."""
     ext = current_app.extensions
     if "portal_storage" not in ext:
-        ext["portal_storage"] = LocalStorage(current_app.config["STORAGE_DIR"])
+        ext["portal_storage"] = open_storage(current_app.config)
     return ext["portal_storage"]
 
 
@@ -308,6 +308,8 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
         storage().put(file.data)
     except TooLarge:
         raise BillError(f"文件 {file.filename} 过大", 413) from None
+    except StorageError as exc:  # the object store refused, is unreachable, or stored something else
+        raise BillError(f"文件 {file.filename} 未能保存：{exc}", 503) from None
     # Reserved before anything else is written: the bill's row lock is then the first lock this
     # request takes, so uploads to one bill queue here and never hold a blob row another waits on.
     position = _reserve_positions(bill, 1)[0]

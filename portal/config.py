@@ -13,10 +13,20 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from .storage import parse_storage_url
+
 DEFAULTS = {
     "SQLALCHEMY_DATABASE_URI": None,  # filled with instance/portal.sqlite3
     "SQLALCHEMY_ENGINE_OPTIONS": {},
     "STORAGE_DIR": None,  # filled with instance/storage
+    # s3://bucket/prefix keeps the files in an S3-compatible store instead of STORAGE_DIR; credentials
+    # come from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).
+    "STORAGE_URL": "",
+    "S3_ENDPOINT_URL": "",  # e.g. http://minio:9000 for MinIO; empty = AWS S3
+    "S3_REGION": "",  # empty = AWS_DEFAULT_REGION / AWS_REGION
+    "S3_ADDRESSING_STYLE": "",  # path | virtual | auto; empty = path with an endpoint URL, auto without
+    "S3_CONNECT_TIMEOUT": 3.05,
+    "S3_READ_TIMEOUT": 30.0,
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "MAX_FILE_BYTES": 30 * 1024 * 1024,
     "MAX_PAGES": 200,
@@ -159,5 +169,7 @@ def load(app, test_config: dict | None) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(inst / "portal.sqlite3")
     if not app.config["STORAGE_DIR"]:
         app.config["STORAGE_DIR"] = str(inst / "storage")
+    if app.config["STORAGE_URL"]:
+        parse_storage_url(app.config["STORAGE_URL"])  # a mistyped URL stops the start, not the first upload
     # The signed cookie itself expires with the absolute lifetime (Flask's default is 31 days).
     app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_ABSOLUTE_LIFETIME"])

@@ -28,6 +28,11 @@ def missing() -> list[str]:
     except ImportError:
         out.append("playwright missing from the virtualenv: `make install`")
     try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError:
+        out.append("boto3 or moto[server] missing from the virtualenv (object-storage tests): `make install`")
+    try:
         import psycopg
 
         psycopg.connect(PG_ADMIN, connect_timeout=3).close()

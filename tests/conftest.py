@@ -16,7 +16,7 @@ from portal.extensions import db
 from portal.models import Enterprise, ScanPoint, User
 from portal.taxno import uscc_check_char
 
-pytest_plugins = ["tests.sandbox_plugin"]
+pytest_plugins = ["tests.sandbox_plugin", "tests.s3_plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
 # Public sample invoices kept in the repository (MANIFEST.md lists each file and its expected values).

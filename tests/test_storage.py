@@ -1,4 +1,4 @@
-"""Content-addressed local storage (portal.storage)."""
+"""Content-addressed storage (portal.storage): one contract, run on local disk and on a loopback S3 server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ from portal.storage import (
     BlobNotFound,
     InvalidKey,
     LocalStorage,
+    S3Storage,
     Storage,
+    StorageError,
     StoredBlob,
     TooLarge,
+    VerifyFailed,
+    open_storage,
+    parse_storage_url,
 )
+
+from .s3_plugin import bucket_keys, s3_client
+
+PREFIX = "invoices/prod"
 
 
 def _files(root) -> list[str]:
@@ -30,8 +39,35 @@ def _files(root) -> list[str]:
     return sorted(found)
 
 
+def _files_of(store: Storage) -> list[str]:
+    """What a store holds, as paths relative to its root (local) or keys relative to its prefix (S3)."""
+    if isinstance(store, LocalStorage):
+        return _files(store.root)
+    return [k[len(PREFIX) + 1:] for k in bucket_keys(store.endpoint, store.bucket, PREFIX + "/")]
+
+
+@pytest.fixture(params=["local", "s3"])
+def make_store(request, tmp_path):
+    """A factory of empty stores of each backend; ``max_bytes`` as the store's default limit."""
+    def make(max_bytes=None) -> Storage:
+        if request.param == "local":
+            return LocalStorage(tmp_path / "storage", max_bytes=max_bytes)
+        endpoint = request.getfixturevalue("s3_server")
+        made = S3Storage(request.getfixturevalue("s3_bucket"), PREFIX, endpoint_url=endpoint, max_bytes=max_bytes)
+        made.endpoint = endpoint
+        return made
+
+    return make
+
+
 @pytest.fixture
-def store(tmp_path):
+def store(make_store):
+    return make_store()
+
+
+@pytest.fixture
+def local(tmp_path):
+    """Tests of what only the disk backend has: file modes, part files, mtimes."""
     return LocalStorage(tmp_path / "storage")
 
 
@@ -44,13 +80,16 @@ def test_put_is_content_addressed(store):
     sha = hashlib.sha256(data).hexdigest()
     blob = store.put(data)
     assert blob == StoredBlob(sha, len(data), True)
-    assert _files(store.root) == [os.path.join(sha[:2], sha[2:4], sha)]
+    assert _files_of(store) == [f"{sha[:2]}/{sha[2:4]}/{sha}"]
     assert store.exists(sha)
     assert store.read(sha) == data
     assert store.size(sha) == len(data)
     with store.open(sha) as fh:
         assert fh.read() == data
-    assert store.path_hint(sha) == os.path.join(store.root, sha[:2], sha[2:4], sha)
+    if isinstance(store, LocalStorage):
+        assert store.path_hint(sha) == os.path.join(store.root, sha[:2], sha[2:4], sha)
+    else:
+        assert store.path_hint(sha) is None  # nothing local: originals are streamed from the store
 
 
 def test_put_twice_stores_once(store):
@@ -61,7 +100,7 @@ def test_put_twice_stores_once(store):
     assert first.created is True
     assert second.created is False and third.created is False
     assert first.sha256 == second.sha256 == third.sha256
-    assert len(_files(store.root)) == 1
+    assert len(_files_of(store)) == 1
 
 
 def test_put_stream_larger_than_a_chunk(store):
@@ -89,14 +128,14 @@ def test_modes_ignore_umask(tmp_path):
 
 
 @pytest.mark.parametrize("as_stream", [False, True])
-def test_too_large_leaves_nothing(tmp_path, as_stream):
-    store = LocalStorage(tmp_path / "s", max_bytes=1000)
+def test_too_large_leaves_nothing(make_store, as_stream):
+    store = make_store(max_bytes=1000)
     data = os.urandom(5000)
     with pytest.raises(TooLarge) as info:
         store.put(io.BytesIO(data) if as_stream else data)
     assert info.value.limit == 1000
     assert "文件过大" in str(info.value)
-    assert _files(store.root) == []
+    assert _files_of(store) == []
     assert not store.exists(hashlib.sha256(data).hexdigest())
     # a per-call limit overrides the store default
     assert store.put(data, max_bytes=10_000).created
@@ -138,8 +177,9 @@ def test_concurrent_puts(store):
 
     for data in [shared, *distinct]:
         assert store.read(hashlib.sha256(data).hexdigest()) == data
-    assert len(_files(store.root)) == 11  # one file per distinct content, no temp leftovers
-    assert os.listdir(os.path.join(store.root, "tmp")) == []
+    assert len(_files_of(store)) == 11  # one file per distinct content, no temp leftovers
+    if isinstance(store, LocalStorage):
+        assert os.listdir(os.path.join(store.root, "tmp")) == []
 
 
 @pytest.mark.parametrize(
@@ -182,7 +222,7 @@ def test_derived_assets(store):
     store.put_derived(sha, "page-2-1600.jpg", b"page")
     assert store.get_derived(sha, "thumb-320.jpg") == b"two"
     assert store.get_derived(sha, "page-2-1600.jpg") == b"page"
-    leftovers = [f for f in _files(store.root) if ".part" in f]
+    leftovers = [f for f in _files_of(store) if ".part" in f]
     assert leftovers == []
 
 
@@ -193,11 +233,12 @@ def test_delete_removes_blob_and_derived(store):
     assert not store.exists(sha)
     assert store.get_derived(sha, "thumb-320.jpg") is None
     assert store.delete(sha) is False
-    assert _files(store.root) == []
+    assert _files_of(store) == []
     assert store.put(b"to delete").created is True  # can be stored again
 
 
-def test_cleanup_temp(store):
+def test_cleanup_temp(local):
+    store = local
     stale = os.path.join(store.root, "tmp", "put-crashed.part")
     with open(stale, "wb") as fh:
         fh.write(b"partial")
@@ -217,7 +258,8 @@ def _age(path: str, seconds: float = 7200) -> None:
     os.utime(path, (old, old))
 
 
-def test_cleanup_temp_takes_stale_derived_part_files_too(store):
+def test_cleanup_temp_takes_stale_derived_part_files_too(local):
+    store = local
     sha = store.put(b"rendered").sha256
     store.put_derived(sha, "thumb-320.jpg", b"jpeg")
     directory = os.path.dirname(os.path.join(store.root, "derived", sha[:2], sha[2:4], sha, "x"))
@@ -230,14 +272,16 @@ def test_cleanup_temp_takes_stale_derived_part_files_too(store):
     assert sorted(os.listdir(directory)) == [".part-running", "thumb-320.jpg"]
 
 
-def test_blobs_older_than_lists_only_untouched_blobs(store):
+def test_blobs_older_than_lists_only_untouched_blobs(local):
+    store = local
     old, new = store.put(b"old one").sha256, store.put(b"new one").sha256
     _age(os.path.join(store.root, old[:2], old[2:4], old))
     assert list(store.blobs_older_than(3600)) == [old]
     assert new not in list(store.blobs_older_than(3600))
 
 
-def test_putting_stored_content_again_makes_it_recent(store):
+def test_putting_stored_content_again_makes_it_recent(local):
+    store = local
     sha = store.put(b"kept by a new upload").sha256
     path = os.path.join(store.root, sha[:2], sha[2:4], sha)
     _age(path)
@@ -248,3 +292,118 @@ def test_putting_stored_content_again_makes_it_recent(store):
     assert store.delete_unless_recent(sha, 3600) is False and store.exists(sha)
     _age(path)
     assert store.delete_unless_recent(sha, 3600) is True and not store.exists(sha)
+
+
+def test_check_proves_a_write_and_leaves_nothing(store):
+    store.check()
+    assert _files_of(store) == []
+
+
+def test_reader_streams_and_seeks(store):
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    sha = store.put(data).sha256
+    with store.open(sha) as fh:
+        assert fh.seek(0, io.SEEK_END) == len(data)
+        fh.seek(2 * 1024 * 1024 - 3)
+        assert fh.read(10) == data[2 * 1024 * 1024 - 3:2 * 1024 * 1024 + 7]
+        fh.seek(1)
+        assert fh.read(4) == data[1:5]
+        assert fh.read() == data[5:]
+
+
+# --------------------------------------------------------------------------- S3 only
+
+@pytest.fixture
+def s3(s3_server, s3_bucket):
+    made = S3Storage(s3_bucket, PREFIX, endpoint_url=s3_server)
+    made.endpoint = s3_server
+    return made
+
+
+def test_s3_keeps_the_layout_under_its_prefix(s3, s3_server, s3_bucket):
+    sha = s3.put(b"pdf bytes").sha256
+    s3.put_derived(sha, "thumb-320.jpg", b"jpeg")
+    assert bucket_keys(s3_server, s3_bucket) == [
+        f"{PREFIX}/{sha[:2]}/{sha[2:4]}/{sha}",
+        f"{PREFIX}/derived/{sha[:2]}/{sha[2:4]}/{sha}/thumb-320.jpg",
+    ]
+    assert list(s3.blobs_older_than(-60)) == [sha]  # derived objects are never taken for blobs
+
+
+def test_s3_put_replaces_a_damaged_object(s3, s3_server, s3_bucket):
+    data = b"the real invoice bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{PREFIX}/{sha[:2]}/{sha[2:4]}/{sha}"
+    damaged = bytes([data[0] ^ 1]) + data[1:]  # same size, one bit off
+    s3_client(s3_server).put_object(Bucket=s3_bucket, Key=key, Body=damaged)
+    assert s3.put(data) == StoredBlob(sha, len(data), True)
+    assert s3.read(sha) == data
+
+
+@pytest.mark.parametrize("as_stream", [False, True])
+def test_s3_write_that_does_not_verify_is_refused_and_removed(s3, as_stream):
+    """Bytes damaged on the way to the store: the read-back sha256 differs, the put is refused."""
+    data = os.urandom(4096)
+
+    def damage(request, **_kw):
+        if request.method == "PUT" and "/derived/" not in request.url:
+            body = request.body.read() if hasattr(request.body, "read") else bytes(request.body)
+            request.body = bytes([body[0] ^ 1]) + body[1:]
+
+    s3._client.meta.events.register("before-send.s3.PutObject", damage)
+    with pytest.raises(VerifyFailed) as info:
+        s3.put(io.BytesIO(data) if as_stream else data)
+    assert "校验不一致" in str(info.value)
+    assert not s3.exists(hashlib.sha256(data).hexdigest())
+    assert _files_of(s3) == []
+
+
+def test_s3_putting_stored_content_again_renews_it(s3, s3_server, s3_bucket):
+    sha = s3.put(b"kept by a new upload").sha256
+    key = f"{PREFIX}/{sha[:2]}/{sha[2:4]}/{sha}"
+    assert "touched" not in s3_client(s3_server).head_object(Bucket=s3_bucket, Key=key)["Metadata"]
+    assert s3.put(b"kept by a new upload").created is False
+    # The copy onto itself is what renews LastModified, the age the cleaner goes by.
+    assert "touched" in s3_client(s3_server).head_object(Bucket=s3_bucket, Key=key)["Metadata"]
+
+
+def test_s3_cleaning_spares_recent_blobs(s3):
+    sha = s3.put(b"orphan").sha256
+    assert list(s3.blobs_older_than(3600)) == []
+    assert s3.delete_unless_recent(sha, 3600) is False and s3.exists(sha)
+    assert s3.delete_unless_recent(sha, -60) is True and not s3.exists(sha)
+    assert s3.cleanup_temp(0) == 0
+
+
+def test_s3_store_failures_are_storage_errors(s3_server, s3_credentials):
+    missing = S3Storage("no-such-bucket-here", endpoint_url=s3_server)
+    with pytest.raises(StorageError, match="对象存储暂不可用") as info:
+        missing.check()
+    assert "NoSuchBucket" in info.value.detail  # for the log; the message names no host
+    with pytest.raises(StorageError):
+        missing.put(b"x")
+
+
+@pytest.mark.parametrize("url, bucket, prefix", [
+    ("s3://invoices", "invoices", ""),
+    ("s3://invoices/", "invoices", ""),
+    ("s3://my.bucket-1/portal/prod/", "my.bucket-1", "portal/prod"),
+])
+def test_storage_url(url, bucket, prefix):
+    assert parse_storage_url(url) == (bucket, prefix)
+
+
+@pytest.mark.parametrize("url", [
+    "file:///srv/storage", "invoices/prefix", "s3://AB/x", "s3://a", "s3://key:secret@bucket/x",
+    "s3://bucket:9000/x", "s3://bucket/x?region=cn", "s3://bucket/../x", "s3://bucket/a//b", "s3://bucket/a b",
+])
+def test_bad_storage_url_is_refused(url):
+    with pytest.raises(StorageError, match="PORTAL_STORAGE_URL 无效"):
+        parse_storage_url(url)
+
+
+def test_open_storage_picks_the_backend(tmp_path, s3_server, s3_bucket):
+    assert isinstance(open_storage({"STORAGE_URL": "", "STORAGE_DIR": str(tmp_path)}), LocalStorage)
+    s3 = open_storage({"STORAGE_URL": f"s3://{s3_bucket}/p", "STORAGE_DIR": str(tmp_path), "S3_ENDPOINT_URL": s3_server})
+    assert isinstance(s3, S3Storage) and (s3.bucket, s3.prefix) == (s3_bucket, "p")
+    s3.check()

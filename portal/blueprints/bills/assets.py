@@ -11,11 +11,13 @@ page wait for a single render.
 """
 from __future__ import annotations
 
+import io
 import logging
 import threading
 
 from flask import Response, abort, current_app, request, send_file
 from sqlalchemy import select
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ... import bills, filework, media
 from ...extensions import db
@@ -142,15 +144,38 @@ _ALIASES = {".jpg": (".jpg", ".jpeg"), ".tif": (".tif", ".tiff")}
 
 
 def original(image: Image) -> Response:
-    """The original bytes, byte-exact, as a download (never rendered by the browser)."""
+    """The original bytes, byte-exact, as a download (never rendered by the browser).
+
+    From local disk the file is sent by path; from an object store it is streamed in bounded
+    chunks as the client reads (never read whole into memory), with ``Range`` requests
+    answered by ranged reads of the store.
+    """
     store = bills.storage()
-    path = store.path_hint(image.sha256)
-    if path is None:
+    source = store.path_hint(image.sha256)
+    size = None
+    if source is None:
+        try:
+            source = store.open(image.sha256)
+        except BlobNotFound:
+            source = None
+        else:
+            size = source.seek(0, io.SEEK_END)
+            source.seek(0)
+    if source is None:
         log.error("blob %s of image %s is missing from storage", image.sha256, image.id)
         abort(404)
-    resp = send_file(path, mimetype=image.blob.media_type, as_attachment=True,
-                     download_name=download_name(image), etag=image.sha256, conditional=True,
+    resp = send_file(source, mimetype=image.blob.media_type, as_attachment=True,
+                     download_name=download_name(image), etag=image.sha256, conditional=size is None,
                      max_age=31536000)
+    if size is not None:
+        # send_file cannot know a stream's length, so the conditional and Range handling it
+        # does for paths is done here with the stored size.
+        resp.content_length = size
+        try:
+            resp = resp.make_conditional(request.environ, accept_ranges=True, complete_length=size)
+        except RequestedRangeNotSatisfiable:
+            resp.close()
+            raise
     resp.headers["Cache-Control"] = CACHE_CONTROL
     resp.headers["X-Content-Type-Options"] = "nosniff"
     # An uploaded XML or PDF must never run as a document of our origin, even if opened inline.

@@ -6,13 +6,10 @@ so a stalled job runner shows before users notice.  Counts only: nothing tenant-
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import func, select, text
 
-from ... import writeback
+from ... import bills, writeback
 from ...extensions import db
 from ...models import ExpectedInvoice, WritebackJob, utcnow
 
@@ -27,12 +24,7 @@ def _database() -> str:
 
 
 def _storage() -> str:
-    root = current_app.config["STORAGE_DIR"]
-    os.makedirs(root, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=root, prefix=".healthz-") as fh:
-        fh.write(b"ok")
-        fh.flush()
-        os.fsync(fh.fileno())
+    bills.storage().check()  # the configured backend proves it takes a write: a probe file or object
     return "ok"
 
 
