@@ -75,6 +75,14 @@
       } else { fallbackCopy(text); done(); }
       return;
     }
+    // On a phone the menu folds behind one button (app.css); it opens the nav and the user box.
+    var toggle = evt.target.closest("[data-nav-toggle]");
+    if (toggle) {
+      var bar = toggle.closest(".topbar");
+      var open = bar.classList.toggle("nav-open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      return;
+    }
     var close = evt.target.closest("[data-close]");
     if (close) {
       var panel = document.querySelector(close.getAttribute("data-close"));
