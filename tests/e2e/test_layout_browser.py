@@ -125,6 +125,8 @@ def _check_nav(page, viewport: str) -> None:
     expect(toggle).to_have_attribute("aria-expanded", "true")
     expect(bills_link).to_be_visible()
     expect(page.locator(".topbar .who").get_by_role("button", name="退出")).to_be_visible()
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / f"{viewport}-nav-open.png"))
     # Every link a full-width row of the open menu, inside the screen.
     widths = nav.locator("a").evaluate_all("as => as.map(a => a.getBoundingClientRect())"
                                             ".map(r => [Math.round(r.left), Math.round(r.right)])")
