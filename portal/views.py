@@ -107,7 +107,11 @@ def paginate(stmt: Select, per_page: int):
     sees an offset it cannot hold.
     """
     raw = request.args.get("page", "").strip()
-    wanted = min(int(raw), _PAGE_CAP) if raw.isascii() and raw.isdigit() else 1
+    if raw.isascii() and raw.isdigit():
+        # Thousands of digits would not even parse (int's digit limit): they too mean "the end".
+        wanted = min(int(raw), _PAGE_CAP) if len(raw) <= 9 else _PAGE_CAP
+    else:
+        wanted = 1
     page = db.paginate(stmt, page=max(wanted, 1), per_page=per_page, error_out=False)
     if page.page > max(page.pages, 1):
         page = db.paginate(stmt, page=page.pages, per_page=per_page, error_out=False)
