@@ -95,6 +95,29 @@ def enterprise_or_404(enterprise_id: int) -> Enterprise:
     return ent
 
 
+# Past this a page number only names "the last page": it keeps LIMIT/OFFSET within 64 bits.
+_PAGE_CAP = 1_000_000
+
+
+def paginate(stmt: Select, per_page: int):
+    """One page of ``stmt`` for the request's ``?page``, clamped to 1..last page.
+
+    A number that is not a positive integer means the first page; one past the end (however
+    large) means the last page, so the pager never says 第 999 / 4 页 and the database never
+    sees an offset it cannot hold.
+    """
+    raw = request.args.get("page", "").strip()
+    if raw.isascii() and raw.isdigit():
+        # Thousands of digits would not even parse (int's digit limit): they too mean "the end".
+        wanted = min(int(raw), _PAGE_CAP) if len(raw) <= 9 else _PAGE_CAP
+    else:
+        wanted = 1
+    page = db.paginate(stmt, page=max(wanted, 1), per_page=per_page, error_out=False)
+    if page.page > max(page.pages, 1):
+        page = db.paginate(stmt, page=page.pages, per_page=per_page, error_out=False)
+    return page
+
+
 def toast(message: str, level: str = "success") -> dict:
     """An ``HX-Trigger`` header that shows a toast on the page."""
     import json

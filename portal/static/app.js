@@ -39,6 +39,13 @@
     var empty = body.querySelector(":scope > tr.empty");
     if (empty && body.querySelector(":scope > tr:not(.empty)")) empty.remove();
   });
+  // A result that a new request will replace (a connection test's ✔/✘) goes away when that
+  // request starts, so an old "连接成功" never stands beside a test still running.
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var host = evt.detail.elt && evt.detail.elt.closest && evt.detail.elt.closest("[data-clear-on-request]");
+    var stale = host && document.querySelector(host.getAttribute("data-clear-on-request"));
+    if (stale) stale.innerHTML = "";
+  });
   document.addEventListener("htmx:sendError", function () {
     showToast("网络连接失败，请检查网络后重试。", "error");
   });
@@ -73,6 +80,14 @@
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
       } else { fallbackCopy(text); done(); }
+      return;
+    }
+    // On a phone the menu folds behind one button (app.css); it opens the nav and the user box.
+    var toggle = evt.target.closest("[data-nav-toggle]");
+    if (toggle) {
+      var bar = toggle.closest(".topbar");
+      var open = bar.classList.toggle("nav-open");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
       return;
     }
     var close = evt.target.closest("[data-close]");

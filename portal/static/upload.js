@@ -4,11 +4,23 @@
 // its own request with its own progress bar (htmx 2's htmx:xhr:progress) and its own answer:
 // the server puts the result text in the row and appends the new image card to #image-list
 // (out-of-band).  A refused file (413/415/422/409) keeps the server's message in its row.
+//
+// Files finish in any order (a small one overtakes a large one), but the scanner's pick order is
+// the order of the paper: each file reserves a hidden slot at the end of #image-list when it is
+// picked, its card lands in that slot, and when a batch finished out of order the page's order
+// is saved, so the server keeps it too.
 (function () {
   "use strict";
 
   var PARALLEL = 3; // enough to keep the line busy without one desk hogging the server
   var counter = 0;
+  var landing = null; // the slot of the upload whose answer htmx is swapping right now
+
+  // htmx swaps an answer's out-of-band card synchronously, between the form's beforeSwap and
+  // afterSwap: send it to that upload's slot instead of the end of the list.
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    if (landing && evt.detail.target && evt.detail.target.id === "image-list") evt.detail.target = landing;
+  });
 
   function humanSize(n) {
     if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
@@ -26,8 +38,17 @@
     var input = panel.querySelector("input[type=file][multiple]");
     var list = panel.querySelector(".upload-list");
     var template = panel.querySelector("template");
-    var waiting = [], running = 0;
+    var images = document.getElementById("image-list");
+    var waiting = [], running = 0, finished = [];
     panel.classList.add("js");
+
+    // The batch is over: if its cards came back in another order than picked, the server
+    // numbered them by arrival; the page shows the picked order, so save that.
+    function batchDone() {
+      var outOfOrder = finished.some(function (n, i) { return i > 0 && n < finished[i - 1]; });
+      finished = [];
+      if (outOfOrder) saveOrder();
+    }
 
     function pump() {
       while (running < PARALLEL && waiting.length) {
@@ -54,6 +75,13 @@
       var dt = new DataTransfer();
       dt.items.add(file);
       form.querySelector("input[type=file]").files = dt.files;
+      var seq = counter, slot = null;
+      if (images) {
+        slot = document.createElement("div");
+        slot.className = "image-slot";
+        slot.hidden = true;
+        images.appendChild(slot);
+      }
 
       var uploaded = false, events = 0;
       form.addEventListener("htmx:xhr:progress", function (evt) {
@@ -77,7 +105,9 @@
           evt.detail.shouldSwap = true;
           evt.detail.isError = false;
         }
+        landing = slot;
       });
+      form.addEventListener("htmx:afterSwap", function () { landing = null; });
       form.addEventListener("htmx:afterRequest", function (evt) {
         var xhr = evt.detail.xhr, status = xhr ? xhr.status : 0;
         var ok = status >= 200 && status < 300;
@@ -85,8 +115,15 @@
         if (ok) bar.value = bar.max;
         if (!status) state.textContent = "网络连接失败，未上传";
         else if (status >= 500) state.textContent = "服务器出错（" + status + "），请重试";
+        landing = null;
+        if (slot) {
+          // The card takes the slot's place; a refused or already-present file leaves nothing.
+          if (slot.firstElementChild) finished.push(seq);
+          slot.replaceWith.apply(slot, Array.prototype.slice.call(slot.childNodes));
+        }
         running -= 1;
         pump();
+        if (!running && !waiting.length) batchDone();
       });
 
       list.appendChild(row);

@@ -139,3 +139,36 @@ def test_refused_file_keeps_its_message_and_viewer_keys_work(live_app, page):
     assert saved.value.status == 204
     order = live_app.call(lambda: [i.id for i in bills.live_images(db.session.scalar(select(Bill)))])
     assert str(order[-1]) == first_id
+
+
+def test_images_keep_the_picked_order_when_uploads_finish_out_of_order(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    names = list(FILES)
+    # The first file's upload is held at the browser's edge until the other two are stored.
+    held: list = []
+
+    def hold_first(route):
+        if route.request.method == "POST" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/images", hold_first)
+    files = [_payload(name, (CORPUS / name).read_bytes(), media_type) for name, (media_type, _) in FILES.items()]
+    page.evaluate(DROP, ["#dropzone", files])
+    expect(page.locator('#upload-list .upload-row[data-state="done"]')).to_have_count(2, timeout=15_000)
+    cards = page.locator("#image-list > .image-card")
+    expect(cards).to_have_count(2)
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith("/order")) as saved:
+        held.pop().continue_()
+    assert saved.value.status == 204
+
+    expect(cards).to_have_count(3)
+    assert [cards.nth(i).get_attribute("data-name") for i in range(3)] == names
+    expect(page.locator("#image-list > :not(.image-card)")).to_have_count(0)  # no slot left behind
+    stored = live_app.call(lambda: [i.filename for i in bills.live_images(db.session.scalar(select(Bill)))])
+    assert stored == names
+    expect(page.locator("#viewer .viewer-thumb")).to_have_count(3)

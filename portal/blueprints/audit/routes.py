@@ -4,9 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, request
 from sqlalchemy import select
 
-from ...extensions import db
 from ...models import AuditEvent
-from ...views import render, roles_required, scope, visible_enterprise_ids
+from ...views import paginate, render, roles_required, scope, visible_enterprise_ids
 
 bp = Blueprint("audit", __name__)
 
@@ -28,5 +27,5 @@ def index():
         stmt = stmt.where(AuditEvent.action == action)
     if obj:
         stmt = stmt.where(AuditEvent.object_type == obj)
-    page = db.paginate(stmt, per_page=50, error_out=False)
+    page = paginate(stmt, 50)
     return render("audit/index.html", "audit/_rows.html", page=page, action=action, object_type=obj, ACTIONS=ACTIONS)

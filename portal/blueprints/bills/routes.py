@@ -18,7 +18,7 @@ from ... import bills, matching
 from ...errors import fail
 from ...extensions import db
 from ...models import BILL_STATUSES, Bill, Image, Invoice, invoice_type_label
-from ...views import render, roles_required, scope, toast
+from ...views import paginate, render, roles_required, scope, toast
 from . import assets, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
 
@@ -133,7 +133,7 @@ def index():
         stmt = stmt.where(Bill.status == status)
     if q:
         stmt = stmt.where(Bill.bill_no.contains(q, autoescape=True))
-    page = db.paginate(stmt, page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    page = paginate(stmt, PER_PAGE)
     ids = [b.id for b in page.items]
     # Two grouped counts for the whole page instead of two queries per row.
     image_counts = dict(db.session.execute(

@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models import Bill
-from ...views import render, roles_required, scope
+from ...views import paginate, render, roles_required, scope
 from ..bills import service
 
 bp = Blueprint("scan", __name__)
@@ -33,7 +33,7 @@ def _queue_stmt():
 @roles_required("scanner", "ops")
 def queue():
     """The queue, newest first, with the open-by-number box (``#scan-queue`` refreshes itself)."""
-    page = db.paginate(_queue_stmt(), page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    page = paginate(_queue_stmt(), PER_PAGE)
     return render("scan/queue.html", "scan/_queue.html", page=page, bill_no="", error=None, choices=[],
                   many=service.sees_many_enterprises())
 

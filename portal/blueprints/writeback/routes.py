@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 from ... import writeback
 from ...extensions import db
 from ...models import Bill, WritebackJob
-from ...views import render, roles_required, scope, toast, visible_enterprise_ids
+from ...views import paginate, render, roles_required, scope, toast, visible_enterprise_ids
 
 bp = Blueprint("writeback", __name__)
 
@@ -39,7 +39,7 @@ def _jobs_stmt(state: str, q: str):
 
 
 def _context(state: str, q: str) -> dict:
-    page = db.paginate(_jobs_stmt(state, q), per_page=50, error_out=False)
+    page = paginate(_jobs_stmt(state, q), 50)
     counts = writeback.state_counts(visible_enterprise_ids())
     counts["attention"] = db.session.scalar(
         scope(select(func.count()).select_from(WritebackJob), WritebackJob.enterprise_id)
