@@ -113,7 +113,8 @@ def live_app(tmp_path, monkeypatch, schema_template, cloud) -> Iterator[LiveApp]
     """The portal on a fresh migrated SQLite copy, served on a free loopback port."""
     monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
     shutil.copy(schema_template, tmp_path / "portal.sqlite3")
-    app = create_app(_config(tmp_path, INVOICE_CLOUD_URL=cloud.url))
+    # Quiet request lines: the live server answers the browser from a thread pytest does not capture.
+    app = create_app(_config(tmp_path, INVOICE_CLOUD_URL=cloud.url, LOG_LEVEL="WARNING"))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-portal", daemon=True)
     thread.start()
