@@ -622,7 +622,7 @@ class GalaxyClient:
             raise RemoteRefused(f"星空中找不到单据 {number or id}")
         return bill
 
-    def query(self, form_id: str, field_keys: list[str], filter_string: str = "", *, order: str = "",
+    def bill_query(self, form_id: str, field_keys: list[str], filter_string: str = "", *, order: str = "",
               start: int = 0, limit: int = QUERY_PAGE) -> list[list[Any]]:
         """One ExecuteBillQuery page: rows in ``field_keys`` order (at most ``limit`` ≤ 2000)."""
         data = {"FormId": form_id, "FieldKeys": ",".join(field_keys), "FilterString": filter_string,
@@ -637,7 +637,7 @@ class GalaxyClient:
         """Every row of a query, page by page (``StartRow``/``Limit``) until a short page."""
         rows: list[list[Any]] = []
         while len(rows) < max_rows:
-            page = self.query(form_id, field_keys, filter_string, order=order, start=len(rows))
+            page = self.bill_query(form_id, field_keys, filter_string, order=order, start=len(rows))
             rows.extend(page)
             if len(page) < QUERY_PAGE:
                 return rows

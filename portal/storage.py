@@ -245,19 +245,9 @@ class LocalStorage(Storage):
         fd, tmp_path = tempfile.mkstemp(prefix="put-", suffix=".part", dir=self._tmp)
         try:
             os.fchmod(fd, FILE_MODE)
-            digest = hashlib.sha256()
-            size = 0
             with os.fdopen(fd, "wb") as out:
                 fd = -1  # now owned by ``out``
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise TooLarge(limit)
-                    digest.update(chunk)
-                    out.write(chunk)
+                digest, size = _copy_hashing(stream, out, limit)
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
@@ -764,22 +754,28 @@ def _spool(stream: BinaryIO, limit: int | None):
     """Copy a stream into a local temporary file (in memory while small); returns (file, sha256 object, size)."""
     out = tempfile.SpooledTemporaryFile(max_size=CHUNK, prefix="put-", suffix=".part")
     try:
-        digest = hashlib.sha256()
-        size = 0
-        while True:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise TooLarge(limit)
-            digest.update(chunk)
-            out.write(chunk)
+        digest, size = _copy_hashing(stream, out, limit)
         out.seek(0)
     except BaseException:
         out.close()
         raise
     return out, digest, size
+
+
+def _copy_hashing(stream: BinaryIO, out: BinaryIO, limit: int | None):
+    """Copy ``stream`` into ``out`` chunk by chunk; returns (sha256 object, size). TooLarge past ``limit``."""
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise TooLarge(limit)
+        digest.update(chunk)
+        out.write(chunk)
+    return digest, size
 
 
 def _subdirs(path: str) -> list[os.DirEntry]:

@@ -465,7 +465,7 @@ def _run_workflow(job: WritebackJob, bill: Bill, connection: _Connection) -> str
     db.session.commit()
     galaxy = connection.ready()
     try:
-        tasks = galaxy.query(TASK_FORM, TASK_KEYS, pending_task_filter(galaxy.user_id, [form_id], bill_no))
+        tasks = galaxy.bill_query(TASK_FORM, TASK_KEYS, pending_task_filter(galaxy.user_id, [form_id], bill_no))
         if not tasks:
             job = db.session.get(WritebackJob, job_id)
             if sent_before:
