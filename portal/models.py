@@ -70,6 +70,7 @@ INVOICE_SOURCES = {
     "xml": "XML",
     "ofd": "OFD",
     "manual": "人工录入",
+    "ocr": "OCR 识别（待确认）",
     "erp": "ERP",
 }
 

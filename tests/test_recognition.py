@@ -139,8 +139,12 @@ def test_pdf_text_and_qr_are_combined():
     assert "qr" in inv.raw
 
 
-def test_ocr_flag_is_accepted_without_an_engine():
+def test_ocr_flag_is_accepted_without_an_engine(monkeypatch):
+    """A deployment without the optional OCR extra: asking for OCR finds nothing, and nothing breaks."""
+    from portal.recognition import ocr
+
     assert recognise_file("vat_special_paper_sample_87654321.jpg") == []
+    monkeypatch.setattr(ocr, "available", lambda: False)  # as if `pip install '.[ocr]'` had not run
     data = (CORPUS / "vat_special_paper_sample_87654321.jpg").read_bytes()
     assert recognise(data, "image/jpeg", ocr=True) == []
 
