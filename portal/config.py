@@ -77,6 +77,9 @@ DEFAULTS = {
     "WRITEBACK_MAX_ATTEMPTS": 12,
     # Storage cleaning: part files and blobs without a row untouched this long (seconds) are
     # removed, by `flask storage clean` and by the job runners every STORAGE_CLEAN_EVERY seconds.
+    # 影像匹配: the bill's amount may differ from its invoices' total by this much (yuan, e.g. "0.05")
+    # before the match reports amount_mismatch for the bill; 0 = they must be equal.
+    "MATCH_AMOUNT_TOLERANCE": "0.00",
     "STORAGE_CLEAN_AGE": 3600,
     "STORAGE_CLEAN_EVERY": 3600,
     # Login sessions end after this long without a request, and this long after login at most.
