@@ -20,6 +20,7 @@ from flask import current_app, has_request_context
 from sqlalchemy import and_, or_, select
 
 from . import audit, bills
+from .config import match_amount_tolerance
 from .extensions import db
 from .models import Bill, Enterprise, ExpectedInvoice, Image, Invoice, utcnow
 
@@ -216,14 +217,8 @@ def evaluate(bill: Bill) -> dict[str, Any]:
 
 
 def amount_tolerance() -> Decimal:
-    """``MATCH_AMOUNT_TOLERANCE`` as a non-negative decimal (yuan)."""
-    try:
-        value = Decimal(str(current_app.config.get("MATCH_AMOUNT_TOLERANCE") or "0"))
-    except ArithmeticError:
-        raise ValueError("MATCH_AMOUNT_TOLERANCE 应为金额，例如 0.05") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError("MATCH_AMOUNT_TOLERANCE 应为不小于 0 的金额，例如 0.05")
-    return value
+    """``MATCH_AMOUNT_TOLERANCE`` of the running app, as a decimal (checked at start-up)."""
+    return match_amount_tolerance(current_app.config.get("MATCH_AMOUNT_TOLERANCE"))
 
 
 def _invoice_total(inv: Invoice) -> Decimal | None:

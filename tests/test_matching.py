@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from portal import bills, matching, signing
+from portal import bills, create_app, matching, signing
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Image
 
@@ -324,6 +324,22 @@ def test_bill_amount_tolerance(erp, app, amount, tolerance, result):
     bill = submit(bill)
     assert bill.status == result, bill.match_result["reasons"]
     assert ("bill_amount" in statuses(bill)) == (result == "match_failed")
+
+
+@pytest.mark.parametrize("value", ["abc", "-0.01", "NaN", "Infinity"])
+def test_a_mistyped_tolerance_stops_the_start(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    monkeypatch.setenv("PORTAL_MATCH_AMOUNT_TOLERANCE", value)
+    with pytest.raises(ValueError, match="MATCH_AMOUNT_TOLERANCE 应为不小于 0 的金额"):
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+
+
+def test_the_tolerance_may_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    monkeypatch.setenv("PORTAL_MATCH_AMOUNT_TOLERANCE", "0.05")
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    with app.app_context():
+        assert str(matching.amount_tolerance()) == "0.05"
 
 
 def test_bill_amount_is_not_compared_when_an_invoice_total_is_unknown(erp):
