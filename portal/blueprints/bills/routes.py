@@ -78,11 +78,12 @@ def _page_context(bill: Bill, **extra) -> dict:
     images = bills.live_images(bill)
     invoices = [inv for img in images for inv in img.invoices]
     rows = service.history(bill)
-    warnings = service.duplicate_warnings(bill, invoices)
+    dups = service.duplicate_map(bill, invoices)
+    warnings = service.duplicate_warnings(bill, invoices, dups)
     ctx = dict(
         bill=bill,
         images=images,
-        dups=service.duplicate_map(bill, invoices),
+        dups=dups,
         repeats=service.repeated_in_bill(invoices),
         dup_warnings=warnings,
         submit_question=service.submit_confirmation(bill, warnings),

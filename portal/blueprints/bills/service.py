@@ -203,11 +203,15 @@ def repeated_in_bill(invoices: Iterable[Invoice]) -> dict[str, list[str]]:
     return {key: files for key, files in names.items() if len(files) > 1}
 
 
-def duplicate_warnings(bill: Bill, invoices: Iterable[Invoice]) -> list[str]:
+def duplicate_warnings(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]] | None = None) -> list[str]:
     """One Chinese sentence per duplicate on the bill: 重复报销 (another live bill carries the
-    invoice) and 单据内重复 (the bill carries it twice), for the bill's head and its submit confirmation."""
+    invoice) and 单据内重复 (the bill carries it twice), for the bill's head and its submit confirmation.
+
+    ``others`` is :func:`duplicate_map` of the same invoices when the caller already has it.
+    """
     invoices = list(invoices)
-    others = duplicate_map(bill, invoices)
+    if others is None:
+        others = duplicate_map(bill, invoices)
     out, seen = [], set()
     for inv in invoices:
         if inv.invoice_key in others and inv.invoice_key not in seen:
