@@ -87,7 +87,8 @@ def _page_context(bill: Bill, **extra) -> dict:
         repeats=service.repeated_in_bill(invoices),
         dup_warnings=warnings,
         submit_question=service.submit_confirmation(bill, warnings),
-        may_confirm=service.owns(bill) and matching.may_confirm(bill, service.actor(), current_user.role),
+        may_confirm=(bill.status == "match_failed" and service.owns(bill)
+                     and matching.may_confirm(bill, service.actor(), current_user.role)),
         history=rows,
         removed=service.removed_images(bill, rows),
         owns=service.owns(bill),

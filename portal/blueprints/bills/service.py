@@ -194,13 +194,13 @@ def duplicate_map(bill: Bill, invoices: Iterable[Invoice]) -> dict[str, list[str
 def repeated_in_bill(invoices: Iterable[Invoice]) -> dict[str, list[str]]:
     """Invoice keys found on more than one of the given live invoices of one bill (单据内重复),
     each with the names of the images carrying it, in image order."""
-    names: dict[str, list[str]] = {}
+    by_key: dict[str, list[Invoice]] = {}
     for inv in invoices:
         if inv.invoice_key:
-            image = inv.image
-            names.setdefault(inv.invoice_key, []).append(
-                (image.filename if image is not None else None) or f"影像 {inv.image_id}")
-    return {key: files for key, files in names.items() if len(files) > 1}
+            by_key.setdefault(inv.invoice_key, []).append(inv)
+    # Image names are looked up only for the (rare) repeated keys.
+    return {key: [(inv.image.filename if inv.image is not None else None) or f"影像 {inv.image_id}" for inv in same]
+            for key, same in by_key.items() if len(same) > 1}
 
 
 def duplicate_warnings(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]] | None = None) -> list[str]:
