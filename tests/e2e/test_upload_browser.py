@@ -221,3 +221,41 @@ def test_a_duplicate_upload_warns_on_its_row_the_bill_head_and_the_submit_questi
     assert live_app.scalar(select(Bill.status).where(Bill.bill_no == BILL_NO)) == "uploaded"
     page.reload()
     expect(page.locator("#image-list .in-bill-dup")).to_have_count(2)
+
+
+def test_manual_entry_refuses_a_sum_that_does_not_add_up_in_place_and_keeps_what_was_typed(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    paper = "vat_special_paper_sample_87654321.jpg"  # nothing recognised on it
+
+    def attach_paper() -> int:
+        bill = db.session.scalar(select(Bill).where(Bill.bill_no == BILL_NO))
+        added = bills.add_file(bill, (CORPUS / paper).read_bytes(), paper, "tester")
+        db.session.commit()
+        return added.image.id
+
+    image_id = live_app.call(attach_paper)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    form = page.locator(f"#manual-invoice-{image_id} form")
+    # The twelve fields of the correction form, with its labels.
+    expect(form.locator(".invoice-grid label.field")).to_have_count(12)
+    for label in ("发票类型", "校验码", "购方名称", "购方税号", "销方名称"):
+        expect(form.locator(".invoice-grid")).to_contain_text(label)
+    typed = {"code": "1100094140", "number": "87654321", "date": "2010-11-18", "amount": "5999.00",
+             "tax": "1019.82", "total": "7018.83", "buyer_name": "买方公司"}
+    for name, value in typed.items():
+        form.locator(f"[name={name}]").fill(value)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/invoices")) as refused:
+        form.get_by_role("button", name="保存发票").click()
+    assert refused.value.status == 422
+
+    form = page.locator(f"#manual-invoice-{image_id} form")
+    expect(form.locator(".alert-error")).to_contain_text("与价税合计 7018.83 不一致")
+    for name, value in typed.items():
+        expect(form.locator(f"[name={name}]")).to_have_value(value)
+    form.locator("[name=tax]").fill("1019.83")
+    form.get_by_role("button", name="保存发票").click()
+    card = page.locator(f"#image-{image_id}")
+    expect(card.locator(".invoice-number")).to_have_text("87654321")
+    expect(card).to_contain_text("买方公司")
