@@ -458,6 +458,15 @@ def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def check_sum(amount: Decimal | None, tax: Decimal | None, total: Decimal | None) -> None:
+    """BillError 422 when all three are given and 金额 + 税额 ≠ 价税合计 (a typo in one of them)."""
+    if amount is None or tax is None or total is None:
+        return
+    if amount + tax != total:
+        raise BillError(f"金额（不含税）{amount:.2f} + 税额 {tax:.2f} = {amount + tax:.2f}，"
+                        f"与价税合计 {total:.2f} 不一致，请核对")
+
+
 def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     """Apply a scanner's correction; the source becomes ``manual`` and the change is audited."""
     bill = db.session.get(Bill, inv.bill_id)
@@ -475,6 +484,10 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     after = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
     if after == before:
         return
+    # Only a change of the money is checked: recognition may have stored sums that do not add up,
+    # and correcting another field must not be refused for them.
+    if any(before[f] != after[f] for f in MONEY_LABELS):
+        check_sum(inv.amount, inv.tax, inv.total)
     inv.source = "manual"
     inv.invoice_key = invoice_key(inv.code, inv.number)
     db.session.flush()
@@ -490,7 +503,8 @@ def add_manual_invoice(image: Image, values: dict[str, Any], actor: str) -> Invo
     """Type in an invoice for ``image`` (e.g. an old paper invoice nothing was recognised on).
 
     The number is required (8 or 20 digits), the code optional (10 or 12 digits);
-    money and dates parse as in :func:`correct_invoice`.  The invoice is stored with
+    money and dates parse as in :func:`correct_invoice`, and 金额 + 税额 must equal 价税合计
+    when all three are given.  The invoice is stored with
     source ``manual``, checked for duplicates, and written to the history and the audit log.
     """
     bill = db.session.get(Bill, image.bill_id)
@@ -505,6 +519,7 @@ def add_manual_invoice(image: Image, values: dict[str, Any], actor: str) -> Invo
         raise BillError(NUMBER_RULE)
     if code and (not code.isdigit() or len(code) not in (10, 12)):
         raise BillError(CODE_RULE)
+    check_sum(fields.get("amount"), fields.get("tax"), fields.get("total"))
     inv = Invoice(enterprise_id=bill.enterprise_id, bill_id=bill.id, image_id=image.id, source="manual",
                   invoice_key=invoice_key(code, number), **fields)
     db.session.add(inv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -77,6 +78,9 @@ DEFAULTS = {
     "WRITEBACK_MAX_ATTEMPTS": 12,
     # Storage cleaning: part files and blobs without a row untouched this long (seconds) are
     # removed, by `flask storage clean` and by the job runners every STORAGE_CLEAN_EVERY seconds.
+    # 影像匹配: the bill's amount may differ from its invoices' total by this much (yuan, e.g. "0.05")
+    # before the match reports amount_mismatch for the bill; 0 = they must be equal.
+    "MATCH_AMOUNT_TOLERANCE": "0.00",
     "STORAGE_CLEAN_AGE": 3600,
     "STORAGE_CLEAN_EVERY": 3600,
     # Login sessions end after this long without a request, and this long after login at most.
@@ -140,6 +144,17 @@ def ensure_data_key(app, engine) -> None:
     app.config["DATA_KEY"] = _read_or_create(path, lambda: Fernet.generate_key().decode())
 
 
+def match_amount_tolerance(value) -> Decimal:
+    """``MATCH_AMOUNT_TOLERANCE`` as a non-negative amount in yuan; ValueError (in Chinese) otherwise."""
+    try:
+        tolerance = Decimal(str(value if value not in (None, "") else "0").strip())
+    except ArithmeticError:
+        tolerance = None
+    if tolerance is None or not tolerance.is_finite() or tolerance < 0:
+        raise ValueError(f"MATCH_AMOUNT_TOLERANCE 应为不小于 0 的金额（元），例如 0.05；当前为：{value!r}")
+    return tolerance
+
+
 def load(app, test_config: dict | None) -> None:
     """Fill ``app.config`` in the documented order and make sure the keys exist."""
     inst = Path(app.instance_path)
@@ -171,5 +186,6 @@ def load(app, test_config: dict | None) -> None:
         app.config["STORAGE_DIR"] = str(inst / "storage")
     if app.config["STORAGE_URL"]:
         parse_storage_url(app.config["STORAGE_URL"])  # a mistyped URL stops the start, not the first upload
+    match_amount_tolerance(app.config["MATCH_AMOUNT_TOLERANCE"])  # likewise a mistyped tolerance
     # The signed cookie itself expires with the absolute lifetime (Flask's default is 31 days).
     app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_ABSOLUTE_LIFETIME"])

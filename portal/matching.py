@@ -16,12 +16,13 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from flask import has_request_context
+from flask import current_app, has_request_context
 from sqlalchemy import and_, or_, select
 
 from . import audit, bills
+from .config import match_amount_tolerance
 from .extensions import db
-from .models import Bill, ExpectedInvoice, Image, Invoice, utcnow
+from .models import Bill, Enterprise, ExpectedInvoice, Image, Invoice, utcnow
 
 log = logging.getLogger("portal.matching")
 
@@ -31,6 +32,9 @@ MISSING_IMAGE = "missing_image"
 AMOUNT_MISMATCH = "amount_mismatch"
 UNEXPECTED_IMAGE = "unexpected_image"
 DUPLICATE = "duplicate"
+DUPLICATE_IN_BILL = "duplicate_in_bill"
+# The key of the bill-level item comparing the bill's amount with its invoices' total.
+BILL_AMOUNT_KEY = "bill_amount"
 
 ITEM_LABELS = {
     MATCHED: "匹配成功",
@@ -38,7 +42,11 @@ ITEM_LABELS = {
     AMOUNT_MISMATCH: "金额不一致",
     UNEXPECTED_IMAGE: "非应收发票",
     DUPLICATE: "重复报销",
+    DUPLICATE_IN_BILL: "单据内重复",
 }
+
+SECOND_PERSON_RULE = ("本企业的人工确认需他人复核：您上传了本单据的影像，"
+                      "请由运维人员或其他扫描岗确认通过")
 
 
 # --------------------------------------------------------------------------- entry points
@@ -63,15 +71,19 @@ def after_submit(bill: Bill, actor: str) -> None:
     write_back(bill, actor)
 
 
-def confirm(bill: Bill, reason: str, actor: str) -> None:
-    """A scanner accepts a failed match by hand, with a reason: the bill becomes ``matched``.
+def confirm(bill: Bill, reason: str, actor: str, *, role: str = "scanner") -> None:
+    """A scanner or ops user accepts a failed match by hand, with a reason: the bill becomes ``matched``.
 
-    Raises BillError 422 without a reason and 409 unless the bill is ``match_failed``.
-    The confirmation is audited and the bill is written back.
+    Raises BillError 422 without a reason, 409 unless the bill is ``match_failed``, and 403
+    when the enterprise wants a second person (人工确认需他人复核) and ``actor`` is a
+    non-ops user who uploaded one of the bill's images. The confirmation is audited and
+    the bill is written back.
     """
     reason = (reason or "").strip()
     if bill.status != "match_failed":
         raise bills.BillError(f"单据当前状态为“{bill.status_label}”，只有匹配失败的单据可以人工确认", 409)
+    if not may_confirm(bill, actor, role):
+        raise bills.BillError(SECOND_PERSON_RULE, 403)
     if not reason:
         raise bills.BillError("请填写人工确认的理由")
     reason = reason[:500]
@@ -84,6 +96,21 @@ def confirm(bill: Bill, reason: str, actor: str) -> None:
                  summary=f"人工确认单据 {bill.bill_no} 的匹配结果：{reason[:100]}",
                  after={"status": "matched", "reason": reason}, actor=_audit_actor(actor))
     write_back(bill, actor)
+
+
+def may_confirm(bill: Bill, actor: str, role: str) -> bool:
+    """Whether ``actor`` (with ``role``) may pass the bill's failed match by hand.
+
+    With the enterprise's 人工确认需他人复核 on (the default), the person who scanned the
+    bill cannot also wave its failed match through: ops may, and so may a scanner who
+    uploaded none of the bill's live images.
+    """
+    ent = bill.enterprise or db.session.get(Enterprise, bill.enterprise_id)
+    if not ent.confirm_needs_second or role == "ops":
+        return True
+    uploaded = db.session.scalar(select(Image.id).where(
+        Image.bill_id == bill.id, Image.removed.is_(False), Image.uploaded_by == actor).limit(1))
+    return uploaded is None
 
 
 def write_back(bill: Bill, actor: str) -> None:
@@ -131,9 +158,15 @@ def evaluate(bill: Bill) -> dict[str, Any]:
     """
     expected = expected_invoices(bill)
     found: dict[str, Invoice] = {}
+    # The same invoice on two images of one bill (e.g. its PDF and a photo) is compared once,
+    # but the bill counts it twice: it is reported as 单据内重复 below.
+    repeated: dict[str, list[Invoice]] = {}
     for inv in bills.bill_invoices(bill):
-        # The same invoice on two images of one bill (e.g. its PDF and a photo) is one invoice here.
-        if inv.invoice_key and inv.invoice_key not in found:
+        if not inv.invoice_key:
+            continue
+        if inv.invoice_key in found:
+            repeated.setdefault(inv.invoice_key, [found[inv.invoice_key]]).append(inv)
+        else:
             found[inv.invoice_key] = inv
     items: list[dict[str, Any]] = []
     reasons: list[str] = []
@@ -167,9 +200,52 @@ def evaluate(bill: Bill) -> dict[str, Any]:
             item["other_bills"] = others[key]
             items.append(item)
             reasons.append(f"发票 {_label(inv.number)} 重复报销（单据 {'、'.join(others[key])}）")
+    for key, copies in repeated.items():
+        names = _filenames(copies)
+        item = _item(key, DUPLICATE_IN_BILL, None, copies[0], names)
+        item["images"] = [names.get(c.image_id) or f"影像 {c.image_id}" for c in copies]
+        items.append(item)
+        reasons.append(f"发票 {_label(copies[0].number)} 在本单据中出现 {len(copies)} 次（单据内重复：{'、'.join(item['images'])}）")
+    bill_item = _bill_amount_item(bill, found.values())
+    if bill_item is not None:
+        items.append(bill_item)
+        reasons.append(f"单据金额 {bill_item['expected']['total']} 与发票价税合计 {bill_item['found']['total']} "
+                       f"不一致（相差 {bill_item['difference']}，允许误差 {bill_item['tolerance']}）")
     ok = all(i["status"] == MATCHED for i in items)
     return {"result": MATCHED if ok else "match_failed", "round": bill.round, "reasons": reasons, "items": items,
             "expected": len(expected), "recognised": len(found), "at": utcnow().isoformat() + "Z"}
+
+
+def amount_tolerance() -> Decimal:
+    """``MATCH_AMOUNT_TOLERANCE`` of the running app, as a decimal (checked at start-up)."""
+    return match_amount_tolerance(current_app.config.get("MATCH_AMOUNT_TOLERANCE"))
+
+
+def _invoice_total(inv: Invoice) -> Decimal | None:
+    if inv.total is not None:
+        return Decimal(inv.total)
+    if inv.amount is not None and inv.tax is not None:
+        return Decimal(inv.amount) + Decimal(inv.tax)
+    return None
+
+
+def _bill_amount_item(bill: Bill, invoices) -> dict | None:
+    """The bill-level ``amount_mismatch`` item when the bill's amount and its invoices' total differ
+    by more than :func:`amount_tolerance`; None when they agree or cannot be compared (no bill
+    amount, no invoice, or an invoice whose total is unknown, e.g. a QR carrying only the pre-tax amount).
+    """
+    invoices = list(invoices)
+    if bill.amount is None or not invoices:
+        return None
+    totals = [_invoice_total(inv) for inv in invoices]
+    if any(t is None for t in totals):
+        return None
+    want, got = Decimal(bill.amount), sum(totals, Decimal("0"))
+    tolerance = amount_tolerance()
+    if abs(want - got) <= tolerance:
+        return None
+    return {"key": BILL_AMOUNT_KEY, "status": AMOUNT_MISMATCH, "expected": {"total": _money(want)},
+            "found": {"total": _money(got)}, "difference": _money(got - want), "tolerance": _money(tolerance)}
 
 
 def _is_shudian(number: str | None, code: str | None) -> bool:

@@ -234,6 +234,9 @@ class Enterprise(db.Model):
     encrypted_push_only: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Returning a pulled bill for rescan also rejects (驳回) its ERP workflow task, with the reason.
     reject_on_return: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 人工确认需他人复核: separation of duties — a failed match is passed by hand only by an ops user
+    # or a scanner who uploaded none of the bill's images.
+    confirm_needs_second: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
     # enterprises share one docking connection; empty = the bills no other enterprise lists.

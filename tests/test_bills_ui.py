@@ -235,7 +235,7 @@ def test_over_long_correction_text_is_refused_and_nothing_stored(scanner, field,
 def test_over_long_typed_in_text_is_refused(scanner):
     image = attach("BX-0001", PAPER_87654321)
     resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, "seller_name": "卖" * 201})
-    assert resp.status_code == 422 and "销售方名称不能超过 200 个字符" in resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "销方名称不能超过 200 个字符" in resp.get_data(as_text=True)
     with pytest.raises(bills.BillError, match="销方名称 不能超过 200 个字符"):
         bills.add_manual_invoice(db.session.get(Image, image.id), {**MANUAL, "seller_name": "卖" * 201}, "tester")
     db.session.rollback()
@@ -609,7 +609,11 @@ def test_the_same_invoice_twice_on_one_bill_is_not_a_duplicate(scanner):
     assert [inv.invoice_key for inv in bills.bill_invoices(one)] == [KEY_00008006] * 2
     assert flags("BX-0001") == [False, False]
     assert bills.duplicate_bills(one.enterprise_id, one.id, [KEY_00008006]) == {}
-    assert "重复报销" not in scanner.get("/bills/BX-0001").get_data(as_text=True)
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "重复报销" not in page
+    # ...but the bill counts it twice: both invoices and the bill's head say so (单据内重复).
+    assert page.count('class="badge badge-err dup-badge in-bill-dup"') == 2
+    assert f"发票 00008006 在本单据中出现 2 次（单据内重复：{PDF_00008006}、{XML_00008006}）" in page
 
     attach("BX-0002", PDF_00008006)
     assert flags("BX-0001") == [True, True] and flags("BX-0002") == [True]
@@ -670,3 +674,131 @@ def test_typing_in_is_refused_to_viewers_and_on_a_submitted_bill(browser, world)
     resp = _manual(browser, "BX-0001", image.id, MANUAL)
     assert resp.status_code == 409 and "不能修改影像" in json.loads(resp.headers["HX-Trigger"])["toast"]["message"]
     assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
+
+
+# --------------------------------------------------------------------------- duplicates you cannot miss
+
+def _head(page: str) -> str:
+    return page.split('id="bill-head"', 1)[1].split("</section>", 1)[0]
+
+
+def _submit_question(page: str) -> str:
+    import html as html_lib
+    import re
+
+    m = re.search(r'action="/bills/BX-0001/submit" class="inline"\s+data-confirm="([^"]*)"', page)
+    assert m, "no submit form"
+    return html_lib.unescape(m.group(1))
+
+
+def test_an_upload_of_a_duplicate_is_a_warning_not_a_green_success(scanner):
+    attach("BX-0002", PDF_00008006)
+    resp = upload(scanner, "BX-0001", PDF_00008006)
+    assert resp.status_code == 201
+    row = resp.get_data(as_text=True).split("<div hx-swap-oob", 1)[0]
+    assert 'class="upload-warn" role="alert"' in row and "upload-ok" not in row
+    assert "已上传，但发票 00008006 重复报销（另见单据 BX-0002）" in row
+    # A file without duplicates is still the plain success.
+    ok = upload(scanner, "BX-0001", PNG_33207675).get_data(as_text=True).split("<div hx-swap-oob", 1)[0]
+    assert 'class="upload-ok"' in ok and "upload-warn" not in ok
+
+
+def test_an_upload_of_an_invoice_already_on_the_bill_warns_of_duplicate_in_bill(scanner):
+    attach("BX-0001", PDF_00008006)
+    resp = upload(scanner, "BX-0001", XML_00008006)  # the same invoice, another file
+    assert resp.status_code == 201
+    html = resp.get_data(as_text=True)
+    row = html.split("<div hx-swap-oob", 1)[0]
+    assert 'class="upload-warn"' in row and "发票 00008006 已在本单据的其他影像中（单据内重复）" in row
+    assert "in-bill-dup" in html  # the new card's invoice carries the badge
+
+
+def test_the_bill_head_and_the_submit_confirmation_name_every_duplicate(scanner):
+    plain = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert "dup-warnings" not in plain
+    attach("BX-0001", PDF_00008006)
+    question = _submit_question(scanner.get("/bills/BX-0001").get_data(as_text=True))
+    assert question == "提交后不能再修改影像，确定提交单据 BX-0001 吗？"
+
+    attach("BX-0002", PDF_00008006)
+    attach("BX-0001", XML_00008006)
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    head = _head(page)
+    cross = "发票 00008006 重复报销（另见单据 BX-0002）"
+    within = f"发票 00008006 在本单据中出现 2 次（单据内重复：{PDF_00008006}、{XML_00008006}）"
+    assert 'class="alert alert-error dup-warnings"' in head and cross in head and within in head
+    question = _submit_question(page)
+    assert question.startswith("注意：") and cross in question and within in question
+    assert question.endswith("确定提交单据 BX-0001 吗？")
+    # The head's htmx refresh (after every change) carries the same warning.
+    fragment = scanner.get("/bills/BX-0001", htmx="bill-head").get_data(as_text=True)
+    assert cross in fragment and within in fragment
+
+
+def test_confirm_needs_someone_other_than_the_uploader(scanner, world):
+    upload(scanner, "BX-0001", PDF_00008006)
+    b = bill("BX-0001")
+    b.status = "match_failed"
+    b.match_result = {"result": "match_failed", "reasons": ["发票 00008006 缺少应收记录"], "items": []}
+    db.session.commit()
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert 'action="/bills/BX-0001/confirm"' not in page and "人工确认需他人复核" in page
+    resp = scanner.post("/bills/BX-0001/confirm", {"reason": "我自己核对过"})
+    assert resp.status_code == 403 and "人工确认需他人复核" in resp.get_data(as_text=True)
+    assert bill("BX-0001").status == "match_failed"
+
+    scanner.post("/logout")
+    scanner.login("ops1")
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    assert 'action="/bills/BX-0001/confirm"' in page
+    assert scanner.post("/bills/BX-0001/confirm", {"reason": "运维复核通过"}).status_code == 303
+    assert bill("BX-0001").status == "matched"
+
+
+# --------------------------------------------------------------------------- one invoice form
+
+def _labels(html: str, prefix: str) -> list[tuple[str, str]]:
+    import re
+
+    return re.findall(r'<span>([^<]+)</span>\s*<input[^>]*id="' + prefix + r'-(\w+)"', html)
+
+
+def test_manual_entry_has_the_correction_forms_fields_and_labels(scanner):
+    attach("BX-0001", PDF_00008006)
+    image = attach("BX-0001", PAPER_87654321)
+    page = scanner.get("/bills/BX-0001").get_data(as_text=True)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    correction = [(name, label) for label, name in _labels(page, f"inv-{inv.id}")]
+    manual = [(name, label) for label, name in _labels(page, f"manual-{image.id}")]
+    assert len(correction) == 12 and manual == correction
+    assert {"type", "check_code", "buyer_name", "buyer_tax_no"} <= {name for name, _ in manual}
+
+    values = {**MANUAL, "type": "04", "check_code": "12345678901234567890", "buyer_name": "买方公司",
+              "buyer_tax_no": "91110000100000000X"}
+    assert _manual(scanner, "BX-0001", image.id, values).status_code == 200
+    typed = db.session.scalar(select(Invoice).where(Invoice.image_id == image.id))
+    assert (typed.type, typed.check_code, typed.buyer_name, typed.buyer_tax_no) == (
+        "04", "12345678901234567890", "买方公司", "91110000100000000X")
+
+
+def test_manual_entry_refuses_amount_plus_tax_not_the_total(scanner):
+    image = attach("BX-0001", PAPER_87654321)
+    resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, "tax": "1019.82"})  # 5999.00 + 1019.82 = 7018.82
+    assert resp.status_code == 422
+    html = resp.get_data(as_text=True)
+    assert "金额（不含税）5999.00 + 税额 1019.82 = 7018.82，与价税合计 7018.83 不一致，请核对" in html
+    assert 'value="1019.82"' in html and 'value="7018.83"' in html  # what was typed comes back
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.object_type == "invoice")) == 0
+    # The sum that adds up is taken.
+    assert _manual(scanner, "BX-0001", image.id, {**MANUAL, "tax": "1019.83"}).status_code == 200
+
+
+def test_a_correction_of_the_money_must_add_up(scanner):
+    attach("BX-0001", PDF_00008006)
+    inv = bills.bill_invoices(bill("BX-0001"))[0]
+    form = {"number": "00008006", "code": "052002100113", "amount": "24519.05", "tax": "735.57", "total": "25254.00"}
+    resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", form, htmx=f"invoice-{inv.id}")
+    assert resp.status_code == 422 and "与价税合计 25254.00 不一致" in resp.get_data(as_text=True)
+    inv = db.session.get(Invoice, inv.id)
+    assert str(inv.total) == "25254.62" and inv.source == "pdf_text"

@@ -1,4 +1,7 @@
 """Galaxy docking connections: data centres, test connection, save, isolation."""
+import html as html_lib
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -321,3 +324,37 @@ def test_form_ids_and_amount_field_are_saved_and_the_last_pull_is_shown(as_ops, 
     db.session.commit()
     page = as_ops.get("/docking/").data.decode()
     assert "待办 7，新开 2" in page and "星空返回：组织 900 不属于任何企业" in page
+
+
+def test_a_refused_save_keeps_the_typed_password_and_the_data_centre_choice(as_ops, galaxy):
+    # The list from 获取数据中心 comes back with the form; the save is refused by Galaxy.
+    listed = as_ops.post("/docking/datacenters", {"base_url": galaxy.url + "/k3cloud/"}, htmx="acct-field").data.decode()
+    choices = re.search(r"name=\"acct_choices\" value='([^']*)'", listed).group(1)
+    data = fields(galaxy, username=TEST_GALAXY.no_webapi_username, password="typed-Pa55word",
+                  acct_choices=html_lib.unescape(choices))
+    resp = as_ops.post("/docking/", data, htmx="docking-form")
+    assert resp.status_code == 422
+    page = resp.data.decode()
+    assert 'value="typed-Pa55word"' in page  # typed in this request: shown again, not lost
+    # The data centre is still chosen by its name in the list, not reduced to a bare Id.
+    option = re.search(r'<option value="([^"]+)" selected>([^<]*)</option>', page)
+    assert option and option.group(1) == TEST_GALAXY.acct_id and TEST_GALAXY.acct_name in option.group(2)
+    assert count() == 0
+
+
+def test_a_refused_edit_never_shows_the_stored_password(as_ops, galaxy):
+    as_ops.post("/docking/", fields(galaxy))
+    conn = db.session.scalar(select(DockingConnection))
+    resp = as_ops.post(f"/docking/{conn.id}/edit", fields(galaxy, name="", password="••••", connection_id=str(conn.id)),
+                       htmx="docking-form")
+    assert resp.status_code == 422
+    page = resp.data.decode()
+    assert TEST_GALAXY.password not in page and 'name="password" type="password" value="••••' in page
+
+
+@pytest.mark.parametrize("choices", ["not json", '{"Id": "x"}', '[{"Id": 5}]', '[{"Id": "' + "x" * 300 + '"}]', "[1]"])
+def test_a_malformed_data_centre_list_falls_back_to_the_id_field(as_ops, galaxy, choices):
+    resp = as_ops.post("/docking/", fields(galaxy, name="", acct_choices=choices), htmx="docking-form")
+    assert resp.status_code == 422
+    page = resp.data.decode()
+    assert "<select id=\"acct_id\"" not in page and f'value="{TEST_GALAXY.acct_id}"' in page

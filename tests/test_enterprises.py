@@ -222,3 +222,53 @@ def test_erp_orgs_and_reject_on_return_are_set_on_the_edit_form(as_ops, make_ent
     assert "100,200" in page and f"/erp/plugin/{ent.id}/image_buttons.py" in page
     ev = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "update")).all()[-1]
     assert ev.after["erp_orgs"] == "100,200" and ev.after["reject_on_return"] is True
+
+
+@pytest.mark.parametrize("htmx", [False, "enterprise-form"])
+def test_a_refused_add_keeps_the_typed_secrets(as_ops, htmx):
+    resp = as_ops.post("/enterprises/", {**GOOD, "client_secret": "wrong-secret-typed", "name": ""}, htmx=htmx)
+    assert resp.status_code == 422
+    html = resp.data.decode()
+    assert 'name="client_secret" type="password" value="wrong-secret-typed"' in html
+    assert f'name="encrypt_key" type="password" value="{GOOD["encrypt_key"]}"' in html
+    resp = as_ops.post("/enterprises/", {**GOOD, "client_secret": "wrong-secret"}, htmx=htmx)  # refused by the cloud
+    assert resp.status_code == 422 and 'value="wrong-secret"' in resp.data.decode()
+    assert count() == 0
+
+
+def test_a_refused_edit_shows_the_mask_never_the_stored_secret(as_ops, make_enterprise):
+    ent = make_enterprise(secret="stored-secret-value-0001", key="stored-key-00001")
+    fields = {"name": "", "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "",
+              "encrypt_key": "••••", "image_mode": "basic", "docking_id": "0"}
+    resp = as_ops.post(f"/enterprises/{ent.id}/edit", fields, htmx="enterprise-form")
+    assert resp.status_code == 422
+    html = resp.data.decode()
+    assert "stored-secret-value-0001" not in html and "stored-key-00001" not in html
+    assert 'name="client_secret" type="password" value="••••0001"' in html
+    assert 'name="encrypt_key" type="password" value="••••"' in html
+    # A newly typed key on a refused edit comes back as typed.
+    resp = as_ops.post(f"/enterprises/{ent.id}/edit", {**fields, "encrypt_key": "new-key-typed-16"}, htmx="enterprise-form")
+    assert resp.status_code == 422 and 'name="encrypt_key" type="password" value="new-key-typed-16"' in resp.data.decode()
+
+
+def test_manual_confirmation_needs_a_second_person_by_default_and_is_set_on_the_edit_form(as_ops, make_enterprise):
+    ent = make_enterprise()
+    assert ent.confirm_needs_second
+    page = as_ops.get(f"/enterprises/{ent.id}/edit").data.decode()
+    assert re.search(r'<input checked id="confirm_needs_second" name="confirm_needs_second" type="checkbox"', page)
+    fields = {"name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "",
+              "encrypt_key": "", "image_mode": "basic", "docking_id": "0", "encrypted_push_only": "y"}
+    assert as_ops.post(f"/enterprises/{ent.id}/edit", fields).status_code == 303
+    db.session.refresh(ent)
+    assert ent.confirm_needs_second is False
+    assert "人工确认需他人复核</dt><dd>否" in as_ops.get(f"/enterprises/{ent.id}").data.decode()
+    ev = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "update")).all()[-1]
+    assert ev.before["confirm_needs_second"] is True and ev.after["confirm_needs_second"] is False
+    assert as_ops.post(f"/enterprises/{ent.id}/edit", {**fields, "confirm_needs_second": "y"}).status_code == 303
+    db.session.refresh(ent)
+    assert ent.confirm_needs_second is True
+
+
+def test_a_new_enterprise_needs_a_second_person_for_manual_confirmation(as_ops):
+    assert as_ops.post("/enterprises/", GOOD).status_code == 303
+    assert db.session.scalar(select(Enterprise)).confirm_needs_second is True

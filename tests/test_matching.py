@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from portal import bills, matching, signing
+from portal import bills, create_app, matching, signing
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Image
 
@@ -41,9 +41,9 @@ class Erp:
         resp = browser.request("POST", "/api/v1/token", json={"client_id": ent.client_id, "client_secret": SECRET})
         self.headers = {"Authorization": f"Bearer {resp.get_json()['access_token']}"}
 
-    def open(self, bill_no, expected=()):
+    def open(self, bill_no, expected=(), **extra):
         resp = self.browser.request("POST", "/api/v1/bills", headers=self.headers,
-                                    json={"bill_no": bill_no, "erp_id": "100001", "expected_invoices": list(expected)})
+                                    json={"bill_no": bill_no, "erp_id": "100001", "expected_invoices": list(expected), **extra})
         assert resp.status_code == 201, resp.get_json()
         return db.session.scalar(select(Bill).where(Bill.enterprise_id == self.ent.id, Bill.bill_no == bill_no))
 
@@ -277,6 +277,113 @@ def test_no_expected_invoices_means_every_image_is_unexpected(erp):
     bill = submit(bill)
     assert bill.status == "match_failed"
     assert bill.match_result["reasons"] == ["影像中的发票 33207675 不在应收发票中"]
+
+
+def test_the_same_invoice_twice_on_one_bill_fails_as_duplicate_in_bill(erp):
+    # Its PDF and a photo of it: not a 重复报销 across bills, but the bill would count it twice.
+    bill = erp.open("FYBX1012", [EXPECT_8006])
+    erp.upload("FYBX1012", PDF_8006, JPG_8006)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    items = bill.match_result["items"]
+    assert [(i["key"], i["status"]) for i in items] == [("052002100113:00008006", "matched"),
+                                                        ("052002100113:00008006", "duplicate_in_bill")]
+    assert items[1]["images"] == [PDF_8006, JPG_8006]
+    assert bill.match_result["reasons"] == [f"发票 00008006 在本单据中出现 2 次（单据内重复：{PDF_8006}、{JPG_8006}）"]
+    # Removing the photo leaves the invoice once: the bill matches.
+    bills.remove_image(bill, image_of(bill, JPG_8006), "scanner1")
+    db.session.commit()
+    assert submit(bill).status == "matched"
+
+
+def test_bill_amount_differs_from_the_invoices_total(erp):
+    # A bill of ¥4,449 carrying invoices of ¥4,449 + ¥20,000: the match reports the bill's amount.
+    bill = erp.open("FYBX1013", [EXPECT_48542163, EXPECT_489101796], amount="4449.00")
+    erp.upload("FYBX1013", OFD_48542163, OFD_489101796)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    assert statuses(bill) == {":24112000000048542163": "matched", ":24322000000489101796": "matched",
+                              "bill_amount": "amount_mismatch"}
+    item = bill.match_result["items"][-1]
+    assert item["expected"] == {"total": "4449.00"} and item["found"] == {"total": "24449.00"}
+    assert item["difference"] == "20000.00" and item["tolerance"] == "0.00"
+    assert bill.match_result["reasons"] == ["单据金额 4449.00 与发票价税合计 24449.00 不一致（相差 20000.00，允许误差 0.00）"]
+
+
+@pytest.mark.parametrize("amount,tolerance,result", [
+    ("24449.00", "0.00", "matched"),
+    ("24449.30", "0.50", "matched"),
+    ("24449.30", "0.29", "match_failed"),
+    ("24448.50", "0.50", "matched"),
+    ("24448.49", "0.50", "match_failed"),
+])
+def test_bill_amount_tolerance(erp, app, amount, tolerance, result):
+    app.config["MATCH_AMOUNT_TOLERANCE"] = tolerance
+    bill = erp.open("FYBX1014", [EXPECT_48542163, EXPECT_489101796], amount=amount)
+    erp.upload("FYBX1014", OFD_48542163, OFD_489101796)
+    bill = submit(bill)
+    assert bill.status == result, bill.match_result["reasons"]
+    assert ("bill_amount" in statuses(bill)) == (result == "match_failed")
+
+
+@pytest.mark.parametrize("value", ["abc", "-0.01", "NaN", "Infinity"])
+def test_a_mistyped_tolerance_stops_the_start(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    monkeypatch.setenv("PORTAL_MATCH_AMOUNT_TOLERANCE", value)
+    with pytest.raises(ValueError, match="MATCH_AMOUNT_TOLERANCE 应为不小于 0 的金额"):
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+
+
+def test_the_tolerance_may_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
+    monkeypatch.setenv("PORTAL_MATCH_AMOUNT_TOLERANCE", "0.05")
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    with app.app_context():
+        assert str(matching.amount_tolerance()) == "0.05"
+
+
+def test_bill_amount_is_not_compared_when_an_invoice_total_is_unknown(erp):
+    # The picture's QR carries the pre-tax amount only: no total to add up, so no verdict on the bill.
+    bill = erp.open("FYBX1015", [EXPECT_8006], amount="1.00")
+    erp.upload("FYBX1015", JPG_8006)
+    assert submit(bill).status == "matched"
+
+
+def _scanned_by(bill, actor, *names):
+    for name in names:
+        bills.add_file(bill, corpus(name), name, actor)
+    db.session.commit()
+
+
+def test_confirm_needs_a_second_person_by_default(erp, ent):
+    assert ent.confirm_needs_second  # on unless the enterprise turns it off
+    bill = erp.open("FYBX1016", [EXPECT_8006, EXPECT_48542163])
+    _scanned_by(bill, "scanner1", PDF_8006)
+    bill = submit(bill)
+    assert bill.status == "match_failed"
+    with pytest.raises(bills.BillError) as err:
+        matching.confirm(bill, "我自己核对过", "scanner1", role="scanner")
+    assert err.value.status == 403 and "需他人复核" in err.value.message
+    db.session.rollback()
+    db.session.refresh(bill)
+    assert bill.status == "match_failed" and not events(bill, "confirm")
+    assert not matching.may_confirm(bill, "scanner1", "scanner")
+    assert matching.may_confirm(bill, "scanner2", "scanner")  # another scanner
+    assert matching.may_confirm(bill, "scanner1", "ops")  # an ops user, even one who scanned
+    matching.confirm(bill, "已复核", "scanner2", role="scanner")
+    db.session.commit()
+    assert bill.status == "matched" and bill.match_result["confirmed_by"] == "scanner2"
+
+
+def test_confirm_by_the_scanner_when_the_enterprise_allows_it(erp, ent):
+    ent.confirm_needs_second = False
+    db.session.commit()
+    bill = erp.open("FYBX1017", [EXPECT_8006, EXPECT_48542163])
+    _scanned_by(bill, "scanner1", PDF_8006)
+    bill = submit(bill)
+    matching.confirm(bill, "本企业不要求复核", "scanner1", role="scanner")
+    db.session.commit()
+    assert bill.status == "matched"
 
 
 # --------------------------------------------------------------------------- other modes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
+from portal.sandbox.galaxy import MSG_BAD_PASSWORD
 from portal.sandbox.seed import TEST_GALAXY
 from tests.e2e.conftest import login
 
@@ -56,3 +57,31 @@ def test_test_connection_shows_progress_and_drops_the_old_result(live_app, page,
     expect(result).to_contain_text("✘ 连接失败")
     expect(progress).to_be_hidden()
     assert errors == []
+
+
+def test_a_refused_save_keeps_the_chosen_data_centre_and_the_typed_password(live_app, page, galaxy):
+    live_app.make_user("root", "ops")
+    login(page, live_app, "root")
+    page.goto(live_app.url + "/docking/new")
+    form = page.locator("#docking-form")
+    form.locator("[name=name]").fill("总部星空")
+    form.locator("[name=base_url]").fill(galaxy.url + "/k3cloud/")
+    form.get_by_role("button", name="获取数据中心").click()
+    expect(form.locator("select[name=acct_id]")).to_have_value(TEST_GALAXY.acct_id)
+    form.locator("[name=username]").fill(TEST_GALAXY.username)
+    form.locator("[name=password]").fill("wrong-password")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/docking/")) as refused:
+        form.get_by_role("button", name="保存").click()
+    assert refused.value.status == 422
+
+    form = page.locator("#docking-form")
+    expect(form.locator(".alert-error")).to_contain_text(MSG_BAD_PASSWORD)
+    # The data centre is still picked by its name from the list, and the password need not be retyped.
+    select = form.locator("select[name=acct_id]")
+    expect(select).to_have_value(TEST_GALAXY.acct_id)
+    expect(select.locator("option:checked")).to_contain_text(TEST_GALAXY.acct_name)
+    expect(form.locator("[name=password]")).to_have_value("wrong-password")
+    form.locator("[name=password]").fill(TEST_GALAXY.password)
+    form.get_by_role("button", name="保存").click()
+    page.wait_for_url(live_app.url + "/docking/")
+    expect(page.locator("body")).to_contain_text("总部星空")

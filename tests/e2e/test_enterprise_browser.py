@@ -54,10 +54,10 @@ def test_add_enterprise_refused_then_accepted_in_place(live_app, page):
     assert _enterprise_count(live_app) == 0
     expect(page.locator("#enterprise-rows tr")).to_have_count(1)  # only the "none yet" row
 
-    # Secrets are never echoed back, so both password fields are typed again.
-    expect(form.locator("[name=client_secret]")).to_have_value("")
+    # What was typed in this request comes back (never a stored secret): only the wrong one is retyped.
+    expect(form.locator("[name=client_secret]")).to_have_value("wrong-secret-000000000000000000")
+    expect(form.locator("[name=encrypt_key]")).to_have_value(TEST_CLOUD_CLIENT.encrypt_key)
     form.locator("[name=client_secret]").fill(TEST_CLOUD_CLIENT.client_secret)
-    form.locator("[name=encrypt_key]").fill(TEST_CLOUD_CLIENT.encrypt_key)
     form.get_by_role("button", name="保存").click()
 
     row = page.locator("#enterprise-rows tr", has_text=NAME)

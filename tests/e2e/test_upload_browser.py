@@ -172,3 +172,90 @@ def test_images_keep_the_picked_order_when_uploads_finish_out_of_order(live_app,
     stored = live_app.call(lambda: [i.filename for i in bills.live_images(db.session.scalar(select(Bill)))])
     assert stored == names
     expect(page.locator("#viewer .viewer-thumb")).to_have_count(3)
+
+
+def test_a_duplicate_upload_warns_on_its_row_the_bill_head_and_the_submit_question(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    pdf, xml = "vat_e_special_guizhou_00008006.pdf", "vat_e_special_guizhou_00008006_original_invoice.xml"
+
+    def other_bill_with_the_invoice():
+        ent = db.session.get(Enterprise, ent_id)
+        other = bills.open_bill(ent, {"bill_no": "FYBX-2024-000099", "scan_point": "SP01"}, "erp").bill
+        db.session.flush()
+        bills.add_file(other, (CORPUS / pdf).read_bytes(), pdf, "tester")
+        db.session.commit()
+
+    live_app.call(other_bill_with_the_invoice)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    expect(page.locator("#bill-head .dup-warnings")).to_have_count(0)
+
+    page.evaluate(DROP, ["#dropzone", [_payload(pdf, (CORPUS / pdf).read_bytes(), "application/pdf")]])
+    row = page.locator('#upload-list .upload-row[data-state="done"]')
+    expect(row).to_have_count(1, timeout=15_000)
+    # Not the green 已上传: the row says which invoice is claimed elsewhere.
+    expect(row.locator(".upload-ok")).to_have_count(0)
+    expect(row.locator(".upload-warn")).to_contain_text("发票 00008006 重复报销（另见单据 FYBX-2024-000099）")
+    expect(page.locator("#bill-head .dup-warnings")).to_contain_text("重复报销（另见单据 FYBX-2024-000099）")
+
+    # The same invoice again, as its XML: the bill would count it twice.
+    page.evaluate(DROP, ["#dropzone", [_payload(xml, (CORPUS / xml).read_bytes(), "application/xml")]])
+    expect(page.locator('#upload-list .upload-row[data-state="done"]')).to_have_count(2, timeout=15_000)
+    expect(page.locator("#upload-list .upload-row").nth(1).locator(".upload-warn")).to_contain_text("单据内重复")
+    expect(page.locator("#bill-head .dup-warnings")).to_contain_text("在本单据中出现 2 次（单据内重复")
+    expect(page.locator("#image-list .in-bill-dup")).to_have_count(1)  # the new card; the page shows both after a load
+
+    # The submit question names the duplicates first; cancelling keeps the bill as it was.
+    questions: list[str] = []
+
+    def answer(dialog):
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", answer)
+    page.locator("#bill-head").get_by_role("button", name="提交").click()
+    assert len(questions) == 1, questions
+    assert questions[0].startswith("注意：发票 00008006 重复报销（另见单据 FYBX-2024-000099）")
+    assert "单据内重复" in questions[0] and questions[0].endswith(f"确定提交单据 {BILL_NO} 吗？")
+    assert live_app.scalar(select(Bill.status).where(Bill.bill_no == BILL_NO)) == "uploaded"
+    page.reload()
+    expect(page.locator("#image-list .in-bill-dup")).to_have_count(2)
+
+
+def test_manual_entry_refuses_a_sum_that_does_not_add_up_in_place_and_keeps_what_was_typed(live_app, page):
+    ent_id, point_id = live_app.call(_make_bill)
+    paper = "vat_special_paper_sample_87654321.jpg"  # nothing recognised on it
+
+    def attach_paper() -> int:
+        bill = db.session.scalar(select(Bill).where(Bill.bill_no == BILL_NO))
+        added = bills.add_file(bill, (CORPUS / paper).read_bytes(), paper, "tester")
+        db.session.commit()
+        return added.image.id
+
+    image_id = live_app.call(attach_paper)
+    live_app.make_user("scanner1", "scanner", [ent_id], [point_id])
+    login(page, live_app, "scanner1")
+    page.goto(f"{live_app.url}/bills/{BILL_NO}")
+    form = page.locator(f"#manual-invoice-{image_id} form")
+    # The twelve fields of the correction form, with its labels.
+    expect(form.locator(".invoice-grid label.field")).to_have_count(12)
+    for label in ("发票类型", "校验码", "购方名称", "购方税号", "销方名称"):
+        expect(form.locator(".invoice-grid")).to_contain_text(label)
+    typed = {"code": "1100094140", "number": "87654321", "date": "2010-11-18", "amount": "5999.00",
+             "tax": "1019.82", "total": "7018.83", "buyer_name": "买方公司"}
+    for name, value in typed.items():
+        form.locator(f"[name={name}]").fill(value)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/invoices")) as refused:
+        form.get_by_role("button", name="保存发票").click()
+    assert refused.value.status == 422
+
+    form = page.locator(f"#manual-invoice-{image_id} form")
+    expect(form.locator(".alert-error")).to_contain_text("与价税合计 7018.83 不一致")
+    for name, value in typed.items():
+        expect(form.locator(f"[name={name}]")).to_have_value(value)
+    form.locator("[name=tax]").fill("1019.83")
+    form.get_by_role("button", name="保存发票").click()
+    card = page.locator(f"#image-{image_id}")
+    expect(card.locator(".invoice-number")).to_have_text("87654321")
+    expect(card).to_contain_text("买方公司")

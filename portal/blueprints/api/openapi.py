@@ -171,7 +171,10 @@ SCHEMAS: dict[str, Any] = {
             "return_reason": {**_NULLABLE_STR, "description": "最近一次退回原因"},
             "images": {"type": "array", "items": _ref("Image")},
             "invoices": {"type": "array", "items": _ref("Invoice")},
-            "match": {"type": "object", "description": "影像匹配结果（仅在匹配后出现）"},
+            "match": {"type": "object", "description": (
+                "影像匹配结果（仅在匹配后出现）：result、reasons（中文原因）、items；items[].status 为 matched、"
+                "missing_image、amount_mismatch（key 为 bill_amount 的一项比较单据金额与发票价税合计）、"
+                "unexpected_image、duplicate（重复报销）或 duplicate_in_bill（单据内重复）")},
         },
     },
     "UploadResult": {

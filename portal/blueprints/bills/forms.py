@@ -62,20 +62,14 @@ class InvoiceForm(_NoCsrf):
         return {name: self[name].data or "" for name in self.FIELDS}
 
 
-class ManualInvoiceForm(_NoCsrf):
-    """An invoice the scanner types in for an image (e.g. a paper invoice without a QR code)."""
+class ManualInvoiceForm(InvoiceForm):
+    """An invoice the scanner types in for an image (e.g. a paper invoice without a QR code).
 
-    code = _text("发票代码", 20)
+    The same twelve fields, labels and lengths as the correction form; only the number is required.
+    """
+
     number = StringField("发票号码", validators=[DataRequired("请填写发票号码"), Length(max=32, message="发票号码不能超过 32 个字符")],
                          filters=[_strip])
-    date = _text("开票日期", 10)
-    amount = _text("金额（不含税）", 20)
-    tax = _text("税额", 20)
-    total = _text("价税合计", 20)
-    seller_name = _text("销售方名称", 200)
-    seller_tax_no = _text("销售方税号", 20)
-
-    FIELDS = ("code", "number", "date", "amount", "tax", "total", "seller_name", "seller_tax_no")
 
     def values(self) -> dict[str, str]:
         """Submitted values for :func:`portal.bills.add_manual_invoice`."""

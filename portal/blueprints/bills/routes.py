@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, Response, abort, flash, redirect, request
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
@@ -76,11 +76,19 @@ def _basename(name: str | None) -> str:
 def _page_context(bill: Bill, **extra) -> dict:
     """Everything the bill page and its fragments show."""
     images = bills.live_images(bill)
+    invoices = [inv for img in images for inv in img.invoices]
     rows = service.history(bill)
+    dups = service.duplicate_map(bill, invoices)
+    warnings = service.duplicate_warnings(bill, invoices, dups)
     ctx = dict(
         bill=bill,
         images=images,
-        dups=service.duplicate_map(bill, [inv for img in images for inv in img.invoices]),
+        dups=dups,
+        repeats=service.repeated_in_bill(invoices),
+        dup_warnings=warnings,
+        submit_question=service.submit_confirmation(bill, warnings),
+        may_confirm=(bill.status == "match_failed" and service.owns(bill)
+                     and matching.may_confirm(bill, service.actor(), current_user.role)),
         history=rows,
         removed=service.removed_images(bill, rows),
         owns=service.owns(bill),
@@ -280,6 +288,7 @@ def correct_invoice(bill_no: str, invoice_id: int):
 
 def _invoice_context(bill: Bill, inv: Invoice, form: InvoiceForm | None = None, error: str | None = None) -> dict:
     return dict(bill=bill, inv=inv, editable=service.may_edit_images(bill), dups=service.duplicate_map(bill, [inv]),
+                repeats=service.repeated_in_bill(bills.bill_invoices(bill)),
                 show_dup_bills=True, invoice_form=InvoiceForm.for_invoice,
                 invoice_forms={inv.id: form} if form is not None else {},
                 open_invoice=inv.id if form is not None else None, invoice_error=error)
@@ -328,6 +337,7 @@ def _card_context(bill: Bill, image: Image, form: ManualInvoiceForm | None = Non
     """What ``_image_card.html`` (and the manual-entry form in it) needs for one image."""
     return dict(bill=bill, image=image, urls=BILL_ASSETS, editable=service.may_edit_images(bill),
                 dups=service.duplicate_map(bill, image.invoices), show_dup_bills=True,
+                repeats=service.repeated_in_bill(bills.bill_invoices(bill)),
                 invoice_form=InvoiceForm.for_invoice, invoice_forms={},
                 manual_invoice_form=_blank_manual_form,
                 manual_forms={image.id: form} if form is not None else {},
@@ -372,7 +382,7 @@ def confirm(bill_no: str):
     if not form.validate():
         return _refused(bill, bills.BillError(form.reason.errors[0]), confirm_form=form)
     try:
-        matching.confirm(bill, form.reason.data, service.actor())
+        matching.confirm(bill, form.reason.data, service.actor(), role=current_user.role)
     except bills.BillError as err:
         return _refused(bill, err, confirm_form=form)
     db.session.commit()

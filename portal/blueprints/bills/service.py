@@ -69,6 +69,7 @@ MATCH_ITEM_STATUSES = {
     "amount_mismatch": ("金额不一致", "badge-err"),
     "unexpected_image": ("非应收发票", "badge-warn"),
     "duplicate": ("重复报销", "badge-err"),
+    "duplicate_in_bill": ("单据内重复", "badge-err"),
 }
 
 RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}
@@ -188,6 +189,46 @@ def duplicate_map(bill: Bill, invoices: Iterable[Invoice]) -> dict[str, list[str
     """Other live bills' numbers for each duplicate-flagged invoice key (one query)."""
     keys = {inv.invoice_key for inv in invoices if inv.duplicate and inv.invoice_key}
     return bills.duplicate_bills(bill.enterprise_id, bill.id, keys)
+
+
+def repeated_in_bill(invoices: Iterable[Invoice]) -> dict[str, list[str]]:
+    """Invoice keys found on more than one of the given live invoices of one bill (单据内重复),
+    each with the names of the images carrying it, in image order."""
+    by_key: dict[str, list[Invoice]] = {}
+    for inv in invoices:
+        if inv.invoice_key:
+            by_key.setdefault(inv.invoice_key, []).append(inv)
+    # Image names are looked up only for the (rare) repeated keys.
+    return {key: [(inv.image.filename if inv.image is not None else None) or f"影像 {inv.image_id}" for inv in same]
+            for key, same in by_key.items() if len(same) > 1}
+
+
+def duplicate_warnings(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]] | None = None) -> list[str]:
+    """One Chinese sentence per duplicate on the bill: 重复报销 (another live bill carries the
+    invoice) and 单据内重复 (the bill carries it twice), for the bill's head and its submit confirmation.
+
+    ``others`` is :func:`duplicate_map` of the same invoices when the caller already has it.
+    """
+    invoices = list(invoices)
+    if others is None:
+        others = duplicate_map(bill, invoices)
+    out, seen = [], set()
+    for inv in invoices:
+        if inv.invoice_key in others and inv.invoice_key not in seen:
+            seen.add(inv.invoice_key)
+            out.append(f"发票 {inv.number or '（无号码）'} 重复报销（另见单据 {'、'.join(others[inv.invoice_key])}）")
+    for key, files in repeated_in_bill(invoices).items():
+        number = next(inv.number for inv in invoices if inv.invoice_key == key)
+        out.append(f"发票 {number or '（无号码）'} 在本单据中出现 {len(files)} 次（单据内重复：{'、'.join(files)}）")
+    return out
+
+
+def submit_confirmation(bill: Bill, warnings: list[str]) -> str:
+    """The question asked before a submit; it names the bill's duplicates first, so none goes unseen."""
+    question = f"提交后不能再修改影像，确定提交单据 {bill.bill_no} 吗？"
+    if not warnings:
+        return question
+    return "注意：" + "；".join(warnings) + "。\n" + question
 
 
 @dataclass

@@ -125,11 +125,13 @@ def _save(conn: DockingConnection | None):
     form = _form(conn, formdata=request.form)
     action = url_for(".update", conn_id=conn.id) if conn else url_for(".create")
     page = "docking/edit.html" if conn else "docking/new.html"
+    # A refused save keeps the data-centre list the user chose from (no second call to Galaxy).
+    centres = service.centres_from_form(request.form.get("acct_choices"))
     if not form.validate():
-        return render(page, "docking/_form.html", status=422, form=form, conn=conn, action=action)
+        return render(page, "docking/_form.html", status=422, form=form, conn=conn, action=action, centres=centres)
     result = _run_test(form, conn)
     if not result.ok:
-        return render(page, "docking/_form.html", status=422, form=form, conn=conn, action=action,
+        return render(page, "docking/_form.html", status=422, form=form, conn=conn, action=action, centres=centres,
                       error=f"连接测试未通过，未保存：{result.message}")
     conn = service.save(form, conn, result.acct_name)
     if request.htmx and not request.htmx.boosted:

@@ -1,6 +1,7 @@
 """Galaxy connections: data-centre lookup, connection test, save."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -69,6 +70,36 @@ def data_centers(base_url: str) -> tuple[list[dict], str | None]:
             return c.data_centers(), None
     except IntegrationError as exc:
         return [], f"获取数据中心失败：{exc.message}"
+
+
+# A refused form re-shows the data centres the user picked from: at most this many, short texts.
+CENTRES_MAX = 200
+CENTRE_TEXT_MAX = 200
+
+
+def centres_from_form(text: str | None) -> list[dict]:
+    """The data-centre list the form carried back (``acct_choices``, JSON), checked and bounded.
+
+    It is only ever shown again to the user who sent it, so a refused save keeps their choice by
+    name without asking Galaxy again; anything malformed gives an empty list (the plain Id field).
+    """
+    if not text or len(text) > CENTRES_MAX * 3 * (CENTRE_TEXT_MAX + 16):
+        return []
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for row in rows[:CENTRES_MAX]:
+        if not isinstance(row, dict):
+            return []
+        values = {k: row.get(k) for k in ("Id", "Name", "Number")}
+        if not all(isinstance(v, str) and len(v) <= CENTRE_TEXT_MAX for v in values.values()) or not values["Id"]:
+            return []
+        out.append(values)
+    return out
 
 
 def test_connection(base_url: str, acct_id: str, username: str, password: str) -> TestResult:

@@ -58,3 +58,4 @@ class EnterpriseEditForm(EnterpriseForm):
                                        Regexp(r"^[\w.\-]*(,[\w.\-]+)*$",
                                               message="组织编码只能包含字母、数字、下划线、点和短横线，多个用英文逗号分隔")])
     reject_on_return = BooleanField("退回重扫时在星空驳回")
+    confirm_needs_second = BooleanField("人工确认需他人复核")

@@ -26,6 +26,7 @@ def snapshot(ent: Enterprise) -> dict:
         "encrypted_push_only": ent.encrypted_push_only,
         "erp_orgs": ent.erp_orgs,
         "reject_on_return": ent.reject_on_return,
+        "confirm_needs_second": ent.confirm_needs_second,
     }
 
 
@@ -70,6 +71,7 @@ def create(form, user) -> Enterprise:
         encrypt_key_enc=encrypt(form.encrypt_key.data),
         image_mode="basic",
         encrypted_push_only=True,
+        confirm_needs_second=True,
     )
     db.session.add(ent)
     db.session.flush()
@@ -107,6 +109,7 @@ def update(ent: Enterprise, form) -> None:
     ent.encrypted_push_only = bool(form.encrypted_push_only.data)
     ent.erp_orgs = form.erp_orgs.data or ""
     ent.reject_on_return = bool(form.reject_on_return.data)
+    ent.confirm_needs_second = bool(form.confirm_needs_second.data)
     after = snapshot(ent)
     # Secrets are recorded only as "changed", never by value.
     after["client_secret"] = "changed" if secret_changed else "kept"

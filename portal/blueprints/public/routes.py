@@ -95,6 +95,7 @@ def view(token: str):
         upload_url = url_for(".upload_page", token=links.upload_link(bill.id).token)
     return render("public/view.html", bill=bill, images=images, urls=_view_urls(token), editable=False,
                   dups=service.duplicate_map(bill, invoices), show_dup_bills=True, total=_total(invoices),
+                  repeats=service.repeated_in_bill(invoices),
                   upload_url=upload_url)
 
 
