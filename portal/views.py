@@ -240,6 +240,15 @@ def register(app) -> None:
         }
 
     @app.after_request
+    def _close_unsent_file(resp):
+        # A 304 sends no body, but send_file has already opened the file: close it now rather than
+        # leave a descriptor to the garbage collector (browsers revalidate the favicon on every page).
+        if resp.status_code == 304 and hasattr(resp.response, "close"):
+            resp.response.close()
+            resp.response = []
+        return resp
+
+    @app.after_request
     def _security_headers(resp):
         # No inline script, handler or eval anywhere: behaviour lives in static/*.js.
         resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -113,3 +113,21 @@ def test_nothing_reads_outside_the_repository():
     assert corpus_dir() == REPO / "tests" / "corpus"
     for name in [SYNC_FILE, *(f for *_, files in DEMO_BILLS for f in files)]:
         assert (corpus_dir() / name).is_file(), name
+
+
+def test_a_304_for_a_static_file_leaves_no_open_file(app):
+    """Browsers revalidate the favicon on every page: the 304 must not leave the file open."""
+    import gc
+    import warnings
+
+    client = app.test_client()
+    first = client.get("/static/favicon.svg")
+    etag = first.headers["ETag"]
+    first.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = client.get("/static/favicon.svg", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        del again
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
