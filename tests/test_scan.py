@@ -123,3 +123,21 @@ def test_a_number_in_two_enterprises_offers_a_choice(browser, desk):
 def test_viewers_have_no_scan_desk(browser, desk, url):
     browser.login("viewer1")
     assert browser.get(url).status_code == 403
+
+
+def test_open_by_number_ignores_letter_case(browser, desk):
+    browser.login("scanner1")
+    resp = browser.get("/scan/open?bill_no=bx-mine-1", htmx="open-bill")
+    assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "/bills/BX-MINE-1"
+    # Another enterprise's bill stays hidden in any case.
+    assert browser.get("/scan/open?bill_no=bx-other", htmx="open-bill").status_code == 422
+
+
+def test_an_exact_number_wins_over_one_that_differs_only_in_case(browser, desk):
+    from portal.models import Enterprise
+
+    bills.open_bill(db.session.get(Enterprise, desk["ent"]), {"bill_no": "bx-mine-1"}, "erp")
+    db.session.commit()
+    browser.login("scanner1")
+    assert browser.get("/scan/open?bill_no=bx-mine-1", htmx="open-bill").headers["HX-Redirect"] == "/bills/bx-mine-1"
+    assert browser.get("/scan/open?bill_no=BX-MINE-1", htmx="open-bill").headers["HX-Redirect"] == "/bills/BX-MINE-1"

@@ -49,7 +49,7 @@ def open_bill():
     bill_no = request.args.get("bill_no", "").strip()
     if not bill_no:
         return _box(bill_no, "请输入或扫描单据编号", 422)
-    found = service.find_bills(bill_no[:64])
+    found = service.find_bills(bill_no[:64], ignore_case=True)
     if not found:
         return _box(bill_no, f"没有找到单据 {bill_no}，请核对编号，或确认 ERP 已开启该单据的影像任务。", 422)
     if len(found) > 1:
