@@ -251,3 +251,23 @@ def register(app) -> None:
         return resp
 
     _ = g  # keep flask.g imported for extensions that rely on it
+
+
+def sort_order(columns: dict, default: str, default_desc: bool = True, tiebreak=None):
+    """``(key, desc, order_by)`` for the request's ``?sort=<key>&dir=asc|desc``.
+
+    ``columns`` maps the keys a list offers to their columns; an unknown key means ``default``.
+    ``tiebreak`` (usually the id) follows in the same direction, so equal values keep a stable
+    order from page to page.
+    """
+    key = request.args.get("sort", "")
+    if key not in columns:
+        key, desc = default, default_desc
+    else:
+        direction = request.args.get("dir", "")
+        desc = direction == "desc" if direction in ("asc", "desc") else default_desc
+    column = columns[key]
+    order = [column.desc() if desc else column.asc()]
+    if tiebreak is not None and tiebreak is not column:
+        order.append(tiebreak.desc() if desc else tiebreak.asc())
+    return key, desc, order
