@@ -223,7 +223,8 @@ def register(app) -> None:
     def _viewer_is_read_only():
         # DESIGN §2: a viewer's POST anywhere is refused, never silently ignored.
         if request.method not in SAFE_METHODS and current_user.is_authenticated and current_user.role == "viewer":
-            if request.endpoint not in {"auth.logout"}:
+            # Ending one's session and changing one's own password are not writes to shared data.
+            if request.endpoint not in {"auth.logout", "users.own_password"}:
                 abort(403)
 
     @app.context_processor

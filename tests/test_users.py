@@ -170,3 +170,63 @@ def test_bound_ops_grants_nothing_beyond_its_own(browser, make_user, make_enterp
     resp = browser.post("/users/", {"username": "x2", "role": "ops", "password": PASSWORD})
     assert resp.status_code == 422
     assert db.session.scalar(select(User).where(User.username == "x2")) is None
+
+
+# --------------------------------------------------------------------------- 修改我的密码
+
+import pytest  # noqa: E402
+from werkzeug.security import check_password_hash  # noqa: E402
+
+NEW_PASSWORD = "battery-staple-2"
+
+
+@pytest.mark.parametrize("role", ["viewer", "scanner", "ops"])
+def test_every_role_changes_its_own_password_and_other_sessions_end(app, browser, make_user, make_enterprise, role):
+    make_user("alice", role, [make_enterprise()])
+    phone = type(browser)(app)
+    assert phone.login("alice").status_code == 302
+    assert browser.login("alice").status_code == 302
+    page = browser.get("/users/me/password")
+    assert page.status_code == 200 and "修改我的密码" in page.get_data(as_text=True)
+    resp = browser.post("/users/me/password", {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert resp.status_code == 303
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, NEW_PASSWORD)
+    # This browser keeps working; the phone's session is gone.
+    assert browser.get("/bills/").status_code == 200
+    assert phone.get("/bills/").status_code == 302
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "change_password"))
+    assert ev.object_id == str(user.id) and ev.actor == "alice"
+    assert NEW_PASSWORD not in repr((ev.before, ev.after, ev.summary))
+    browser.post("/logout")
+    assert browser.login("alice", NEW_PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"current": "wrong-password", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, "当前密码不正确"),
+    ({"current": PASSWORD, "password": "short", "confirm": "short"}, "密码至少 8 位"),
+    ({"current": PASSWORD, "password": NEW_PASSWORD, "confirm": "something-else"}, "两次输入的新密码不一致"),
+    ({"current": PASSWORD, "password": PASSWORD, "confirm": PASSWORD}, "新密码不能与当前密码相同"),
+], ids=["wrong-current", "too-short", "mismatch", "unchanged"])
+def test_a_refused_change_keeps_the_old_password_and_the_sessions(app, browser, make_user, make_enterprise, data, message):
+    make_user("alice", "viewer", [make_enterprise()])
+    phone = type(browser)(app)
+    phone.login("alice")
+    browser.login("alice")
+    resp = browser.post("/users/me/password", data)
+    assert resp.status_code == 422 and message in resp.get_data(as_text=True)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)
+    assert phone.get("/bills/").status_code == 200
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "change_password")) is None
+
+
+def test_changing_ones_own_password_needs_a_login_and_csrf(app, browser, make_user, make_enterprise):
+    assert browser.get("/users/me/password").status_code == 302
+    make_user("alice", "viewer", [make_enterprise()])
+    browser.login("alice")
+    raw = browser.client.post("/users/me/password", data={"current": PASSWORD, "password": NEW_PASSWORD,
+                                                          "confirm": NEW_PASSWORD})
+    assert raw.status_code in (400, 403)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)

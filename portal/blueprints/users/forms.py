@@ -1,7 +1,7 @@
 """User management forms."""
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
 from ...forms import choices
 from ...models import ROLES
@@ -32,3 +32,13 @@ class UserEditForm(FlaskForm):
 class PasswordResetForm(FlaskForm):
     password = PasswordField("新密码", validators=[DataRequired("请输入新密码"),
                                                 Length(min=MIN_PASSWORD, max=128, message=f"密码至少 {MIN_PASSWORD} 位")])
+
+
+class OwnPasswordForm(FlaskForm):
+    """Change one's own password: the current one proves it is the owner, the new one is typed twice."""
+
+    current = PasswordField("当前密码", validators=[DataRequired("请输入当前密码")])
+    password = PasswordField("新密码", validators=[DataRequired("请输入新密码"),
+                                                Length(min=MIN_PASSWORD, max=128, message=f"密码至少 {MIN_PASSWORD} 位")])
+    confirm = PasswordField("再次输入新密码", validators=[DataRequired("请再次输入新密码"),
+                                                     EqualTo("password", message="两次输入的新密码不一致")])

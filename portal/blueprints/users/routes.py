@@ -1,8 +1,8 @@
 """User management (ops): add users, set role and enterprises, reset passwords, disable."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, request, url_for
-from flask_login import current_user
+from flask import Blueprint, abort, flash, redirect, request, session, url_for
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ... import audit
@@ -12,7 +12,7 @@ from ...forms import choices
 from ...models import ScanPoint, User, user_enterprises
 from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
 from . import service
-from .forms import PasswordResetForm, UserEditForm, UserForm
+from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
 
 bp = Blueprint("users", __name__)
 
@@ -163,3 +163,23 @@ def reset_password(user_id: int):
         return redirect(url_for(".edit", user_id=user.id), code=303)
     return render("users/_password.html", user=user, pw_form=PasswordResetForm(formdata=None), done=True,
                   headers=toast(f"已重置 {user.username} 的密码"))
+
+
+@bp.route("/me/password", methods=["GET", "POST"])
+@login_required
+def own_password():
+    """修改我的密码, for every role: the current password, the same rules as a reset; the
+    user's other sessions end, this one stays."""
+    form = OwnPasswordForm()
+    if request.method == "POST" and form.validate():
+        try:
+            service.change_own_password(current_user, form.current.data, form.password.data, session.get("sid"))
+        except ValueError as exc:
+            target = form.current if "当前密码不正确" in str(exc) else form.password
+            target.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("密码已修改；您在其他设备或浏览器上的登录已退出。", "success")
+            return redirect(url_for(".own_password"), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render("users/own_password.html", status=status, form=form)
