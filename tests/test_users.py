@@ -1,4 +1,6 @@
 """Users: the bootstrap CLI and the ops page."""
+import re
+
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -230,3 +232,25 @@ def test_changing_ones_own_password_needs_a_login_and_csrf(app, browser, make_us
     assert raw.status_code in (400, 403)
     user = db.session.scalar(select(User).where(User.username == "alice"))
     assert check_password_hash(user.password_hash, PASSWORD)
+
+
+def test_enterprises_and_scan_points_are_checkbox_lists(browser, ops, make_user, make_enterprise, make_scan_point):
+    a, b = make_enterprise("甲公司"), make_enterprise("乙公司")
+    point = make_scan_point(a, "SP01", "一号扫描点")
+    target = make_user("carol", "scanner", [a], [point])
+    browser.login("root")
+    for url in ("/users/", f"/users/{target.id}/edit"):
+        html = browser.get(url).get_data(as_text=True)
+        assert "<select multiple" not in html and "Ctrl" not in html
+        assert f'type="checkbox" value="{a.id}"' in html and f'type="checkbox" value="{b.id}"' in html
+        assert f'type="checkbox" value="{point.id}"' in html and "<legend>所属企业</legend>" in html
+    edit = browser.get(f"/users/{target.id}/edit").get_data(as_text=True)
+    assert re.search(rf'<input checked id="enterprises-\d+" name="enterprises" type="checkbox" value="{a.id}">', edit)
+    assert not re.search(rf'<input checked[^>]*name="enterprises" type="checkbox" value="{b.id}">', edit)
+    # Each ticked box arrives as one value of the same name: both enterprises are bound.
+    resp = browser.post(f"/users/{target.id}/edit", {"display_name": "", "role": "scanner", "active": "y",
+                                                     "enterprises": [str(a.id), str(b.id)],
+                                                     "scan_points": [str(point.id)]})
+    assert resp.status_code == 303
+    user = db.session.get(User, target.id)
+    assert {e.name for e in user.enterprises} == {"甲公司", "乙公司"} and [p.code for p in user.scan_points] == ["SP01"]
