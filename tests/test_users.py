@@ -254,3 +254,17 @@ def test_enterprises_and_scan_points_are_checkbox_lists(browser, ops, make_user,
     assert resp.status_code == 303
     user = db.session.get(User, target.id)
     assert {e.name for e in user.enterprises} == {"甲公司", "乙公司"} and [p.code for p in user.scan_points] == ["SP01"]
+
+
+def test_guessing_the_current_password_is_throttled_like_the_login(app, browser, make_user, make_enterprise):
+    make_user("alice", "viewer", [make_enterprise()])
+    browser.login("alice")
+    for _ in range(app.config["LOGIN_THROTTLE_LIMIT"]):
+        wrong = browser.post("/users/me/password", {"current": "guess-0000", "password": NEW_PASSWORD,
+                                                    "confirm": NEW_PASSWORD})
+        assert wrong.status_code == 422
+    # Even the right password is refused now: the cap holds until the window passes.
+    resp = browser.post("/users/me/password", {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert resp.status_code == 429 and "密码错误次数过多" in resp.get_data(as_text=True)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)

@@ -1,16 +1,17 @@
 """User management (ops): add users, set role and enterprises, reset passwords, disable."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ... import audit
 from ...errors import fail
 from ...extensions import db
 from ...forms import choices
-from ...models import ScanPoint, User, user_enterprises
+from ...models import LoginFailure, ScanPoint, User, user_enterprises
 from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
+from ..auth.routes import _count_attempt as count_login_attempt
 from . import service
 from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
 
@@ -172,12 +173,22 @@ def own_password():
     user's other sessions end, this one stays."""
     form = OwnPasswordForm()
     if request.method == "POST" and form.validate():
+        # Guesses at the current password count against the same per-account cap as the login
+        # form: a borrowed session must not become an unthrottled password oracle.
+        key = f"user:{current_user.username.lower()}"
+        within = count_login_attempt(key, current_app.config["LOGIN_THROTTLE_LIMIT"])
+        db.session.commit()
+        if not within:
+            minutes = max(1, -(-current_app.config["LOGIN_THROTTLE_WINDOW"] // 60))
+            form.current.errors.append(f"密码错误次数过多，请 {minutes} 分钟后再试。")
+            return render("users/own_password.html", status=429, form=form)
         try:
             service.change_own_password(current_user, form.current.data, form.password.data, session.get("sid"))
         except ValueError as exc:
             target = form.current if "当前密码不正确" in str(exc) else form.password
             target.errors.append(str(exc))
         else:
+            db.session.execute(delete(LoginFailure).where(LoginFailure.key == key))
             db.session.commit()
             flash("密码已修改；您在其他设备或浏览器上的登录已退出。", "success")
             return redirect(url_for(".own_password"), code=303)
