@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import event
 
 from portal import audit, bills
+from portal.crypto import encrypt
 from portal.extensions import db
 from portal.models import AuditEvent, DockingConnection, WritebackJob
-from portal.crypto import encrypt
 
 
 def _cells(html: str) -> list[list[str]]:

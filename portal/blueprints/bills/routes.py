@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from ... import bills, matching
 from ...errors import fail
 from ...extensions import db
-from ...models import BILL_STATUSES, Bill, Image, Invoice, invoice_type_label
+from ...models import Bill, Image, Invoice, invoice_type_label
 from ...views import paginate, render, roles_required, scope, sort_order, toast
 from . import assets, search, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
