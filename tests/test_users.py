@@ -268,3 +268,21 @@ def test_guessing_the_current_password_is_throttled_like_the_login(app, browser,
     assert resp.status_code == 429 and "密码错误次数过多" in resp.get_data(as_text=True)
     user = db.session.scalar(select(User).where(User.username == "alice"))
     assert check_password_hash(user.password_hash, PASSWORD)
+
+
+def test_the_user_list_sorts_by_column(browser, ops, make_user, make_enterprise):
+    ent = make_enterprise()
+    for name, role in (("bob", "viewer"), ("carol", "ops"), ("alice", "scanner")):
+        make_user(name, role, [ent])
+
+    def order(query: str) -> list[str]:
+        html = browser.get(f"/users/{query}").get_data(as_text=True)
+        return re.findall(r'<td class="mono">([^<]+)</td>', html.split('id="user-rows"', 1)[1])
+
+    browser.login("root")
+    assert order("") == ["alice", "bob", "carol", "root"]
+    assert order("?sort=username&dir=desc") == ["root", "carol", "bob", "alice"]
+    # By role code: ops, scanner, viewer (equal roles by user name).
+    assert order("?sort=role&dir=asc") == ["carol", "root", "alice", "bob"]
+    html = browser.get("/users/?sort=role&dir=asc").get_data(as_text=True)
+    assert 'href="/users/?sort=role&amp;dir=desc"' in html

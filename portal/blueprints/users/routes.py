@@ -10,7 +10,7 @@ from ...errors import fail
 from ...extensions import db
 from ...forms import choices
 from ...models import LoginFailure, ScanPoint, User, user_enterprises
-from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
+from ...views import render, roles_required, sort_order, toast, visible_enterprise_ids, visible_enterprises
 from ..auth.routes import _count_attempt as count_login_attempt
 from . import service
 from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
@@ -18,8 +18,13 @@ from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
 bp = Blueprint("users", __name__)
 
 
-def _users():
-    stmt = select(User).order_by(User.username)
+# Columns the user list sorts by (the user name breaks ties; by name A→Z is the default).
+SORT_COLUMNS = {"username": User.username, "display_name": User.display_name, "role": User.role,
+                "active": User.active, "created": User.created_at}
+
+
+def _users(order=None):
+    stmt = select(User).order_by(*(order or [User.username]))
     ids = visible_enterprise_ids()
     if ids is not None:
         stmt = stmt.where(User.id.in_(select(user_enterprises.c.user_id).where(user_enterprises.c.enterprise_id.in_(ids))))
@@ -29,10 +34,11 @@ def _users():
 def _list_context() -> dict:
     """The user list plus what the page may show of each: only the viewer's own enterprises and
     scan points are named, and users bound beyond them are listed read-only (no edit link)."""
-    users = _users()
+    sort, desc, order = sort_order(SORT_COLUMNS, "username", default_desc=False, tiebreak=User.username)
+    users = _users(order)
     visible = visible_enterprise_ids()
     return {"users": users, "visible": None if visible is None else set(visible),
-            "manageable": {u.id for u in users if service.manageable_by(current_user, u)}}
+            "manageable": {u.id for u in users if service.manageable_by(current_user, u)}, "sort": sort, "desc": desc}
 
 
 def _user_or_404(user_id: int) -> User:
