@@ -223,7 +223,8 @@ def register(app) -> None:
     def _viewer_is_read_only():
         # DESIGN §2: a viewer's POST anywhere is refused, never silently ignored.
         if request.method not in SAFE_METHODS and current_user.is_authenticated and current_user.role == "viewer":
-            if request.endpoint not in {"auth.logout"}:
+            # Ending one's session and changing one's own password are not writes to shared data.
+            if request.endpoint not in {"auth.logout", "users.own_password"}:
                 abort(403)
 
     @app.context_processor
@@ -260,3 +261,23 @@ def register(app) -> None:
         return resp
 
     _ = g  # keep flask.g imported for extensions that rely on it
+
+
+def sort_order(columns: dict, default: str, default_desc: bool = True, tiebreak=None):
+    """``(key, desc, order_by)`` for the request's ``?sort=<key>&dir=asc|desc``.
+
+    ``columns`` maps the keys a list offers to their columns; an unknown key means ``default``.
+    ``tiebreak`` (usually the id) follows in the same direction, so equal values keep a stable
+    order from page to page.
+    """
+    key = request.args.get("sort", "")
+    if key not in columns:
+        key, desc = default, default_desc
+    else:
+        direction = request.args.get("dir", "")
+        desc = direction == "desc" if direction in ("asc", "desc") else default_desc
+    column = columns[key]
+    order = [column.desc() if desc else column.asc()]
+    if tiebreak is not None and tiebreak is not column:
+        order.append(tiebreak.desc() if desc else tiebreak.asc())
+    return key, desc, order

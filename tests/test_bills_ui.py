@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -802,3 +803,94 @@ def test_a_correction_of_the_money_must_add_up(scanner):
     assert resp.status_code == 422 and "与价税合计 25254.00 不一致" in resp.get_data(as_text=True)
     inv = db.session.get(Invoice, inv.id)
     assert str(inv.total) == "25254.62" and inv.source == "pdf_text"
+
+
+# --------------------------------------------------------------------------- search and sort
+
+def _listed(html: str) -> list[str]:
+    """Bill numbers in the list, in order."""
+    return re.findall(r'<a class="mono" href="/bills/[^"]*">([^<]+)</a>', html.split('id="bill-list"', 1)[1])
+
+
+@pytest.fixture
+def searchable(scanner, world):
+    """Three more bills of enterprise A with distinct submitters, orgs, amounts and creation days."""
+    from datetime import datetime
+
+    from portal.models import Enterprise
+
+    ent = db.session.get(Enterprise, world["ent"])
+    rows = [("BX-S1", "王五", "深圳分公司", "100.00", datetime(2026, 3, 1, 2)),
+            ("BX-S2", "Alice Wang", "北京总部", "999.50", datetime(2026, 3, 5, 2)),
+            # 17:30 UTC on 3-9 is 3-10 in Beijing: the date filter speaks Beijing days.
+            ("BX-S3", "赵六", "深圳分公司", "5000.00", datetime(2026, 3, 9, 17, 30))]
+    for no, who, org, amount, at in rows:
+        b = bills.open_bill(ent, {"bill_no": no, "submitter": who, "org": org, "amount": amount,
+                                  "scan_point": "SP01"}, "erp").bill
+        b.created_at = at
+    db.session.commit()
+    return scanner
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("q=bx-s", ["BX-S3", "BX-S2", "BX-S1"]),
+    ("submitter=alice", ["BX-S2"]),
+    ("submitter=%E7%8E%8B", ["BX-S1"]),  # 王: a substring of the name
+    ("org=%E6%B7%B1%E5%9C%B3", ["BX-S3", "BX-S1"]),  # 深圳
+    ("min_amount=999.5&max_amount=5000", ["BX-S3", "BX-S2"]),
+    ("max_amount=100&q=BX-S", ["BX-S1"]),
+    ("date_from=2026-03-05&date_to=2026-03-09&q=BX-S", ["BX-S2"]),
+    ("date_from=2026-03-10&q=BX-S", ["BX-S3"]),
+    ("submitter=%25", []),
+], ids=["number-any-case", "submitter-any-case", "submitter-chinese", "org", "amount-range", "amount-max",
+        "date-range", "beijing-day", "percent-is-literal"])
+def test_bill_list_searches_every_field(searchable, query, expected):
+    html = searchable.get(f"/bills/?{query}", htmx="bill-list").get_data(as_text=True)
+    assert html.lstrip().startswith('<div id="bill-list">')
+    assert _listed(html) == expected
+
+
+def test_bad_search_values_are_named_and_ignored(searchable):
+    html = searchable.get("/bills/?q=BX-S&min_amount=abc&date_from=2026-13-01", htmx="bill-list").get_data(as_text=True)
+    assert "金额（最小）不是有效的金额：abc，已忽略。" in html and "创建日期（起）不是有效的日期" in html
+    assert _listed(html) == ["BX-S3", "BX-S2", "BX-S1"]
+    swapped = searchable.get("/bills/?q=BX-S&min_amount=10&max_amount=1", htmx="bill-list").get_data(as_text=True)
+    assert "金额的最小值大于最大值" in swapped and len(_listed(swapped)) == 3
+
+
+@pytest.mark.parametrize("sort, direction, expected", [
+    ("amount", "asc", ["BX-S1", "BX-S2", "BX-S3"]),
+    ("amount", "desc", ["BX-S3", "BX-S2", "BX-S1"]),
+    ("submitter", "asc", ["BX-S2", "BX-S1", "BX-S3"]),
+    ("bill_no", "desc", ["BX-S3", "BX-S2", "BX-S1"]),
+    ("nonsense", "asc", ["BX-S3", "BX-S2", "BX-S1"]),  # unknown column: newest first
+])
+def test_bill_list_sorts_by_column(searchable, sort, direction, expected):
+    html = searchable.get(f"/bills/?q=BX-S&sort={sort}&dir={direction}", htmx="bill-list").get_data(as_text=True)
+    assert _listed(html) == expected
+
+
+def test_sort_links_keep_the_search_and_flip_the_direction(searchable):
+    html = searchable.get("/bills/?submitter=%E7%8E%8B&sort=amount&dir=asc").get_data(as_text=True)
+    head = html.split("<thead", 1)[1].split("</thead>", 1)[0]
+    assert 'aria-sort="ascending"' in head
+    links = re.findall(r'href="([^"]+)"', head)
+    amount = next(u for u in links if "sort=amount" in u)
+    assert "dir=desc" in amount and "submitter=%E7%8E%8B" in amount
+    assert all("dir=asc" in u for u in links if "sort=amount" not in u)
+    # The sort rides along with the search form, so typing keeps the chosen order.
+    assert 'name="sort" value="amount" form="bill-search"' in html
+
+
+def test_the_pager_keeps_search_and_sort(searchable, world):
+    from portal.models import Enterprise
+
+    ent = db.session.get(Enterprise, world["ent"])
+    for n in range(25):
+        bills.open_bill(ent, {"bill_no": f"BX-P{n:02d}", "submitter": "分页", "amount": str(n)}, "erp")
+    db.session.commit()
+    html = searchable.get("/bills/?submitter=%E5%88%86%E9%A1%B5&sort=amount&dir=asc").get_data(as_text=True)
+    assert _listed(html)[:2] == ["BX-P00", "BX-P01"]
+    nxt = re.search(r'<a href="([^"]+)">下一页</a>', html).group(1).replace("&amp;", "&")
+    assert "sort=amount" in nxt and "dir=asc" in nxt and "submitter=" in nxt
+    assert _listed(searchable.get(nxt).get_data(as_text=True)) == ["BX-P20", "BX-P21", "BX-P22", "BX-P23", "BX-P24"]

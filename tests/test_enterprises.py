@@ -272,3 +272,59 @@ def test_manual_confirmation_needs_a_second_person_by_default_and_is_set_on_the_
 def test_a_new_enterprise_needs_a_second_person_for_manual_confirmation(as_ops):
     assert as_ops.post("/enterprises/", GOOD).status_code == 303
     assert db.session.scalar(select(Enterprise)).confirm_needs_second is True
+
+
+# --------------------------------------------------------------------------- image mode and docking on add
+
+def _connection(name: str, enterprise_id: int | None):
+    from portal.crypto import encrypt
+    from portal.models import DockingConnection
+
+    conn = DockingConnection(name=name, base_url="http://127.0.0.1:9/k3cloud/", acct_id="x", username="u",
+                             password_enc=encrypt("pw-123456789"), enterprise_id=enterprise_id)
+    db.session.add(conn)
+    db.session.commit()
+    return conn
+
+
+def test_add_sets_image_mode_and_docking_connection(as_ops):
+    conn = _connection("总部星空", None)
+    form = as_ops.get("/enterprises/new").get_data(as_text=True)
+    assert 'name="image_mode"' in form and 'name="docking_id"' in form and "总部星空" in form
+    resp = as_ops.post("/enterprises/", {**GOOD, "image_mode": "match", "docking_id": str(conn.id)})
+    assert resp.status_code == 303
+    ent = db.session.scalar(select(Enterprise))
+    assert (ent.image_mode, ent.docking_id) == ("match", conn.id)
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.object_type == "enterprise", AuditEvent.action == "create"))
+    assert ev.after["image_mode"] == "match" and ev.after["docking_id"] == conn.id
+
+
+def test_add_without_a_choice_keeps_basic_mode_and_no_docking(as_ops):
+    assert as_ops.post("/enterprises/", GOOD).status_code == 303
+    ent = db.session.scalar(select(Enterprise))
+    assert (ent.image_mode, ent.docking_id) == ("basic", None)
+
+
+def test_an_unknown_image_mode_is_refused_in_chinese(as_ops):
+    resp = as_ops.post("/enterprises/", {**GOOD, "image_mode": "bogus"})
+    assert resp.status_code == 422 and "请选择影像模式" in resp.get_data(as_text=True)
+    assert count() == 0
+
+
+def test_bound_ops_may_not_attach_a_shared_connection_on_add(browser, cloud, make_enterprise, make_user):
+    a, b = make_enterprise("甲"), make_enterprise("乙")
+    own = _connection("甲自用星空", a.id)
+    shared = _connection("甲乙共用星空", a.id)
+    b.docking_id = shared.id  # 乙 uses it too: the connection reaches beyond ops_a's enterprises
+    central = _connection("总部星空", None)
+    db.session.commit()
+    make_user("ops_a", "ops", [a])
+    browser.login("ops_a")
+    form = browser.get("/enterprises/new").get_data(as_text=True)
+    assert "甲自用星空" in form and "甲乙共用星空" not in form and "总部星空" not in form
+    for conn in (shared, central):
+        resp = browser.post("/enterprises/", {**GOOD, "docking_id": str(conn.id)})
+        assert resp.status_code == 422 and "不能选择该对接业务系统" in resp.get_data(as_text=True)
+        assert count() == 2
+    assert browser.post("/enterprises/", {**GOOD, "docking_id": str(own.id)}).status_code == 303
+    assert db.session.scalar(select(Enterprise).where(Enterprise.tax_no == GOOD["tax_no"])).docking_id == own.id

@@ -123,3 +123,37 @@ def test_a_number_in_two_enterprises_offers_a_choice(browser, desk):
 def test_viewers_have_no_scan_desk(browser, desk, url):
     browser.login("viewer1")
     assert browser.get(url).status_code == 403
+
+
+def test_open_by_number_ignores_letter_case(browser, desk):
+    browser.login("scanner1")
+    resp = browser.get("/scan/open?bill_no=bx-mine-1", htmx="open-bill")
+    assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "/bills/BX-MINE-1"
+    # Another enterprise's bill stays hidden in any case.
+    assert browser.get("/scan/open?bill_no=bx-other", htmx="open-bill").status_code == 422
+
+
+def test_an_exact_number_wins_over_one_that_differs_only_in_case(browser, desk):
+    from portal.models import Enterprise
+
+    bills.open_bill(db.session.get(Enterprise, desk["ent"]), {"bill_no": "bx-mine-1"}, "erp")
+    db.session.commit()
+    browser.login("scanner1")
+    assert browser.get("/scan/open?bill_no=bx-mine-1", htmx="open-bill").headers["HX-Redirect"] == "/bills/bx-mine-1"
+    assert browser.get("/scan/open?bill_no=BX-MINE-1", htmx="open-bill").headers["HX-Redirect"] == "/bills/BX-MINE-1"
+
+
+def test_queue_sorts_by_column_and_keeps_the_order_when_it_refreshes(browser, desk):
+    from portal.models import Bill as BillModel
+
+    for no, amount in (("BX-MINE-1", "300"), ("BX-MINE-2", "100"), ("BX-MINE-3", "200"), ("BX-NOPOINT", None)):
+        db.session.scalar(select(BillModel).where(BillModel.bill_no == no)).amount = amount
+    db.session.commit()
+    browser.login("scanner1")
+    html = browser.get("/scan/?sort=amount&dir=desc", htmx="scan-queue").get_data(as_text=True)
+    assert _queue_numbers(html)[:3] == ["BX-MINE-1", "BX-MINE-3", "BX-MINE-2"]
+    # The minute refresh asks for the same order.
+    refresh = re.search(r'<div id="scan-queue" hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "sort=amount" in refresh and "dir=desc" in refresh
+    asc = browser.get("/scan/?sort=bill_no&dir=asc", htmx="scan-queue").get_data(as_text=True)
+    assert _queue_numbers(asc) == ["BX-MINE-1", "BX-MINE-2", "BX-MINE-3", "BX-NOPOINT"]

@@ -1,4 +1,6 @@
 """Users: the bootstrap CLI and the ops page."""
+import re
+
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -170,3 +172,117 @@ def test_bound_ops_grants_nothing_beyond_its_own(browser, make_user, make_enterp
     resp = browser.post("/users/", {"username": "x2", "role": "ops", "password": PASSWORD})
     assert resp.status_code == 422
     assert db.session.scalar(select(User).where(User.username == "x2")) is None
+
+
+# --------------------------------------------------------------------------- 修改我的密码
+
+import pytest  # noqa: E402
+from werkzeug.security import check_password_hash  # noqa: E402
+
+NEW_PASSWORD = "battery-staple-2"
+
+
+@pytest.mark.parametrize("role", ["viewer", "scanner", "ops"])
+def test_every_role_changes_its_own_password_and_other_sessions_end(app, browser, make_user, make_enterprise, role):
+    make_user("alice", role, [make_enterprise()])
+    phone = type(browser)(app)
+    assert phone.login("alice").status_code == 302
+    assert browser.login("alice").status_code == 302
+    page = browser.get("/users/me/password")
+    assert page.status_code == 200 and "修改我的密码" in page.get_data(as_text=True)
+    resp = browser.post("/users/me/password", {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert resp.status_code == 303
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, NEW_PASSWORD)
+    # This browser keeps working; the phone's session is gone.
+    assert browser.get("/bills/").status_code == 200
+    assert phone.get("/bills/").status_code == 302
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "change_password"))
+    assert ev.object_id == str(user.id) and ev.actor == "alice"
+    assert NEW_PASSWORD not in repr((ev.before, ev.after, ev.summary))
+    browser.post("/logout")
+    assert browser.login("alice", NEW_PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"current": "wrong-password", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, "当前密码不正确"),
+    ({"current": PASSWORD, "password": "short", "confirm": "short"}, "密码至少 8 位"),
+    ({"current": PASSWORD, "password": NEW_PASSWORD, "confirm": "something-else"}, "两次输入的新密码不一致"),
+    ({"current": PASSWORD, "password": PASSWORD, "confirm": PASSWORD}, "新密码不能与当前密码相同"),
+], ids=["wrong-current", "too-short", "mismatch", "unchanged"])
+def test_a_refused_change_keeps_the_old_password_and_the_sessions(app, browser, make_user, make_enterprise, data, message):
+    make_user("alice", "viewer", [make_enterprise()])
+    phone = type(browser)(app)
+    phone.login("alice")
+    browser.login("alice")
+    resp = browser.post("/users/me/password", data)
+    assert resp.status_code == 422 and message in resp.get_data(as_text=True)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)
+    assert phone.get("/bills/").status_code == 200
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "change_password")) is None
+
+
+def test_changing_ones_own_password_needs_a_login_and_csrf(app, browser, make_user, make_enterprise):
+    assert browser.get("/users/me/password").status_code == 302
+    make_user("alice", "viewer", [make_enterprise()])
+    browser.login("alice")
+    raw = browser.client.post("/users/me/password", data={"current": PASSWORD, "password": NEW_PASSWORD,
+                                                          "confirm": NEW_PASSWORD})
+    assert raw.status_code in (400, 403)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)
+
+
+def test_enterprises_and_scan_points_are_checkbox_lists(browser, ops, make_user, make_enterprise, make_scan_point):
+    a, b = make_enterprise("甲公司"), make_enterprise("乙公司")
+    point = make_scan_point(a, "SP01", "一号扫描点")
+    target = make_user("carol", "scanner", [a], [point])
+    browser.login("root")
+    for url in ("/users/", f"/users/{target.id}/edit"):
+        html = browser.get(url).get_data(as_text=True)
+        assert "<select multiple" not in html and "Ctrl" not in html
+        assert f'type="checkbox" value="{a.id}"' in html and f'type="checkbox" value="{b.id}"' in html
+        assert f'type="checkbox" value="{point.id}"' in html and "<legend>所属企业</legend>" in html
+    edit = browser.get(f"/users/{target.id}/edit").get_data(as_text=True)
+    assert re.search(rf'<input checked id="enterprises-\d+" name="enterprises" type="checkbox" value="{a.id}">', edit)
+    assert not re.search(rf'<input checked[^>]*name="enterprises" type="checkbox" value="{b.id}">', edit)
+    # Each ticked box arrives as one value of the same name: both enterprises are bound.
+    resp = browser.post(f"/users/{target.id}/edit", {"display_name": "", "role": "scanner", "active": "y",
+                                                     "enterprises": [str(a.id), str(b.id)],
+                                                     "scan_points": [str(point.id)]})
+    assert resp.status_code == 303
+    user = db.session.get(User, target.id)
+    assert {e.name for e in user.enterprises} == {"甲公司", "乙公司"} and [p.code for p in user.scan_points] == ["SP01"]
+
+
+def test_guessing_the_current_password_is_throttled_like_the_login(app, browser, make_user, make_enterprise):
+    make_user("alice", "viewer", [make_enterprise()])
+    browser.login("alice")
+    for _ in range(app.config["LOGIN_THROTTLE_LIMIT"]):
+        wrong = browser.post("/users/me/password", {"current": "guess-0000", "password": NEW_PASSWORD,
+                                                    "confirm": NEW_PASSWORD})
+        assert wrong.status_code == 422
+    # Even the right password is refused now: the cap holds until the window passes.
+    resp = browser.post("/users/me/password", {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert resp.status_code == 429 and "密码错误次数过多" in resp.get_data(as_text=True)
+    user = db.session.scalar(select(User).where(User.username == "alice"))
+    assert check_password_hash(user.password_hash, PASSWORD)
+
+
+def test_the_user_list_sorts_by_column(browser, ops, make_user, make_enterprise):
+    ent = make_enterprise()
+    for name, role in (("bob", "viewer"), ("carol", "ops"), ("alice", "scanner")):
+        make_user(name, role, [ent])
+
+    def order(query: str) -> list[str]:
+        html = browser.get(f"/users/{query}").get_data(as_text=True)
+        return re.findall(r'<td class="mono">([^<]+)</td>', html.split('id="user-rows"', 1)[1])
+
+    browser.login("root")
+    assert order("") == ["alice", "bob", "carol", "root"]
+    assert order("?sort=username&dir=desc") == ["root", "carol", "bob", "alice"]
+    # By role code: ops, scanner, viewer (equal roles by user name).
+    assert order("?sort=role&dir=asc") == ["carol", "root", "alice", "bob"]
+    html = browser.get("/users/?sort=role&dir=asc").get_data(as_text=True)
+    assert 'href="/users/?sort=role&amp;dir=desc"' in html

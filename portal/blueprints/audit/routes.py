@@ -6,12 +6,10 @@ from sqlalchemy import select
 
 from ...models import AuditEvent
 from ...views import paginate, render, roles_required, scope, visible_enterprise_ids
+from . import present
+from .present import ACTIONS
 
 bp = Blueprint("audit", __name__)
-
-ACTIONS = {"create": "新增", "update": "修改", "delete": "删除", "test": "测试", "login": "登录",
-           "reset_password": "重置密码", "push": "推送", "upload": "上传", "submit": "提交", "return": "退回",
-           "confirm": "人工确认", "correct": "修正", "retry": "重试"}
 
 
 @bp.get("/")
@@ -28,4 +26,5 @@ def index():
     if obj:
         stmt = stmt.where(AuditEvent.object_type == obj)
     page = paginate(stmt, 50)
-    return render("audit/index.html", "audit/_rows.html", page=page, action=action, object_type=obj, ACTIONS=ACTIONS)
+    return render("audit/index.html", "audit/_rows.html", page=page, action=action, object_type=obj, ACTIONS=ACTIONS,
+                  OBJECT_TYPES=present.OBJECT_TYPES, names=present.Page(page.items), present=present)

@@ -17,9 +17,9 @@ from sqlalchemy.orm import joinedload
 from ... import bills, matching
 from ...errors import fail
 from ...extensions import db
-from ...models import BILL_STATUSES, Bill, Image, Invoice, invoice_type_label
-from ...views import paginate, render, roles_required, scope, toast
-from . import assets, service
+from ...models import Bill, Image, Invoice, invoice_type_label
+from ...views import paginate, render, roles_required, scope, sort_order, toast
+from . import assets, search, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
 
 bp = Blueprint("bills", __name__)
@@ -130,17 +130,12 @@ def _back(bill: Bill, message: str, level: str = "success"):
 @bp.get("/")
 @login_required
 def index():
-    """Bills of the user's enterprises: status filter, number search, pages (htmx swaps ``#bill-list``)."""
-    status = request.args.get("status", "")
-    status = status if status in BILL_STATUSES else ""
-    q = request.args.get("q", "").strip()[:64]
-    stmt = (scope(select(Bill), Bill.enterprise_id)
-            .options(joinedload(Bill.enterprise), joinedload(Bill.scan_point))
-            .order_by(Bill.id.desc()))
-    if status:
-        stmt = stmt.where(Bill.status == status)
-    if q:
-        stmt = stmt.where(Bill.bill_no.contains(q, autoescape=True))
+    """Bills of the user's enterprises: search (number, submitter, org, amount, dates), sortable
+    columns, pages; the active search and the column headers swap ``#bill-list`` with htmx."""
+    filters = search.parse_filters(request.args)
+    sort, desc, order = sort_order(search.SORT_COLUMNS, "created", tiebreak=Bill.id)
+    stmt = search.apply(scope(select(Bill), Bill.enterprise_id), filters)
+    stmt = stmt.options(joinedload(Bill.enterprise), joinedload(Bill.scan_point)).order_by(*order)
     page = paginate(stmt, PER_PAGE)
     ids = [b.id for b in page.items]
     # Two grouped counts for the whole page instead of two queries per row.
@@ -150,8 +145,10 @@ def index():
     invoice_counts = dict(db.session.execute(
         select(Invoice.bill_id, func.count()).join(Image, Invoice.image_id == Image.id)
         .where(Invoice.bill_id.in_(ids), Image.removed.is_(False)).group_by(Invoice.bill_id)).all()) if ids else {}
-    args = {k: v for k, v in (("status", status), ("q", q)) if v}
-    return render("bills/index.html", "bills/_list.html", page=page, status_filter=status, q=q, args=args,
+    args = filters.args()
+    sort_args = {**args, "sort": sort, "dir": "desc" if desc else "asc"}
+    return render("bills/index.html", "bills/_list.html", page=page, filters=filters, status_filter=filters.status,
+                  q=filters.q, args=args, sort=sort, desc=desc, sort_args=sort_args,
                   image_counts=image_counts, invoice_counts=invoice_counts,
                   many=service.sees_many_enterprises())
 

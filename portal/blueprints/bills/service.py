@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from flask import url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ... import bills
 from ...extensions import db
@@ -104,12 +104,22 @@ FIELD_LABELS = {
 
 # --------------------------------------------------------------------------- lookups and permissions
 
-def find_bills(bill_no: str, enterprise_id: int | None = None) -> list[Bill]:
-    """Bills numbered ``bill_no`` in the current user's enterprises (numbers are unique per enterprise)."""
+def find_bills(bill_no: str, enterprise_id: int | None = None, *, ignore_case: bool = False) -> list[Bill]:
+    """Bills numbered ``bill_no`` in the current user's enterprises (numbers are unique per enterprise).
+
+    With ``ignore_case`` an exact match still wins; only when there is none do letters match in
+    either case (a scanner types ``bx-001`` for ``BX-001``; a barcode gun may send either).
+    """
     stmt = scope(select(Bill).where(Bill.bill_no == bill_no), Bill.enterprise_id)
     if enterprise_id is not None:
         stmt = stmt.where(Bill.enterprise_id == enterprise_id)
-    return list(db.session.scalars(stmt.order_by(Bill.enterprise_id)))
+    found = list(db.session.scalars(stmt.order_by(Bill.enterprise_id)))
+    if found or not ignore_case:
+        return found
+    stmt = scope(select(Bill).where(func.lower(Bill.bill_no) == bill_no.lower()), Bill.enterprise_id)
+    if enterprise_id is not None:
+        stmt = stmt.where(Bill.enterprise_id == enterprise_id)
+    return list(db.session.scalars(stmt.order_by(Bill.enterprise_id, Bill.id)))
 
 
 def sees_many_enterprises() -> bool:

@@ -13,7 +13,7 @@ from ...models import IMAGE_MODES
 
 
 class EnterpriseForm(FlaskForm):
-    """Add form; the edit form adds image mode and docking connection."""
+    """Add form: credentials, image mode and docking connection; the edit form adds the rest."""
 
     tax_no = StringField("企业税号", validators=[DataRequired("请输入企业税号")], filters=[taxno.normalise])
     name = StringField("企业名称", validators=[DataRequired("请输入企业名称"), Length(max=200, message="企业名称不能超过 200 个字符")],
@@ -22,6 +22,10 @@ class EnterpriseForm(FlaskForm):
                             filters=[lambda v: v.strip() if v else v])
     client_secret = PasswordField("client_secret（授权密钥）", widget=SecretInput(), validators=[Length(max=128, message="client_secret 不能超过 128 个字符")])
     encrypt_key = PasswordField("encrypt_key（加密密钥）", widget=SecretInput())
+    image_mode = RadioField("影像模式", choices=choices(IMAGE_MODES.items()), default="basic",
+                            validate_choice=False)
+    # Choices are set per request (the connections this user may attach); 0 means none.
+    docking_id = SelectField("对接业务系统", coerce=int, choices=[], default=0, validate_choice=False)
 
     # On edit a blank or masked secret keeps the stored one; on add it is required.
     editing = False
@@ -39,6 +43,16 @@ class EnterpriseForm(FlaskForm):
         if field.data and field.data != field.data.strip():
             raise ValidationError("client_secret 首尾不能有空格")
 
+    def validate_image_mode(self, field) -> None:
+        if field.data not in IMAGE_MODES:
+            raise ValidationError("请选择影像模式")
+
+    def validate_docking_id(self, field) -> None:
+        # Only what the view offered: a bound ops may not attach a connection shared beyond
+        # its own enterprises (DESIGN §10), whatever id the request carries.
+        if field.data not in {c.value for c in field.choices}:
+            raise ValidationError("不能选择该对接业务系统：它不存在，或还服务于您管理范围以外的企业")
+
     def validate_encrypt_key(self, field) -> None:
         if self.editing and is_masked(field.data):
             return
@@ -50,8 +64,6 @@ class EnterpriseForm(FlaskForm):
 
 class EnterpriseEditForm(EnterpriseForm):
     editing = True
-    image_mode = RadioField("影像模式", choices=choices(IMAGE_MODES.items()), default="basic")
-    docking_id = SelectField("对接业务系统", coerce=int, choices=[], validate_choice=True)
     encrypted_push_only = BooleanField("只接受加密推送")
     erp_orgs = StringField("ERP 组织编码", filters=[lambda v: ",".join(o.strip() for o in v.split(",") if o.strip()) if v else ""],
                            validators=[Length(max=300, message="组织编码过长（最多 300 个字符）"),

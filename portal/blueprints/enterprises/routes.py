@@ -53,7 +53,14 @@ def index():
 @roles_required("ops")
 def new():
     """The add form (a fragment when htmx asks for it)."""
-    return render("enterprises/new.html", "enterprises/_form.html", form=EnterpriseForm(), action=url_for(".create"))
+    return render("enterprises/new.html", "enterprises/_form.html", form=_add_form(), action=url_for(".create"))
+
+
+def _add_form() -> EnterpriseForm:
+    """The add form, offering only the docking connections this user may attach."""
+    form = EnterpriseForm()
+    form.docking_id.choices = choices(_docking_choices())
+    return form
 
 
 def _form_failed(form, page: str, action: str, error: str | None = None, **ctx):
@@ -64,7 +71,7 @@ def _form_failed(form, page: str, action: str, error: str | None = None, **ctx):
 @roles_required("ops")
 def create():
     """Validate, check the credentials with the invoice cloud, then store; 422 with the form otherwise."""
-    form = EnterpriseForm()
+    form = _add_form()
     action = url_for(".create")
     if not form.validate():
         return _form_failed(form, "enterprises/new.html", action)

@@ -69,7 +69,8 @@ def create(form, user) -> Enterprise:
         client_id=form.client_id.data,
         client_secret_enc=encrypt(form.client_secret.data),
         encrypt_key_enc=encrypt(form.encrypt_key.data),
-        image_mode="basic",
+        image_mode=form.image_mode.data or "basic",
+        docking_id=form.docking_id.data or None,
         encrypted_push_only=True,
         confirm_needs_second=True,
     )

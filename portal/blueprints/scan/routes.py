@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models import Bill
-from ...views import paginate, render, roles_required, scope
+from ...views import paginate, render, roles_required, scope, sort_order
 from ..bills import service
 
 bp = Blueprint("scan", __name__)
@@ -16,12 +16,17 @@ bp = Blueprint("scan", __name__)
 PER_PAGE = 50
 
 
-def _queue_stmt():
+# Columns the queue sorts by (the id breaks ties; "created" newest first is the default).
+SORT_COLUMNS = {"bill_no": Bill.bill_no, "submitter": Bill.submitter, "amount": Bill.amount, "status": Bill.status,
+                "created": Bill.id}
+
+
+def _queue_stmt(order=None):
     """Bills waiting for the desk: a scanner's scan points (and unassigned bills); ops: all of theirs."""
     stmt = (scope(select(Bill), Bill.enterprise_id)
             .where(Bill.status.in_(service.QUEUE_STATUSES))
             .options(joinedload(Bill.scan_point), joinedload(Bill.enterprise))
-            .order_by(Bill.id.desc()))
+            .order_by(*(order or [Bill.id.desc()])))
     if current_user.role == "scanner":
         mine = [p.id for p in current_user.scan_points]
         # Bills the ERP opened without a scan point belong to no other desk, so every desk sees them.
@@ -32,10 +37,12 @@ def _queue_stmt():
 @bp.get("/")
 @roles_required("scanner", "ops")
 def queue():
-    """The queue, newest first, with the open-by-number box (``#scan-queue`` refreshes itself)."""
-    page = paginate(_queue_stmt(), PER_PAGE)
+    """The queue, newest first or by a column, with the open-by-number box (``#scan-queue`` refreshes itself)."""
+    sort, desc, order = sort_order(SORT_COLUMNS, "created", tiebreak=Bill.id)
+    page = paginate(_queue_stmt(order), PER_PAGE)
     return render("scan/queue.html", "scan/_queue.html", page=page, bill_no="", error=None, choices=[],
-                  many=service.sees_many_enterprises())
+                  many=service.sees_many_enterprises(), sort=sort, desc=desc,
+                  sort_args={"sort": sort, "dir": "desc" if desc else "asc"})
 
 
 @bp.get("/open")
@@ -49,7 +56,7 @@ def open_bill():
     bill_no = request.args.get("bill_no", "").strip()
     if not bill_no:
         return _box(bill_no, "请输入或扫描单据编号", 422)
-    found = service.find_bills(bill_no[:64])
+    found = service.find_bills(bill_no[:64], ignore_case=True)
     if not found:
         return _box(bill_no, f"没有找到单据 {bill_no}，请核对编号，或确认 ERP 已开启该单据的影像任务。", 422)
     if len(found) > 1:
@@ -66,4 +73,4 @@ def _box(bill_no: str, error: str | None, status: int, choices: list[Bill] | Non
         return render("scan/_open.html", status=status, bill_no=bill_no, error=error, choices=choices or [])
     page = db.paginate(_queue_stmt(), page=1, per_page=PER_PAGE, error_out=False)
     return render("scan/queue.html", status=status, page=page, bill_no=bill_no, error=error, choices=choices or [],
-                  many=service.sees_many_enterprises())
+                  many=service.sees_many_enterprises(), sort="created", desc=True, sort_args={})

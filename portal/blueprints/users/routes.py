@@ -1,24 +1,30 @@
 """User management (ops): add users, set role and enterprises, reset passwords, disable."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, request, url_for
-from flask_login import current_user
-from sqlalchemy import select
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import delete, select
 
 from ... import audit
 from ...errors import fail
 from ...extensions import db
 from ...forms import choices
-from ...models import ScanPoint, User, user_enterprises
-from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
+from ...models import LoginFailure, ScanPoint, User, user_enterprises
+from ...views import render, roles_required, sort_order, toast, visible_enterprise_ids, visible_enterprises
+from ..auth.routes import _count_attempt as count_login_attempt
 from . import service
-from .forms import PasswordResetForm, UserEditForm, UserForm
+from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
 
 bp = Blueprint("users", __name__)
 
 
-def _users():
-    stmt = select(User).order_by(User.username)
+# Columns the user list sorts by (the user name breaks ties; by name A→Z is the default).
+SORT_COLUMNS = {"username": User.username, "display_name": User.display_name, "role": User.role,
+                "active": User.active, "created": User.created_at}
+
+
+def _users(order=None):
+    stmt = select(User).order_by(*(order or [User.username]))
     ids = visible_enterprise_ids()
     if ids is not None:
         stmt = stmt.where(User.id.in_(select(user_enterprises.c.user_id).where(user_enterprises.c.enterprise_id.in_(ids))))
@@ -28,10 +34,11 @@ def _users():
 def _list_context() -> dict:
     """The user list plus what the page may show of each: only the viewer's own enterprises and
     scan points are named, and users bound beyond them are listed read-only (no edit link)."""
-    users = _users()
+    sort, desc, order = sort_order(SORT_COLUMNS, "username", default_desc=False, tiebreak=User.username)
+    users = _users(order)
     visible = visible_enterprise_ids()
     return {"users": users, "visible": None if visible is None else set(visible),
-            "manageable": {u.id for u in users if service.manageable_by(current_user, u)}}
+            "manageable": {u.id for u in users if service.manageable_by(current_user, u)}, "sort": sort, "desc": desc}
 
 
 def _user_or_404(user_id: int) -> User:
@@ -163,3 +170,33 @@ def reset_password(user_id: int):
         return redirect(url_for(".edit", user_id=user.id), code=303)
     return render("users/_password.html", user=user, pw_form=PasswordResetForm(formdata=None), done=True,
                   headers=toast(f"已重置 {user.username} 的密码"))
+
+
+@bp.route("/me/password", methods=["GET", "POST"])
+@login_required
+def own_password():
+    """修改我的密码, for every role: the current password, the same rules as a reset; the
+    user's other sessions end, this one stays."""
+    form = OwnPasswordForm()
+    if request.method == "POST" and form.validate():
+        # Guesses at the current password count against the same per-account cap as the login
+        # form: a borrowed session must not become an unthrottled password oracle.
+        key = f"user:{current_user.username.lower()}"
+        within = count_login_attempt(key, current_app.config["LOGIN_THROTTLE_LIMIT"])
+        db.session.commit()
+        if not within:
+            minutes = max(1, -(-current_app.config["LOGIN_THROTTLE_WINDOW"] // 60))
+            form.current.errors.append(f"密码错误次数过多，请 {minutes} 分钟后再试。")
+            return render("users/own_password.html", status=429, form=form)
+        try:
+            service.change_own_password(current_user, form.current.data, form.password.data, session.get("sid"))
+        except ValueError as exc:
+            target = form.current if "当前密码不正确" in str(exc) else form.password
+            target.errors.append(str(exc))
+        else:
+            db.session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+            db.session.commit()
+            flash("密码已修改；您在其他设备或浏览器上的登录已退出。", "success")
+            return redirect(url_for(".own_password"), code=303)
+    status = 422 if request.method == "POST" else 200
+    return render("users/own_password.html", status=status, form=form)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import select
-from werkzeug.security import generate_password_hash
+from sqlalchemy import delete, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ... import audit
 from ...extensions import db
-from ...models import Enterprise, ScanPoint, User
+from ...models import Enterprise, ScanPoint, User, WebSession
 
 ROLES_ALLOWED = ("ops", "scanner", "viewer")
 
@@ -73,3 +73,18 @@ def reset_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.session_version += 1
     audit.record("reset_password", "user", user.id, summary=f"重置用户 {user.username} 的密码")
+
+
+def change_own_password(user: User, current: str, new: str, keep_session: str | None) -> None:
+    """Set ``user``'s password after checking the current one; every other session of theirs ends.
+
+    Raises ValueError (Chinese) when ``current`` is wrong or ``new`` equals it; nothing is changed then.
+    The caller's own session (``keep_session``) stays, so the person who changed it keeps working.
+    """
+    if not check_password_hash(user.password_hash, current):
+        raise ValueError("当前密码不正确")
+    if current == new:
+        raise ValueError("新密码不能与当前密码相同")
+    user.password_hash = hash_password(new)
+    db.session.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.id != (keep_session or "")))
+    audit.record("change_password", "user", user.id, summary=f"用户 {user.username} 修改了自己的密码")
