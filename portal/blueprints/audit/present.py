@@ -39,7 +39,10 @@ SYSTEM_ACTORS = {
 ACTOR_PREFIXES = {"push:": "收票助手推送", "api:": "ERP 接口"}
 
 # Galaxy form ids we know by name; others are shown as they are.
-FORM_NAMES = {"ER_ExpReimbursement": "费用报销单", "ER_ExpenseRequest": "费用申请单"}
+# Galaxy form ids (reference A.7) by the names people know them by.
+FORM_NAMES = {"ER_ExpReimbursement": "费用报销单", "ER_ExpenseRequest": "费用申请单",
+              "ER_ExpReimbursement_Travel": "差旅费报销单", "ER_ExpenseRequest_Travel": "出差申请单",
+              "IV_ReceivedInvoice": "收票单", "AP_PAYBILL": "付款单"}
 
 FIELD_LABELS = {
     **INVOICE_FIELD_LABELS,
