@@ -79,3 +79,6 @@ def register(app: Flask) -> None:
     from .housekeeping import storage_cli
 
     app.cli.add_command(storage_cli)
+    from .serving import serve_command
+
+    app.cli.add_command(serve_command)
