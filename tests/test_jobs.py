@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
-from portal.models import WritebackJob
+from portal.models import WritebackJob, utcnow
 
 from .conftest import DATA_KEY
 from .test_writeback import FILES, FORM, enqueue, expected, held, image_user, jobs_of, setup, uploads  # noqa: F401
@@ -204,3 +204,16 @@ def test_storage_cleaning_is_queued_on_the_first_pass_only(app, on_redis):
     first = runner.one_pass()
     assert first.executor == "rq" and first.enqueued["clean_storage"] == 1
     assert runner.one_pass().enqueued["clean_storage"] == 0
+
+
+def test_an_approval_waiting_for_attachments_is_due_as_soon_as_they_are_done(app, setup, galaxy):
+    """RQ may run a bill's approval before its attachment; the attachment's end wakes it, no 30 s wait."""
+    from portal import writeback
+
+    bill = a_bill_waiting_in_galaxy(setup, galaxy, files=FILES[:1])
+    attachment, approve = jobs_of(bill)
+    assert writeback.run_job(approve.id) == "waiting"
+    assert approve.id not in writeback.due_ids(utcnow(), 10)
+    assert writeback.run_job(attachment.id) == "done"
+    assert writeback.due_ids(utcnow(), 10) == [approve.id]
+    assert writeback.run_job(approve.id) == "done" and approvals(galaxy) == 1
