@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.job import Job
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -109,6 +110,9 @@ def test_with_redis_the_pass_only_queues_and_a_worker_writes_back(app, setup, ga
     assert uploads(galaxy) == 0 and {j.state for j in jobs_of(bill)} == {"pending"}
     conn = Redis.from_url(on_redis)
     assert conn.llen("rq:queue:erp") == 5  # 4 write-back jobs and the connection's ERP pull
+    # RQ never cuts a sync run that its budget allows, nor a write-back within its lease.
+    assert Job.fetch("portal-fetch-downloads", connection=conn).timeout == 300 + 120 + 60
+    assert Job.fetch(f"portal-writeback-{jobs_of(bill)[0].id}", connection=conn).timeout == 600
     # A second pass queues nothing that is already waiting.
     assert redis_queue.dispatch()["writeback"] == 0 and conn.llen("rq:queue:erp") == 5
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import Flask
+from flask import Flask, current_app
 from redis import Redis
 from rq import Queue, Retry, SimpleWorker
 from rq.exceptions import NoSuchJobError
@@ -24,7 +24,7 @@ from ..models import utcnow
 from . import QUEUE_NAMES, QUEUES, redis_url
 from .runner import connection_ids
 
-__all__ = ["PortalWorker", "connect", "dispatch", "enqueue", "queues", "retry_policy"]
+__all__ = ["PortalWorker", "connect", "dispatch", "enqueue", "job_timeout", "queues", "retry_policy"]
 
 #: RQ's own retry (a job function that crashed, a worker that died): after 10 s, 1 min, 5 min.
 RETRY_INTERVALS = [10, 60, 300]
@@ -50,6 +50,18 @@ def queues(conn: Redis, names: Iterable[str] = QUEUE_NAMES) -> list[Queue]:
     return [Queue(name, connection=conn) for name in names]
 
 
+def job_timeout(function: str) -> int:
+    """Seconds RQ lets one job of ``function`` run before it stops it.
+
+    A write-back job gets its lease (after that another worker may take the job over); the sync
+    downloads get their run budget plus one file's deadline, so RQ never cuts a run the budget allows.
+    """
+    cfg = current_app.config
+    if function == "fetch_downloads":
+        return int(float(cfg.get("FETCH_RUN_BUDGET", 300)) + float(cfg.get("FETCH_DEADLINE", 120))) + 60
+    return max(60, int(float(cfg.get("WRITEBACK_LEASE", 600))))
+
+
 def enqueue(conn: Redis, function: str, *args, job_id: str, rerun_started: bool = False) -> bool:
     """Queue ``portal.jobs.<function>(*args)`` as RQ job ``job_id`` on its queue; False if already waiting.
 
@@ -63,7 +75,8 @@ def enqueue(conn: Redis, function: str, *args, job_id: str, rerun_started: bool 
     if status in WAITING or (status == JobStatus.STARTED and not rerun_started):
         return False
     Queue(QUEUES[function], connection=conn).enqueue(
-        f"portal.jobs.{function}", *args, job_id=job_id, retry=retry_policy(), result_ttl=RESULT_TTL,
+        f"portal.jobs.{function}", *args, job_id=job_id, job_timeout=job_timeout(function),
+        retry=retry_policy(), result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL, description=f"{function}{args!r}")
     return True
 
