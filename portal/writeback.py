@@ -190,8 +190,9 @@ def _insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> int:
         created = 0
         for start in range(0, len(rows), 500):  # stay far below the bound-parameter limits
             stmt = insert(WritebackJob.__table__).values(rows[start:start + 500]).on_conflict_do_nothing(
-                index_elements=["bill_id", "kind", "sha256", "round"])
-            created += db.session.execute(stmt).rowcount or 0
+                index_elements=["bill_id", "kind", "sha256", "round"]).returning(WritebackJob.__table__.c.id)
+            # Counted from RETURNING: psycopg reports rowcount -1 for this statement on PostgreSQL.
+            created += len(db.session.execute(stmt).all())
         return created
     created = 0
     for row in rows:  # other databases: one savepoint per row
