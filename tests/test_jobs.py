@@ -16,7 +16,6 @@ import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq.job import Job
-from sqlalchemy import select
 
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
