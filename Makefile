@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser preflight wheel-check bench clean
+.PHONY: demo test test-postgres install browser preflight wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ preflight: $(STAMP) browser
 # The whole test suite; pytest exits 5 when it collected nothing, which fails here too.
 test: preflight
 	$(PY) -m pytest -q
+	@echo "make test: the suite ran on SQLite (tests/test_postgres.py on PostgreSQL); the whole suite on PostgreSQL is 'make test-postgres'"
+
+# The whole suite again with every test's database on PostgreSQL (PORTAL_TEST_DATABASE_URL, default the
+# local server). Not part of `make test`: one pass takes about twice as long as the SQLite pass.
+PG_SUITE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+test-postgres: preflight
+	PORTAL_TEST_DATABASE_URL=$${PORTAL_TEST_DATABASE_URL:-$(PG_SUITE_URL)} $(PY) -m pytest -q --ignore=tests/e2e
 
 # The README's deployment path from a built wheel, in a throwaway virtualenv (CI runs it after the tests).
 wheel-check: $(STAMP)

@@ -66,10 +66,12 @@ def register(app: Flask) -> None:
     from . import demo
 
     app.cli.add_command(demo.demo_cli)
+    from .jobs.cli import jobs_cli, worker_command, writeback_cli
     from .sync import sync_cli
-    from .writeback import writeback_cli
 
+    app.cli.add_command(jobs_cli)
     app.cli.add_command(writeback_cli)
+    app.cli.add_command(worker_command)
     app.cli.add_command(sync_cli)
     from .erp_pull import erp_cli
 
@@ -77,3 +79,6 @@ def register(app: Flask) -> None:
     from .housekeeping import storage_cli
 
     app.cli.add_command(storage_cli)
+    from .serving import serve_command
+
+    app.cli.add_command(serve_command)

@@ -76,6 +76,10 @@ DEFAULTS = {
     # The invoices list gives up an exact count that takes longer than this (SQLite only).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,
+    # Seconds a claimed write-back job belongs to its runner; a runner killed mid-job frees it after this.
+    "WRITEBACK_LEASE": 600,
+    # redis://host:6379/0 → periodic jobs go to RQ queues run by `flask worker`; empty = in-process runner.
+    "REDIS_URL": "",
     # Storage cleaning: part files and blobs without a row untouched this long (seconds) are
     # removed, by `flask storage clean` and by the job runners every STORAGE_CLEAN_EVERY seconds.
     # 影像匹配: the bill's amount may differ from its invoices' total by this much (yuan, e.g. "0.05")

@@ -210,18 +210,16 @@ def _seed_sync_push(ent, cloud_url: str) -> None:
 
 
 def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
-    """Clean the file store, then pull ERP tasks, run sync downloads and due write-back jobs until ``stop`` is set."""
-    from . import erp_pull, housekeeping, sync, writeback
+    """Clean the file store, then run the job pass (ERP pull, sync downloads, write-back) until ``stop`` is set."""
+    from . import housekeeping
+    from .jobs.runner import one_pass
 
     with app.app_context():
         housekeeping.clean_if_due()  # start-up: what a killed run left in the store
     while not stop.wait(every):
         with app.app_context():
             try:
-                housekeeping.clean_if_due()
-                erp_pull.pull_all()
-                sync.fetch_pending()
-                writeback.run_due()
+                one_pass()
             except Exception:  # the loop must survive a bad job; the job keeps its error
                 log.exception("demo job loop")
 

@@ -8,8 +8,9 @@ Every step is a :class:`~portal.models.WritebackJob` row, kept until it succeeds
   in the ERP, plus one ``status`` job when the docking connection names a status field.
 * ``run_due`` processes the due jobs. Each job is claimed with one conditional UPDATE, so two
   runners never work on the same job; the claim also counts the attempt and leases the job
-  for ``LEASE`` (``next_attempt_at`` holds the lease expiry while it runs), so a job whose
-  runner crashed becomes due again by itself.
+  for ``WRITEBACK_LEASE`` seconds (``next_attempt_at`` holds the lease expiry while it runs), so a
+  job whose runner crashed or was killed becomes due again by itself. :func:`run_job` does the
+  same for one job id: what an RQ worker runs (see :mod:`portal.jobs`).
 * Nothing is uploaded twice where we can help it: an image uploaded in an earlier round is not
   queued again, the remote FileId is committed the moment Galaxy returns it, and a retry of a
   job that already has one first downloads that file and compares md5 before uploading again.
@@ -23,21 +24,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, housekeeping, media
+from . import audit, media
 from .bills import event, live_images, storage
 from .crypto import decrypt
-from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter, pull_all
+from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter
 from .extensions import db
 from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
                           timeout_from_config)
@@ -45,26 +43,24 @@ from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJ
 from .storage import BlobNotFound
 
 log = logging.getLogger("portal.writeback")
-jobs_log = logging.getLogger("portal.jobs")  # one line per runner pass
 
 __all__ = [
     "KINDS",
     "STATES",
     "claim",
+    "due_ids",
     "enqueue_bill",
     "max_attempts",
     "needs_attention",
     "retry_now",
     "run_due",
+    "run_job",
     "upload_name",
-    "writeback_cli",
 ]
 
 KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
 STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
 
-#: How long a claimed job may run before another runner may take it over (crashed runner).
-LEASE = timedelta(minutes=10)
 #: Backoff: 30 s × 2^(attempts−1), at most an hour, plus up to 10 % jitter so jobs that failed
 #: together (ERP down) do not all come back in the same second.
 BACKOFF_BASE = 30.0
@@ -79,6 +75,14 @@ APPROVABLE = ("completed", "matched")  # bill statuses whose workflow task is ap
 def max_attempts() -> int:
     """Attempts after which a failed job stops retrying by itself (``WRITEBACK_MAX_ATTEMPTS``)."""
     return int(current_app.config.get("WRITEBACK_MAX_ATTEMPTS", 12))
+
+
+def lease() -> timedelta:
+    """How long a claimed job may run before another runner may take it over (``WRITEBACK_LEASE`` seconds).
+
+    A runner or worker killed mid-job leaves the job ``running``; once the lease is over it is due again.
+    """
+    return timedelta(seconds=float(current_app.config.get("WRITEBACK_LEASE", 600)))
 
 
 def needs_attention(job: WritebackJob) -> bool:
@@ -186,8 +190,9 @@ def _insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> int:
         created = 0
         for start in range(0, len(rows), 500):  # stay far below the bound-parameter limits
             stmt = insert(WritebackJob.__table__).values(rows[start:start + 500]).on_conflict_do_nothing(
-                index_elements=["bill_id", "kind", "sha256", "round"])
-            created += db.session.execute(stmt).rowcount or 0
+                index_elements=["bill_id", "kind", "sha256", "round"]).returning(WritebackJob.__table__.c.id)
+            # Counted from RETURNING: psycopg reports rowcount -1 for this statement on PostgreSQL.
+            created += len(db.session.execute(stmt).all())
         return created
     created = 0
     for row in rows:  # other databases: one savepoint per row
@@ -227,14 +232,15 @@ def claim(job_id: int, now: datetime | None = None) -> bool:
                WritebackJob.state.in_(("pending", "failed", "running")),
                WritebackJob.next_attempt_at <= now,
                WritebackJob.attempts < max_attempts())
-        .values(state="running", attempts=WritebackJob.attempts + 1, next_attempt_at=now + LEASE,
+        .values(state="running", attempts=WritebackJob.attempts + 1, next_attempt_at=now + lease(),
                 updated_at=utcnow())
         .execution_options(synchronize_session=False))
     db.session.commit()
     return result.rowcount == 1
 
 
-def _due_ids(now: datetime, limit: int, seen: set[int]) -> list[int]:
+def due_ids(now: datetime, limit: int, seen: set[int] = frozenset()) -> list[int]:
+    """Ids of up to ``limit`` due jobs not in ``seen``, attachments before status and approval jobs."""
     stmt = (select(WritebackJob.id)
             .where(WritebackJob.state.in_(("pending", "failed", "running")),
                    WritebackJob.next_attempt_at <= now,
@@ -313,7 +319,7 @@ def run_due(now: datetime | None = None, limit: int = 50) -> dict[str, int]:
     seen: set[int] = set()
     try:
         while len(seen) < limit:
-            ids = _due_ids(now, limit - len(seen), seen)
+            ids = due_ids(now, limit - len(seen), seen)
             if not ids:
                 break  # (a status job freed by its last attachment is found by the next query)
             for job_id in ids:
@@ -323,6 +329,21 @@ def run_due(now: datetime | None = None, limit: int = 50) -> dict[str, int]:
         run.close()
         db.session.rollback()  # nothing may stay open after a run
     return counts
+
+
+def run_job(job_id: int, now: datetime | None = None) -> str:
+    """Process one job if it is due; return its outcome (a key of :func:`run_due`'s counts).
+
+    What an RQ worker runs for each job id. Safe to call twice or from a retry after a killed worker:
+    the claim lets one caller in, and the attachment and workflow steps check the ERP before
+    sending anything again. Commits.
+    """
+    run = _Run(now or utcnow())
+    try:
+        return _process(job_id, run)
+    finally:
+        run.close()
+        db.session.rollback()
 
 
 def _process(job_id: int, run: _Run) -> str:
@@ -437,9 +458,9 @@ def _run_attachment(job: WritebackJob, bill: Bill, connection: _Connection, labe
 
 
 def _wake_status(bill_id: int, now: datetime) -> None:
-    """A status job waiting for this bill's attachments may look again at once. Commits."""
+    """A status or approval job waiting for this bill's attachments may look again at once. Commits."""
     db.session.execute(update(WritebackJob)
-                       .where(WritebackJob.bill_id == bill_id, WritebackJob.kind == "status",
+                       .where(WritebackJob.bill_id == bill_id, WritebackJob.kind.in_(("status", "approve")),
                               WritebackJob.state == "pending", WritebackJob.next_attempt_at > now)
                        .values(next_attempt_at=now).execution_options(synchronize_session=False))
     db.session.commit()
@@ -600,48 +621,3 @@ def state_counts(enterprise_ids: list[int] | None) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
     counts.update(dict(db.session.execute(stmt).all()))
     return counts
-
-
-# --------------------------------------------------------------------------- CLI
-
-writeback_cli = AppGroup("writeback", help="ERP 回写任务（run）。")
-
-
-def _one_pass(limit: int) -> dict[str, int]:
-    from . import sync  # sync-mode bills: fetch the pushed files first, so they are written back too
-
-    # Bills waiting at the ERP's workflow node come in first, so this pass can already write back.
-    pulled = pull_all()
-    opened = sum(r.opened for r in pulled.values())
-    click.echo(f"拉取星空待办：新开单据 {opened}")
-    fetched = sync.fetch_pending()
-    click.echo(f"同步下载：{fetched}")
-    counts = run_due(limit=limit)
-    click.echo("回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
-               .format(**counts))
-    jobs_log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; write-back done %d, failed %d, "
-                  "waiting %d, skipped %d, taken %d", opened, fetched, counts["done"], counts["failed"],
-                  counts["waiting"], counts["skipped"], counts["taken"])
-    return counts
-
-
-@writeback_cli.command("run")
-@click.option("--loop", "every", type=float, default=None, metavar="SECONDS",
-              help="每隔 SECONDS 秒运行一次，直到 Ctrl-C")
-@click.option("--limit", type=int, default=50, show_default=True, help="每次最多处理的任务数")
-def run_command(every: float | None, limit: int) -> None:
-    """Run the due write-back jobs once (or every SECONDS seconds) and print the counts."""
-    if every is None:
-        _one_pass(limit)
-        return
-    try:
-        while True:
-            try:
-                housekeeping.clean_if_due()  # at start-up, then every STORAGE_CLEAN_EVERY seconds
-                _one_pass(limit)
-            except Exception:  # keep looping: the jobs keep their own errors
-                log.exception("writeback loop pass failed")
-                db.session.rollback()
-            time.sleep(max(every, 0.1))
-    except KeyboardInterrupt:
-        click.echo("已停止")

@@ -1,7 +1,8 @@
 """Before the test suite runs: is everything it needs on this machine? One line per missing piece, exit 1.
 
 Checked up front so a run never stops half-way: the real-browser tests need Debian's Chromium and CJK
-fonts, the PostgreSQL tests a server (``PORTAL_TEST_PG_ADMIN``, default the local one).
+fonts, the PostgreSQL tests a server (``PORTAL_TEST_PG_ADMIN``, default the local one), the RQ job tests a
+Redis server (``PORTAL_TEST_REDIS_URL``, default the local one).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 PG_ADMIN = os.environ.get("PORTAL_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def missing() -> list[str]:
@@ -42,6 +44,16 @@ def missing() -> list[str]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         out.append(f"PostgreSQL not reachable at {PG_ADMIN} ({reason}): start it "
                    "(`pg_ctlcluster $(ls /etc/postgresql) main start`) or set PORTAL_TEST_PG_ADMIN")
+    try:
+        import redis
+        import rq  # noqa: F401
+
+        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
+    except ImportError:
+        out.append("rq or redis missing from the virtualenv (job-worker tests): `make install`")
+    except Exception as exc:
+        out.append(f"Redis not reachable at {REDIS} ({exc}): `sudo apt-get install redis-server` and "
+                   "`redis-server --daemonize yes`, or set PORTAL_TEST_REDIS_URL")
     return out
 
 

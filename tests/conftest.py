@@ -32,12 +32,19 @@ def corpus(name: str) -> bytes:
 
 PASSWORD = "correct-horse-1"
 DATA_KEY = Fernet.generate_key().decode()
+#: A PostgreSQL server (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test): every test's `app` then runs
+#: on a database of this run there, migrated once and emptied after each test (`make test` runs both passes).
+TEST_DATABASE_URL = os.environ.get("PORTAL_TEST_DATABASE_URL", "")
 
 
 def tax_no(n: int) -> str:
     """A valid unified social credit code, different for each ``n``."""
     body = f"91440300MA{n:07d}"
     return body + uscc_check_char(body)
+
+
+#: The run's PostgreSQL database once `suite_database` made it (PORTAL_TEST_DATABASE_URL); None on SQLite.
+_suite_db: dict[str, str] = {}
 
 
 def _config(tmp: Path, **extra) -> dict:
@@ -51,6 +58,12 @@ def _config(tmp: Path, **extra) -> dict:
         # Cheap scrypt parameters keep the suite fast; production uses werkzeug's defaults.
         "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
     }
+    if _suite_db:
+        # Every app of a test, the `app` fixture's and any a test builds itself, shares the run's database.
+        # A query that never ends fails its test instead of hanging the run (time_limit's progress
+        # handler is SQLite's; PostgreSQL has none).
+        cfg.update(SQLALCHEMY_DATABASE_URI=_suite_db["url"],
+                   SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"options": "-c statement_timeout=30000"}})
     cfg.update(extra)
     return cfg
 
@@ -78,7 +91,8 @@ def migrated_template(tmp: Path) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         without_portal_environment(mp)
         mp.setenv("PORTAL_INSTANCE", str(tmp / "instance"))
-        app = create_app(_config(tmp))
+        app = create_app(_config(tmp, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp / 'portal.sqlite3'}",
+                                 SQLALCHEMY_ENGINE_OPTIONS={}))
         with app.app_context():
             upgrade()
             db.engine.dispose()
@@ -91,15 +105,60 @@ def schema_template(tmp_path_factory) -> Path:
     return migrated_template(tmp_path_factory.mktemp("schema"))
 
 
+@pytest.fixture(scope="session")
+def suite_database(tmp_path_factory):
+    """With PORTAL_TEST_DATABASE_URL: a PostgreSQL database of this run, migrated once; else None."""
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    import secrets
+
+    from flask_migrate import upgrade
+    from sqlalchemy import create_engine, text
+
+    name = "portal_suite_" + secrets.token_hex(4)
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = TEST_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    tmp = tmp_path_factory.mktemp("pg")
+    with pytest.MonkeyPatch.context() as mp:
+        without_portal_environment(mp)
+        mp.setenv("PORTAL_INSTANCE", str(tmp / "instance"))
+        migrate_app = create_app(_config(tmp, SQLALCHEMY_DATABASE_URI=url))
+        with migrate_app.app_context():
+            upgrade()
+            db.engine.dispose()
+    _suite_db["url"] = url
+    yield url
+    _suite_db.clear()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_tables() -> None:
+    """Leave the shared PostgreSQL database empty for the next test (the schema stays)."""
+    from sqlalchemy import text
+
+    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
-def app(tmp_path, monkeypatch, schema_template, cloud_sandbox):
-    """The application on a fresh migrated SQLite file, talking to the invoice-cloud sandbox."""
+def app(tmp_path, monkeypatch, schema_template, cloud_sandbox, suite_database):
+    """The application on a fresh migrated database (a SQLite file, or the run's PostgreSQL one), talking to
+    the invoice-cloud sandbox."""
     monkeypatch.setenv("PORTAL_INSTANCE", str(tmp_path / "instance"))
-    shutil.copy(schema_template, tmp_path / "portal.sqlite3")
+    if not suite_database:
+        shutil.copy(schema_template, tmp_path / "portal.sqlite3")
     app = create_app(_config(tmp_path, INVOICE_CLOUD_URL=cloud_sandbox.url))
     with app.app_context():
         yield app
         db.session.remove()
+        if suite_database:
+            _empty_tables()
         db.engine.dispose()
 
 

@@ -122,7 +122,7 @@ def test_the_job_runner_cleans_when_it_starts(app):
 
 
 def test_the_writeback_runner_cleans_when_it_starts(app, monkeypatch):
-    from portal import writeback
+    from portal.jobs import runner
 
     store = bills.storage()
     part, orphan = _killed_upload_leftovers(store)
@@ -130,8 +130,8 @@ def test_the_writeback_runner_cleans_when_it_starts(app, monkeypatch):
     def stop_after_first_pass(limit):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writeback, "_one_pass", stop_after_first_pass)
-    result = app.test_cli_runner().invoke(args=["writeback", "run", "--loop", "60"])
+    monkeypatch.setattr(runner.writeback_jobs, "run_due", stop_after_first_pass)
+    result = app.test_cli_runner().invoke(args=["jobs", "run", "--loop", "60"])
     assert "已停止" in result.output
     assert not os.path.exists(part) and not store.exists(orphan)
 

@@ -58,12 +58,12 @@ def test_web_lines_carry_the_request_id(app, browser, capfd):
 
 
 def test_job_runner_logs_each_pass(tmp_path):
-    """`flask writeback run` outside the demo: its log lines reach stderr."""
+    """`flask jobs run` outside the demo: its log lines reach stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     env["PORTAL_INSTANCE"] = str(tmp_path / "instance")
     flask = [sys.executable, "-m", "flask", "--app", "portal"]
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True)
-    out = subprocess.run([*flask, "writeback", "run"], env=env, cwd=tmp_path, check=True, capture_output=True, text=True)
+    out = subprocess.run([*flask, "jobs", "run"], env=env, cwd=tmp_path, check=True, capture_output=True, text=True)
     assert "INFO portal.jobs [-] pass:" in out.stderr, out.stderr
 
 

@@ -121,3 +121,27 @@ def test_parallel_login_failures_are_counted_without_races_on_postgresql(pg_app)
     codes = parallel_logins(pg_app, "root")
     assert codes.count(401) == pg_app.config["LOGIN_THROTTLE_LIMIT"]
     assert codes.count(429) == len(codes) - pg_app.config["LOGIN_THROTTLE_LIMIT"]
+
+
+def test_write_back_jobs_are_queued_once_and_counted_right_on_postgresql(pg_app):
+    from portal import writeback
+    from portal.models import BillEvent, DockingConnection
+
+    conn = DockingConnection(name="PG 星空", base_url="https://erp.example.com/k3cloud/", acct_id="a1", username="u",
+                             password_enc=encrypt("p"), status_field="F_STATUS")
+    db.session.add(conn)
+    db.session.flush()
+    ent = Enterprise(tax_no=tax_no(504), name="PG 回写", client_id="pgwb01", client_secret_enc=encrypt("s" * 20),
+                     encrypt_key_enc=encrypt("k" * 16), docking_id=conn.id)
+    db.session.add(ent)
+    db.session.commit()
+    bill = bills.open_bill(ent, {"bill_no": "PG-WB", "erp_id": "100001"}, "test").bill
+    bills.add_file(bill, (CORPUS / "vat_e_special_guizhou_00008006.pdf").read_bytes(), "a.pdf", "test")
+    bill.status = "completed"
+    db.session.commit()
+    assert writeback.enqueue_bill(bill, "test") == 3  # one attachment, the approval, the status
+    assert writeback.enqueue_bill(bill, "test") == 0
+    db.session.commit()
+    [queued] = db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id,
+                                                          BillEvent.action == "writeback")).all()
+    assert queued.detail["jobs"] == 3

@@ -1,0 +1,63 @@
+"""``flask --app portal jobs run [--loop SECONDS]``, its alias ``writeback run``, and ``flask worker``."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import QUEUE_NAMES, redis_url
+from .runner import loop, one_pass
+
+jobs_cli = AppGroup("jobs", help="后台任务：拉取星空待办、同步下载、ERP 回写、存储清理（run）。")
+# The command the README used before there was a `jobs` group; it does exactly what `jobs run` does.
+writeback_cli = AppGroup("writeback", help="ERP 回写任务（run，与 jobs run 相同）。")
+
+_LOOP = click.option("--loop", "every", type=float, default=None, metavar="SECONDS",
+                     help="每隔 SECONDS 秒运行一次，直到 Ctrl-C")
+_LIMIT = click.option("--limit", type=int, default=50, show_default=True, help="每次最多处理的回写任务数")
+
+
+def _run(every: float | None, limit: int) -> None:
+    if every is None:
+        click.echo(one_pass(limit).summary())
+        return
+    try:
+        loop(every, limit, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo("已停止")
+
+
+@jobs_cli.command("run")
+@_LOOP
+@_LIMIT
+def run_command(every: float | None, limit: int) -> None:
+    """Do what is due once (or every SECONDS seconds); with REDIS_URL, queue it for the workers instead."""
+    _run(every, limit)
+
+
+@writeback_cli.command("run")
+@_LOOP
+@_LIMIT
+def writeback_run_command(every: float | None, limit: int) -> None:
+    """Alias of ``jobs run``."""
+    _run(every, limit)
+
+
+@click.command("worker")
+@click.option("--queues", default=",".join(QUEUE_NAMES), show_default=True,
+              help="要处理的队列，逗号分隔（erp、cloud、recognise、housekeeping）")
+@click.option("--burst", is_flag=True, help="处理完队列中现有的任务后退出")
+def worker_command(queues: str, burst: bool) -> None:
+    """Start an RQ worker on the named queues (needs REDIS_URL); each job runs with the app context."""
+    if not redis_url():
+        raise click.ClickException("未配置 PORTAL_REDIS_URL：没有 Redis 时请用 flask --app portal jobs run --loop 30 运行后台任务")
+    names = [n.strip() for n in queues.split(",") if n.strip()]
+    unknown = [n for n in names if n not in QUEUE_NAMES]
+    if unknown or not names:
+        raise click.ClickException(f"未知的队列：{'、'.join(unknown) or '（空）'}；可用：{'、'.join(QUEUE_NAMES)}")
+    from .redis_queue import PortalWorker, connect, queues as make_queues
+
+    conn = connect()
+    worker = PortalWorker(make_queues(conn, names), connection=conn, app=current_app._get_current_object())
+    # The scheduler moves jobs whose retry waits (RQ's backoff) back onto their queue when due.
+    worker.work(burst=burst, with_scheduler=True)
