@@ -63,17 +63,24 @@ def _drop_unreferenced(store, keys: list[str], age: float) -> int:
     return sum(1 for sha in keys if sha not in referenced and store.delete_unless_recent(sha, age))
 
 
+def cleaning_due(now: float | None = None, *, key: str = "portal_storage_clean") -> bool:
+    """True on the first call of this app (per ``key``) and then every ``STORAGE_CLEAN_EVERY`` seconds."""
+    now = time.monotonic() if now is None else now
+    state = current_app.extensions.setdefault(key, {})
+    last = state.get("last")
+    if last is not None and now - last < float(current_app.config["STORAGE_CLEAN_EVERY"]):
+        return False
+    state["last"] = now
+    return True
+
+
 def clean_if_due(now: float | None = None) -> Cleaned | None:
     """Run :func:`clean_storage` on the first call of this app and then every ``STORAGE_CLEAN_EVERY`` seconds.
 
     For job runners: call it on every pass; a failure is logged and never stops the runner.
     """
-    now = time.monotonic() if now is None else now
-    state = current_app.extensions.setdefault("portal_storage_clean", {})
-    last = state.get("last")
-    if last is not None and now - last < float(current_app.config["STORAGE_CLEAN_EVERY"]):
+    if not cleaning_due(now):
         return None
-    state["last"] = now
     try:
         return clean_storage()
     except Exception:  # housekeeping must never take the job runner down

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from flask import current_app
 from sqlalchemy import select
 
 from .. import housekeeping
@@ -71,13 +70,7 @@ def one_pass(limit: int = 50) -> PassResult:
 
 def _cleaning_due(now: float | None = None) -> bool:
     """True on the first dispatching pass of this app and then every ``STORAGE_CLEAN_EVERY`` seconds."""
-    now = time.monotonic() if now is None else now
-    state = current_app.extensions.setdefault("portal_jobs_clean", {})
-    last = state.get("last")
-    if last is not None and now - last < float(current_app.config["STORAGE_CLEAN_EVERY"]):
-        return False
-    state["last"] = now
-    return True
+    return housekeeping.cleaning_due(now, key="portal_jobs_clean")
 
 
 def loop(every: float, limit: int = 50, echo=None, stop=None) -> None:

@@ -40,7 +40,6 @@ import binascii
 import gzip
 import hashlib
 import json
-import re
 import secrets
 import threading
 import uuid
