@@ -119,23 +119,32 @@ def _withdraw(bill: Bill) -> None:
 def _apply(conn: DockingConnection, ents: list[Enterprise], found: list[dict], result: PullResult) -> None:
     """Open, reopen and withdraw bills to mirror the task list. Commits."""
     seen: set[tuple[int, str]] = set()
+    # Every pass sees every waiting task: the bills already open are read in a few queries, not one each.
+    known: dict[tuple[int, str], Bill] = {}
+    numbers = sorted({str(item["bill_no"]) for item in found})
+    for start in range(0, len(numbers), 500):
+        for bill in db.session.scalars(select(Bill).where(Bill.enterprise_id.in_([e.id for e in ents]),
+                                                          Bill.bill_no.in_(numbers[start:start + 500]))):
+            known[(bill.enterprise_id, bill.bill_no)] = bill
     for item in found:
         ent = _route(ents, item["org_number"])
         if ent is None:
             result.errors.append(f"{item['bill_no']}：组织 {item['org_number']} 不属于任何使用该连接的企业")
             continue
-        data = {"bill_no": item["bill_no"], "erp_id": item["erp_id"], "form_id": item["form_id"],
-                "submitter": item["submitter"], "org": item["org"], "amount": item["amount"]}
-        try:
-            with db.session.begin_nested():
-                opened = bills.open_bill(ent, data, actor=ACTOR)
-        except bills.BillError as exc:
-            result.errors.append(f"{item['bill_no']}：{exc.message}")
-            continue
-        bill = opened.bill
+        bill = known.get((ent.id, str(item["bill_no"])))
+        if bill is None:
+            data = {"bill_no": item["bill_no"], "erp_id": item["erp_id"], "form_id": item["form_id"],
+                    "submitter": item["submitter"], "org": item["org"], "amount": item["amount"]}
+            try:
+                with db.session.begin_nested():
+                    opened = bills.open_bill(ent, data, actor=ACTOR)
+            except bills.BillError as exc:
+                result.errors.append(f"{item['bill_no']}：{exc.message}")
+                continue
+            bill = opened.bill
+            result.opened += opened.created
         seen.add((ent.id, bill.bill_no))
         bill.origin, bill.task_post_id = "pull", item["post"] or None
-        result.opened += opened.created
         if bill.status == "withdrawn":
             _reopen(bill)
             result.reopened += 1
