@@ -126,6 +126,16 @@ def toast(message: str, level: str = "success") -> dict:
     return {"HX-Trigger": json.dumps({"toast": {"message": message, "level": level}})}
 
 
+def no_leak(resp):
+    """After-request hook of pages reached by a signed link: keep the token out of Referer headers,
+    shared caches and search engines."""
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["X-Robots-Tag"] = "noindex, nofollow"
+    if resp.mimetype == "text/html":
+        resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 def client_ip() -> str:
     """The caller's address: the peer, or what the configured proxies forwarded (``PROXY_FIX_HOPS``)."""
     return request.remote_addr or "-"

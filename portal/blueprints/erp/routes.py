@@ -22,7 +22,7 @@ from ... import audit, links
 from ...crypto import decrypt
 from ...extensions import db
 from ...models import Bill, Enterprise
-from ...views import enterprise_or_404, roles_required
+from ...views import enterprise_or_404, no_leak, roles_required
 
 bp = Blueprint("erp", __name__)
 
@@ -42,11 +42,7 @@ def _refuse(message: str, status: int):
     return render_template("erp/refused.html", message=message, status=status), status
 
 
-@bp.after_request
-def _no_leak(resp):
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+bp.after_request(no_leak)
 
 
 @bp.get("/open")

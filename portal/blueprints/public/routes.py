@@ -19,7 +19,7 @@ from flask import Blueprint, abort, render_template, request, url_for
 from ... import bills, links
 from ...extensions import db
 from ...models import Bill, Image
-from ...views import render
+from ...views import no_leak, render
 from ..bills import assets, service
 
 bp = Blueprint("public", __name__)
@@ -47,14 +47,7 @@ def _deleted(_err):
     return render_template("error.html", code=410, message=DELETED), 410
 
 
-@bp.after_request
-def _no_leak(resp):
-    """Keep the token out of Referer headers, shared caches and search engines."""
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["X-Robots-Tag"] = "noindex, nofollow"
-    if resp.mimetype == "text/html":
-        resp.headers["Cache-Control"] = "no-store"
-    return resp
+bp.after_request(no_leak)
 
 
 def _bill(purpose: str, token: str) -> Bill:
