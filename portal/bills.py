@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable
 
 from flask import current_app
@@ -19,8 +19,10 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, filework
+from .errors import UserError
 from .extensions import db
-from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob, utcnow
+from .invoice_fields import invoice_key, invoice_row, parse_day, parse_money
+from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob
 from .recognition import Invoice as Reading
 from .storage import Storage, StorageError, TooLarge, open_storage
 
@@ -30,13 +32,8 @@ EDITABLE = {"pending", "uploaded", "returned", "match_failed"}
 MEDIA_LABEL = "JPEG、PNG、TIFF、PDF、OFD、XML"
 
 
-class BillError(Exception):
-    """A refused request about a bill, with the HTTP status and a Chinese message."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.message = message
-        self.status = status
+# A refused request about a bill is a plain UserError; the name stays for the bill rules' callers.
+BillError = UserError
 
 
 # --------------------------------------------------------------------------- storage
@@ -47,44 +44,6 @@ def storage() -> Storage:
     if "portal_storage" not in ext:
         ext["portal_storage"] = open_storage(current_app.config)
     return ext["portal_storage"]
-
-
-# --------------------------------------------------------------------------- keys and money
-
-def invoice_key(code: str | None, number: str | None) -> str | None:
-    """The duplicate key: ``":<number>"`` for 数电 (20 digits), ``"<code>:<number>"`` otherwise."""
-    if not number:
-        return None
-    number = number.strip()
-    if len(number) == 20 and number.isdigit():
-        return f":{number}"
-    return f"{(code or '').strip()}:{number}"
-
-
-def parse_money(value: Any, field: str) -> Decimal | None:
-    """A decimal with at most two places; raises BillError naming ``field`` otherwise."""
-    if value is None or value == "":
-        return None
-    try:
-        d = Decimal(str(value).strip().replace(",", ""))
-    except InvalidOperation:
-        raise BillError(f"{field} 不是有效的金额：{value}") from None
-    if not d.is_finite() or d.as_tuple().exponent < -2 or abs(d) >= Decimal("1e14"):
-        raise BillError(f"{field} 不是有效的金额（最多两位小数）：{value}")
-    return d.quantize(Decimal("0.01"))
-
-
-def parse_day(value: Any, field: str) -> date | None:
-    """A date from ``YYYY-MM-DD`` or ``yyyyMMdd``; raises BillError naming ``field`` otherwise."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    try:
-        if len(text) == 8 and text.isdigit():
-            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        raise BillError(f"{field} 不是有效的日期：{value}") from None
 
 
 # --------------------------------------------------------------------------- history
@@ -216,11 +175,9 @@ def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
 def expected_from_push(enterprise_id: int, item: Any, index: int, *, origin: str, bill_no: str | None = None) -> ExpectedInvoice:
     """Validate one invoice in the push protocol's field names into an ExpectedInvoice row.
 
-    The rules live in :func:`portal.push.invoice_row` (the push receiver's fast path),
+    The rules live in :func:`portal.invoice_fields.invoice_row` (also the push receiver's fast path),
     so the ERP's expected invoices and the pushed ones are validated alike.
     """
-    from .push import invoice_row
-
     return ExpectedInvoice(**invoice_row(enterprise_id, item, index, origin=origin, bill_no=bill_no))
 
 
@@ -627,19 +584,3 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
                                                 "message": "已排队：在星空驳回该单据的影像审核任务"})
     audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,
                  summary=f"退回单据 {bill.bill_no} 重扫：{reason[:100]}", actor=actor)
-
-
-def submit(bill: Bill, actor: str) -> None:
-    """Submit the bill's images: run the checks of its enterprise's image mode and move it on."""
-    from . import matching
-
-    if bill.status not in ("uploaded", "returned", "match_failed"):
-        if bill.status == "pending":
-            raise BillError("还没有上传影像，不能提交", 409)
-        raise BillError(f"单据当前状态为“{bill.status_label}”，不能提交", 409)
-    if not live_images(bill):
-        raise BillError("还没有上传影像，不能提交", 409)
-    event(bill, "submit", actor, to="submitted")
-    bill.submitted_at = utcnow()
-    bill.return_reason = None
-    matching.after_submit(bill, actor)

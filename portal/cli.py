@@ -8,6 +8,8 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .blueprints.users.forms import MIN_PASSWORD
+from .blueprints.users.service import create_user as make
 from .extensions import db
 from .models import Enterprise, ScanPoint, User
 
@@ -23,9 +25,6 @@ users_cli = AppGroup("users", help="管理用户（create / list）。")
 @click.option("--password-stdin", is_flag=True, help="从标准输入读取密码（一行）")
 def create_user(name, role, enterprises, scan_points, display_name, password_stdin):
     """Create a user; an ops user without --enterprise manages every enterprise."""
-    from .blueprints.users.forms import MIN_PASSWORD
-    from .blueprints.users.service import create_user as make
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

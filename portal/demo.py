@@ -24,7 +24,15 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 
+from . import bills, create_app, housekeeping, review
+from .blueprints.users.service import create_user, hash_password
 from .crypto import encrypt
+from .extensions import db
+from .jobs.runner import one_pass
+from .models import Bill, DockingConnection, Enterprise, ExpectedInvoice, Image, ScanPoint, User
+from .sandbox.galaxy import GalaxySandbox
+from .sandbox.invoice_cloud import CloudSandbox
+from .sandbox.seed import DEMO_CLOUD_CLIENTS, DEMO_GALAXY, DEMO_SPARE_CLIENT, SEEDS
 
 log = logging.getLogger("portal.demo")
 
@@ -74,9 +82,6 @@ def seed(app, galaxy_url: str, cloud_url: str) -> None:
     users, bills and their files are added when absent (per bill and per file), and the demo users get
     the passwords of ``instance/demo_logins.txt`` so the printed logins always work.
     """
-    from .extensions import db
-    from .models import DockingConnection
-    from .sandbox.seed import DEMO_GALAXY
 
     base_url = galaxy_url.rstrip("/") + "/k3cloud/"
     conn = db.session.scalar(select(DockingConnection).where(DockingConnection.name == "演示星空"))
@@ -97,9 +102,6 @@ def seed(app, galaxy_url: str, cloud_url: str) -> None:
 
 def _seed_enterprises(conn) -> dict:
     """One enterprise per image mode, keyed by mode."""
-    from .extensions import db
-    from .models import Enterprise
-    from .sandbox.seed import DEMO_CLOUD_CLIENTS
 
     ents = {}
     for client in DEMO_CLOUD_CLIENTS:
@@ -117,8 +119,6 @@ def _seed_enterprises(conn) -> dict:
 
 
 def _seed_scan_points(ents: dict) -> list:
-    from .extensions import db
-    from .models import ScanPoint
 
     points = []
     for mode, code, name in (("basic", "SZ01", "深圳总部扫描点"), ("match", "SH01", "上海分公司扫描点")):
@@ -134,9 +134,6 @@ def _seed_scan_points(ents: dict) -> list:
 
 def _seed_users(app, ents: dict, points: list) -> None:
     """A user of each role; existing demo users get the password the demo prints."""
-    from .blueprints.users.service import create_user, hash_password
-    from .extensions import db
-    from .models import User
 
     passwords = _demo_passwords(app)
     everyone = list(ents.values())
@@ -153,10 +150,6 @@ def _seed_users(app, ents: dict, points: list) -> None:
 
 def _seed_bill(ent, points, bill_no, mode, submitter, org, amount, files) -> None:
     """Open the bill if absent, attach the files it lacks, and play its story once the files are there."""
-    from . import bills
-    from .extensions import db
-    from .models import Bill, Image
-    from .sandbox.seed import DEMO_GALAXY
 
     fid = {b["number"]: b["id"] for b in DEMO_GALAXY.bills}
     point = next((p for p in points if p.enterprise_id == ent.id), None)
@@ -181,7 +174,7 @@ def _seed_bill(ent, points, bill_no, mode, submitter, org, amount, files) -> Non
     if not added or bill.status != "uploaded":
         return  # the story below was played when the files arrived; a person may have moved on since
     if bill_no in ("FYBX0001", "FYBX0004", "FYBX0002"):
-        bills.submit(bill, "demo_scanner")
+        review.submit(bill, "demo_scanner")
     if bill_no == "FYBX0002":
         db.session.commit()
         bill = db.session.get(Bill, bill.id)
@@ -194,8 +187,6 @@ SYNC_FILE = "shudian_vat_ordinary_sichuan_1455.45.pdf"
 
 def _seed_sync_push(ent, cloud_url: str) -> None:
     """The receipt assistant's push for the sync-mode bill: an invoice whose file the cloud serves."""
-    from .extensions import db
-    from .models import ExpectedInvoice
 
     url = cloud_url.rstrip("/") + "/files/" + SYNC_FILE
     row = db.session.scalar(select(ExpectedInvoice).where(ExpectedInvoice.enterprise_id == ent.id,
@@ -211,8 +202,6 @@ def _seed_sync_push(ent, cloud_url: str) -> None:
 
 def job_loop(app, stop: threading.Event, every: float = 5.0) -> None:
     """Clean the file store, then run the job pass (ERP pull, sync downloads, write-back) until ``stop`` is set."""
-    from . import housekeeping
-    from .jobs.runner import one_pass
 
     with app.app_context():
         housekeeping.clean_if_due()  # start-up: what a killed run left in the store
@@ -235,10 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     from flask_migrate import upgrade
     from werkzeug.serving import make_server
 
-    from . import create_app
-    from .sandbox.galaxy import GalaxySandbox
-    from .sandbox.invoice_cloud import CloudSandbox
-    from .sandbox.seed import DEMO_SPARE_CLIENT, SEEDS
 
     galaxy = GalaxySandbox(port=args.galaxy_port, seed=SEEDS["demo"][0], quiet=True)
     cloud = CloudSandbox(port=args.cloud_port, seed=SEEDS["demo"][1], quiet=True)

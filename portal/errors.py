@@ -12,6 +12,22 @@ from .views import wants_fragment
 
 log = logging.getLogger("portal")
 
+
+class UserError(Exception):
+    """A refusal a person reads: the HTTP ``status`` and a Chinese ``message``.
+
+    ``field`` names the form or API field at fault, ``details`` carries anything a JSON
+    answer adds. Raised anywhere below the views; the handlers here show the message on
+    every status (full page, htmx fragment or JSON).
+    """
+
+    def __init__(self, message: str, status: int = 422, *, field: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+        self.details = details
+
 MESSAGES = {
     400: "请求无效。",
     403: "您没有权限执行此操作。",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 import warnings
 import zipfile
 from xml.etree.ElementTree import Element
@@ -27,6 +28,10 @@ from . import limits
 Image.MAX_IMAGE_PIXELS = 250_000_000
 
 MSG_PIXELS = "图片像素数据过大（解码后超过 {limit}），已拒绝"
+
+PDFIUM_LOCK = threading.RLock()
+"""Serialises every pdfium call in the process (pdfium is not thread-safe, not even across
+documents); here, below the media module and the OFD renderer, so both hold the same lock."""
 
 
 class UnsafeFile(Exception):

@@ -1,28 +1,24 @@
-"""What happens after a bill is submitted, per image mode (DESIGN §1 step 4, §5).
+"""The system first review (系统初审) of 影像匹配: expected invoices against the recognised ones.
 
-* basic 基础模式 and sync 影像同步提单人: the submitted bill is complete, and is written back;
-* match 影像匹配: the bill is recognised, then its expected invoices (the ERP's and the
-  receipt assistant's pushes naming the bill) are compared with the invoices recognised on
-  its live images — the system first review (系统初审). ``matched`` is written back;
-  ``match_failed`` waits for a rescan or for a scanner's manual :func:`confirm`.
-
-Every round's result is kept: in ``bill.match_result`` (the latest) and in the detail of
-the bill's ``match`` history event (all rounds).
+A bill's expected invoices (the ERP's and the receipt assistant's pushes naming the bill)
+are compared with the invoices recognised on its live images; :func:`evaluate` returns the
+JSON-safe result and changes nothing. What happens with the result — history, status,
+write-back — is :mod:`portal.review`'s business.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, has_request_context
+from flask import current_app
 from sqlalchemy import and_, or_, select
 
-from . import audit, bills
 from .config import match_amount_tolerance
 from .extensions import db
-from .models import Bill, Enterprise, ExpectedInvoice, Image, Invoice, utcnow
+from .models import Bill, ExpectedInvoice, Image, Invoice, utcnow
 
 log = logging.getLogger("portal.matching")
 
@@ -45,91 +41,6 @@ ITEM_LABELS = {
     DUPLICATE_IN_BILL: "单据内重复",
 }
 
-SECOND_PERSON_RULE = ("本企业的人工确认需他人复核：您上传了本单据的影像，"
-                      "请由运维人员或其他扫描岗确认通过")
-
-
-# --------------------------------------------------------------------------- entry points
-
-def after_submit(bill: Bill, actor: str) -> None:
-    """Run the checks of the bill's image mode on a just-submitted bill and move it on.
-
-    Called by :func:`portal.bills.submit` with the bill already ``submitted``;
-    works inside the caller's transaction.
-    """
-    mode = bill.enterprise.image_mode
-    if mode == "match":
-        bills.event(bill, "recognise", actor, to="recognised")
-        result = evaluate(bill)
-        bill.match_result = result
-        bills.event(bill, "match", actor, to=result["result"], detail=result)
-        if result["result"] == MATCHED:
-            write_back(bill, actor)
-        return
-    # basic, sync (and any mode we do not know): images are only stored.
-    bills.event(bill, "complete", actor, to="completed")
-    write_back(bill, actor)
-
-
-def confirm(bill: Bill, reason: str, actor: str, *, role: str = "scanner") -> None:
-    """A scanner or ops user accepts a failed match by hand, with a reason: the bill becomes ``matched``.
-
-    Raises BillError 422 without a reason, 409 unless the bill is ``match_failed``, and 403
-    when the enterprise wants a second person (人工确认需他人复核) and ``actor`` is a
-    non-ops user who uploaded one of the bill's images. The confirmation is audited and
-    the bill is written back.
-    """
-    reason = (reason or "").strip()
-    if bill.status != "match_failed":
-        raise bills.BillError(f"单据当前状态为“{bill.status_label}”，只有匹配失败的单据可以人工确认", 409)
-    if not may_confirm(bill, actor, role):
-        raise bills.BillError(SECOND_PERSON_RULE, 403)
-    if not reason:
-        raise bills.BillError("请填写人工确认的理由")
-    reason = reason[:500]
-    # A new dict, not an in-place change: the JSON column only notices reassignment.
-    result = dict(bill.match_result or {"round": bill.round, "reasons": [], "items": []})
-    result.update(result="confirmed", confirmed_by=actor, reason=reason, confirmed_at=utcnow().isoformat() + "Z")
-    bill.match_result = result
-    bills.event(bill, "confirm", actor, to="matched", detail={"reason": reason})
-    audit.record("confirm", "bill", bill.id, enterprise_id=bill.enterprise_id,
-                 summary=f"人工确认单据 {bill.bill_no} 的匹配结果：{reason[:100]}",
-                 after={"status": "matched", "reason": reason}, actor=_audit_actor(actor))
-    write_back(bill, actor)
-
-
-def may_confirm(bill: Bill, actor: str, role: str) -> bool:
-    """Whether ``actor`` (with ``role``) may pass the bill's failed match by hand.
-
-    With the enterprise's 人工确认需他人复核 on (the default), the person who scanned the
-    bill cannot also wave its failed match through: ops may, and so may a scanner who
-    uploaded none of the bill's live images.
-    """
-    ent = bill.enterprise or db.session.get(Enterprise, bill.enterprise_id)
-    if not ent.confirm_needs_second or role == "ops":
-        return True
-    uploaded = db.session.scalar(select(Image.id).where(
-        Image.bill_id == bill.id, Image.removed.is_(False), Image.uploaded_by == actor).limit(1))
-    return uploaded is None
-
-
-def write_back(bill: Bill, actor: str) -> None:
-    """Queue the bill's ERP write-back (:func:`portal.writeback.enqueue_bill`)."""
-    from . import writeback  # imported here: writeback imports bills, which imports this module lazily
-
-    writeback.enqueue_bill(bill, actor)
-
-
-def _audit_actor(actor: str) -> str | None:
-    """None (audit takes the logged-in user, with its id) when the actor is that user."""
-    if has_request_context():
-        from flask_login import current_user
-
-        if current_user and current_user.is_authenticated and current_user.username == actor:
-            return None
-    return actor
-
-
 # --------------------------------------------------------------------------- the comparison
 
 def expected_invoices(bill: Bill) -> list[ExpectedInvoice]:
@@ -149,9 +60,16 @@ def expected_invoices(bill: Bill) -> list[ExpectedInvoice]:
     return sorted(out.values(), key=lambda r: r.id)
 
 
-def evaluate(bill: Bill) -> dict[str, Any]:
+def found_keys(invoices: Iterable[Invoice]) -> set[str]:
+    """The invoice keys among ``invoices`` (the ones :func:`evaluate` compares)."""
+    return {inv.invoice_key for inv in invoices if inv.invoice_key}
+
+
+def evaluate(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]]) -> dict[str, Any]:
     """Compare expected and recognised invoices; return the JSON-safe match result (nothing is changed).
 
+    ``invoices`` are the ones recognised on the bill's live images, ``others`` maps an
+    invoice key to the other bills that already carry it (重复报销).
     ``{"result": "matched"|"match_failed", "round", "reasons": [中文…],
     "items": [{"key", "status", "expected", "found"}]}``. Legacy invoices compare the
     pre-tax amount (what their QR carries), 数电 invoices the total.
@@ -161,7 +79,7 @@ def evaluate(bill: Bill) -> dict[str, Any]:
     # The same invoice on two images of one bill (e.g. its PDF and a photo) is compared once,
     # but the bill counts it twice: it is reported as 单据内重复 below.
     repeated: dict[str, list[Invoice]] = {}
-    for inv in bills.bill_invoices(bill):
+    for inv in invoices:
         if not inv.invoice_key:
             continue
         if inv.invoice_key in found:
@@ -193,7 +111,6 @@ def evaluate(bill: Bill) -> dict[str, Any]:
         if key not in expected_keys:
             items.append(_item(key, UNEXPECTED_IMAGE, None, inv, filenames))
             reasons.append(f"影像中的发票 {_label(inv.number)} 不在应收发票中")
-    others = bills.duplicate_bills(bill.enterprise_id, bill.id, found.keys())
     for key, inv in found.items():
         if others.get(key):
             item = _item(key, DUPLICATE, None, inv, filenames)

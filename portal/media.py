@@ -11,7 +11,7 @@ pdfium (``pypdfium2``), OFDs through :mod:`portal.ofd_render`, rasters through P
 and XML files become a small "card" listing their key fields.
 
 pdfium is not thread-safe, not even across documents: every pdfium call in the process
-must hold :data:`PDFIUM_LOCK` (other modules using pypdfium2 should import it from here).
+must hold :data:`portal.guards.PDFIUM_LOCK`.
 
 Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.limits.current`,
 the one limits set every reader and renderer shares; the guarded XML, zip and image
@@ -27,7 +27,6 @@ import io
 import os
 import re
 import struct
-import threading
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
@@ -35,13 +34,13 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from portal import guards, limits, ofd_render
+from portal.guards import PDFIUM_LOCK
 
 __all__ = [
     "ACCEPTED",
     "EXTENSIONS",
     "MAX_SIDE_LIMIT",
     "MediaError",
-    "PDFIUM_LOCK",
     "page_count",
     "parse_xml",
     "render_image",
@@ -69,9 +68,6 @@ EXTENSIONS = {JPEG: ".jpg", PNG: ".png", TIFF: ".tif", PDF: ".pdf", OFD: ".ofd",
 MAX_SIDE_LIMIT = 8000
 PDF_HEAD_WINDOW = 1024
 SNIFF_HEAD_BYTES = 4096
-
-PDFIUM_LOCK = threading.RLock()
-"""Serialises every pdfium call in the process (pdfium is not thread-safe)."""
 
 MSG_CORRUPT = "文件已损坏或无法读取"
 MSG_BOMB = "图片尺寸过大，已拒绝"

@@ -37,7 +37,7 @@ from xml.etree.ElementTree import Element
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from portal import limits
-from portal.guards import SafeZip, UnsafeFile, parse_xml, safe_member_name
+from portal.guards import PDFIUM_LOCK, SafeZip, UnsafeFile, parse_xml, safe_member_name
 
 __all__ = [
     "OFDError",
@@ -576,8 +576,6 @@ def _jbig2_to_image(data: bytes, target_px: tuple[int, int], max_pixels: int) ->
     scale = min(scale, 8.0, math.sqrt(max_pixels / (width * height)))
     pdf = _single_image_pdf(body, width, height)
     import pypdfium2 as pdfium
-
-    from portal.media import PDFIUM_LOCK  # one process-wide lock for every pdfium call
 
     with PDFIUM_LOCK:
         doc = pdfium.PdfDocument(pdf)

@@ -26,10 +26,10 @@ from flask import current_app
 from sqlalchemy import delete, insert, select, text
 
 from . import audit, signing
-from .bills import BillError, parse_day, parse_money
-from .cloud_records import normalise as normalise_cloud_record
 from .crypto import decrypt
+from .errors import UserError
 from .extensions import db
+from .invoice_fields import invoice_row
 from .models import Enterprise, ExpectedInvoice, PushReceipt, utcnow
 
 # --------------------------------------------------------------------------- answers
@@ -77,78 +77,6 @@ class Received:
 
     def as_json(self) -> dict[str, Any]:
         return {"errcode": "0000", "description": "成功", "accepted": self.accepted, "duplicates": self.duplicates}
-
-
-# --------------------------------------------------------------------------- validation (fast path)
-
-def _text(item: dict, name: str, limit: int) -> str | None:
-    value = item.get(name)
-    if value is None or value == "":
-        return None
-    return str(value)[:limit]
-
-
-def invoice_row(enterprise_id: int, item: Any, index: int, *, origin: str, bill_no: str | None = None) -> dict[str, Any]:
-    """Validate one invoice in the push protocol's field names into an ``expected_invoices`` row (a dict).
-
-    Raises :class:`portal.bills.BillError` naming the invoice by its position
-    (``第 3 张发票…``). The row's ``dedup_key`` is ``s:<serialNo>``, else
-    ``k:<invoice key>``; :func:`portal.bills.expected_from_push` builds its ORM
-    row from this, so the ERP's expected invoices follow exactly the same rules.
-    """
-    if not isinstance(item, dict):
-        raise BillError(f"第 {index + 1} 张发票格式错误：应为对象")
-    item = normalise_cloud_record(item)  # the cloud's own record shape, read into our field names
-    number = str(item.get("invoiceNo") or "").strip() or None
-    code = str(item.get("invoiceCode") or "").strip() or None
-    serial = str(item.get("serialNo") or "").strip() or None
-    if not number:
-        raise BillError(f"第 {index + 1} 张发票缺少 invoiceNo")
-    try:
-        # isascii: full-width or other Unicode digits pass isdigit() but would make a different key.
-        if not (number.isascii() and number.isdigit()) or len(number) > 20:
-            raise BillError(f"invoiceNo 无效：{number}")
-        if code and (not (code.isascii() and code.isdigit()) or len(code) > 12):
-            raise BillError(f"invoiceCode 无效：{code}")
-        if serial and len(serial) > 64:
-            # Cutting it would make two different serial numbers one dedup key.
-            raise BillError("serialNo 过长（最多 64 个字符）")
-        day = parse_day(item.get("invoiceDate"), "invoiceDate")
-        amount = parse_money(item.get("amount"), "amount")
-        tax = parse_money(item.get("taxAmount"), "taxAmount")
-        total = parse_money(item.get("totalAmount"), "totalAmount")
-    except BillError as exc:
-        # The position is only spelled out for a refusal: this runs 10,000 times a second.
-        raise BillError(f"第 {index + 1} 张发票的 {exc.message}") from None
-    if len(number) == 20:
-        key = f":{number}"  # 数电: the number alone is the key (same as bills.invoice_key)
-    else:
-        key = f"{code or ''}:{number}"
-    bill = item.get("billNo")
-    return {
-        "enterprise_id": enterprise_id,
-        "origin": origin,
-        "dedup_key": f"s:{serial}" if serial else f"k:{key}",
-        "bill_no": str(bill).strip()[:64] if bill else bill_no,
-        "serial_no": serial,
-        "type": _text(item, "invoiceType", 8),
-        "code": code,
-        "number": number,
-        "date": day,
-        "amount": amount,
-        "tax": tax,
-        "total": total,
-        "check_code": _text(item, "checkCode", 32),
-        "seller_name": _text(item, "salerName", 200),
-        "seller_tax_no": _text(item, "salerTaxNo", 20),
-        "buyer_name": _text(item, "buyerName", 200),
-        "buyer_tax_no": _text(item, "buyerTaxNo", 20),
-        "invoice_key": key,
-        "download_url": _text(item, "downloadUrl", 1000),
-        "cloud_type": _text(item, "cloudType", 8),
-        "cloud": item.get("cloud"),
-        "extra": item.get("extra"),
-    }
 
 
 # --------------------------------------------------------------------------- envelope
@@ -350,7 +278,7 @@ def receive(body: dict | bytes | str, *, now: float | None = None, max_skew: int
     for index, item in enumerate(items):
         try:
             row = invoice_row(ent.id, item, index, origin="push")
-        except BillError as exc:
+        except UserError as exc:
             raise PushError("1007", f"发票数据无效：{exc.message}") from None
         if row["dedup_key"] not in seen:  # the same invoice twice in one push is stored once
             seen.add(row["dedup_key"])

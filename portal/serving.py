@@ -14,6 +14,9 @@ from functools import lru_cache
 import click
 from flask import Flask, current_app, request
 
+from . import create_app
+from .extensions import db
+
 __all__ = ["STATIC_MAX_AGE", "register", "serve_command", "static_version"]
 
 STATIC_MAX_AGE = 365 * 24 * 3600
@@ -70,9 +73,6 @@ def serve_command(bind: str, workers: int | None, threads: int, timeout: int) ->
         from gunicorn.app.base import BaseApplication
     except ImportError:
         raise click.ClickException("未安装 gunicorn：请执行 pip install '.[scale]'") from None
-    from . import create_app
-    from .extensions import db
-
     options = {
         "bind": bind, "workers": workers or _default_workers(), "threads": threads, "worker_class": "gthread",
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 5,

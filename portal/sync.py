@@ -19,7 +19,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import and_, or_, select
 
-from . import bills, housekeeping, integration
+from . import bills, housekeeping, integration, review
 from .extensions import db
 from .models import Bill, Enterprise, ExpectedInvoice, utcnow
 
@@ -174,7 +174,7 @@ def _submit_when_complete(bill_id: int) -> None:
     if waiting is not None:
         return
     try:
-        bills.submit(bill, ACTOR)
+        review.submit(bill, ACTOR)
         db.session.commit()
     except bills.BillError as exc:
         db.session.rollback()

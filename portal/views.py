@@ -10,6 +10,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
 from sqlalchemy import Select, delete, or_, select
 
+from . import models
 from .extensions import db, login_manager
 from .models import Enterprise, User, WebSession, utcnow
 
@@ -239,8 +240,6 @@ def register(app) -> None:
 
     @app.context_processor
     def _helpers():
-        from . import models
-
         return {
             "has_endpoint": lambda name: name in app.view_functions,
             "ROLES": models.ROLES,

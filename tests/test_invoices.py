@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, text
 
-from portal.bills import invoice_key, refresh_duplicates
+from portal.bills import refresh_duplicates
+from portal.invoice_fields import invoice_key
 from portal.blueprints.invoices import service
 from portal.extensions import db
 from portal.models import Bill, Blob, Image, Invoice

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from portal import bills, create_app, matching, signing
+from portal import bills, create_app, matching, review, signing
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Image
 
@@ -83,7 +83,7 @@ def erp(browser, ent):
 
 def submit(bill, actor="scanner1"):
     db.session.refresh(bill)
-    bills.submit(bill, actor)
+    review.submit(bill, actor)
     db.session.commit()
     db.session.refresh(bill)
     return bill
@@ -241,9 +241,9 @@ def test_manual_confirm(erp, ent, make_user):
     assert bill.status == "match_failed"
 
     with pytest.raises(bills.BillError) as err:
-        matching.confirm(bill, "   ", "scanner1")
+        review.confirm(bill, "   ", "scanner1")
     assert err.value.status == 422 and "理由" in err.value.message
-    matching.confirm(bill, "纸质发票已核对，数电票由提单人另行补交", "scanner1")
+    review.confirm(bill, "纸质发票已核对，数电票由提单人另行补交", "scanner1")
     db.session.commit()
     db.session.refresh(bill)
     assert bill.status == "matched"
@@ -260,14 +260,14 @@ def test_manual_confirm(erp, ent, make_user):
     assert erp.get("FYBX1009")["match"]["result"] == "confirmed"
 
     with pytest.raises(bills.BillError) as err:
-        matching.confirm(bill, "再确认一次", "scanner1")
+        review.confirm(bill, "再确认一次", "scanner1")
     assert err.value.status == 409
 
 
 def test_confirm_refused_unless_match_failed(erp):
     bill = erp.open("FYBX1010", [EXPECT_8006])
     with pytest.raises(bills.BillError) as err:
-        matching.confirm(bill, "理由", "scanner1")
+        review.confirm(bill, "理由", "scanner1")
     assert err.value.status == 409
 
 
@@ -362,15 +362,15 @@ def test_confirm_needs_a_second_person_by_default(erp, ent):
     bill = submit(bill)
     assert bill.status == "match_failed"
     with pytest.raises(bills.BillError) as err:
-        matching.confirm(bill, "我自己核对过", "scanner1", role="scanner")
+        review.confirm(bill, "我自己核对过", "scanner1", role="scanner")
     assert err.value.status == 403 and "需他人复核" in err.value.message
     db.session.rollback()
     db.session.refresh(bill)
     assert bill.status == "match_failed" and not events(bill, "confirm")
-    assert not matching.may_confirm(bill, "scanner1", "scanner")
-    assert matching.may_confirm(bill, "scanner2", "scanner")  # another scanner
-    assert matching.may_confirm(bill, "scanner1", "ops")  # an ops user, even one who scanned
-    matching.confirm(bill, "已复核", "scanner2", role="scanner")
+    assert not review.may_confirm(bill, "scanner1", "scanner")
+    assert review.may_confirm(bill, "scanner2", "scanner")  # another scanner
+    assert review.may_confirm(bill, "scanner1", "ops")  # an ops user, even one who scanned
+    review.confirm(bill, "已复核", "scanner2", role="scanner")
     db.session.commit()
     assert bill.status == "matched" and bill.match_result["confirmed_by"] == "scanner2"
 
@@ -381,7 +381,7 @@ def test_confirm_by_the_scanner_when_the_enterprise_allows_it(erp, ent):
     bill = erp.open("FYBX1017", [EXPECT_8006, EXPECT_48542163])
     _scanned_by(bill, "scanner1", PDF_8006)
     bill = submit(bill)
-    matching.confirm(bill, "本企业不要求复核", "scanner1", role="scanner")
+    review.confirm(bill, "本企业不要求复核", "scanner1", role="scanner")
     db.session.commit()
     assert bill.status == "matched"
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
+from sqlalchemy import select
 
 from .. import erp_pull, housekeeping, sync
 from .. import writeback as writeback_jobs
 from ..extensions import db
-from ..models import DockingConnection
+from ..models import DockingConnection, Enterprise
 
 log = logging.getLogger("portal.jobs")
 
@@ -33,12 +34,18 @@ QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "clou
 #: Every queue a worker listens to by default; ``recognise`` is reserved for upload recognition and OCR.
 QUEUE_NAMES = ("erp", "cloud", "recognise", "housekeeping")
 
-__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "fetch_downloads", "pull_connection", "redis_url", "writeback"]
+__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "connection_ids", "fetch_downloads", "pull_connection", "redis_url", "writeback"]
 
 
 def redis_url() -> str:
     """The configured ``REDIS_URL`` (empty: the in-process runner executes the jobs)."""
     return str(current_app.config.get("REDIS_URL") or "").strip()
+
+
+def connection_ids() -> list[int]:
+    """Docking connections that an enterprise uses (the others have nobody to pull for)."""
+    return list(db.session.scalars(select(DockingConnection.id).where(
+        DockingConnection.id.in_(select(Enterprise.docking_id))).order_by(DockingConnection.id)))
 
 
 def pull_connection(conn_id: int) -> dict[str, int]:

@@ -21,8 +21,7 @@ from rq.job import Job, JobStatus
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import utcnow
-from . import QUEUE_NAMES, QUEUES, redis_url
-from .runner import connection_ids
+from . import QUEUE_NAMES, QUEUES, connection_ids, redis_url
 
 __all__ = ["PortalWorker", "connect", "dispatch", "enqueue", "job_timeout", "queues", "retry_policy"]
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from .. import housekeeping
 from .. import writeback as writeback_jobs
 from ..extensions import db
-from ..models import DockingConnection, Enterprise
-from . import fetch_downloads, log, pull_connection, redis_url
+from . import connection_ids, fetch_downloads, log, pull_connection, redis_url
 
-__all__ = ["PassResult", "connection_ids", "loop", "one_pass"]
+__all__ = ["PassResult", "loop", "one_pass"]
 
 
 @dataclass
@@ -40,12 +37,6 @@ class PassResult:
         return (f"拉取星空待办：新开单据 {self.opened}；同步下载：{self.fetched}；"
                 "回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                 .format(**self.writeback))
-
-
-def connection_ids() -> list[int]:
-    """Docking connections that an enterprise uses (the others have nobody to pull for)."""
-    return list(db.session.scalars(select(DockingConnection.id).where(
-        DockingConnection.id.in_(select(Enterprise.docking_id))).order_by(DockingConnection.id)))
 
 
 def one_pass(limit: int = 50) -> PassResult:

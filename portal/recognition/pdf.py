@@ -12,7 +12,7 @@ import unicodedata
 import pypdfium2 as pdfium
 
 from portal import limits
-from portal.media import PDFIUM_LOCK
+from portal.guards import PDFIUM_LOCK
 
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all

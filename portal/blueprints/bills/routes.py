@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from ... import bills, matching
+from ... import bills, review
 from ...errors import fail
 from ...extensions import db
 from ...models import Bill, Image, Invoice, invoice_type_label
@@ -88,7 +88,7 @@ def _page_context(bill: Bill, **extra) -> dict:
         dup_warnings=warnings,
         submit_question=service.submit_confirmation(bill, warnings),
         may_confirm=(bill.status == "match_failed" and service.owns(bill)
-                     and matching.may_confirm(bill, service.actor(), current_user.role)),
+                     and review.may_confirm(bill, service.actor(), current_user.role)),
         history=rows,
         removed=service.removed_images(bill, rows),
         owns=service.owns(bill),
@@ -347,7 +347,7 @@ def submit(bill_no: str):
     """Submit the bill's images; the enterprise's image mode decides what follows."""
     bill = _desk_bill(bill_no)
     try:
-        bills.submit(bill, service.actor())
+        review.submit(bill, service.actor())
     except bills.BillError as err:
         return _refused(bill, err)
     db.session.commit()
@@ -379,7 +379,7 @@ def confirm(bill_no: str):
     if not form.validate():
         return _refused(bill, bills.BillError(form.reason.errors[0]), confirm_form=form)
     try:
-        matching.confirm(bill, form.reason.data, service.actor(), role=current_user.role)
+        review.confirm(bill, form.reason.data, service.actor(), role=current_user.role)
     except bills.BillError as err:
         return _refused(bill, err, confirm_form=form)
     db.session.commit()

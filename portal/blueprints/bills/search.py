@@ -8,7 +8,8 @@ from typing import Mapping
 
 from sqlalchemy import Select
 
-from ...bills import BillError, parse_day, parse_money
+from ...errors import UserError
+from ...invoice_fields import parse_day, parse_money
 from ...models import BILL_STATUSES, Bill
 from .service import BEIJING
 
@@ -66,7 +67,7 @@ def parse_filters(args: Mapping[str, str]) -> BillFilters:
     for name, label in (("min_amount", "金额（最小）"), ("max_amount", "金额（最大）")):
         try:
             setattr(f, name, parse_money(form[name] or None, label))
-        except BillError:
+        except UserError:
             f.errors.append(f"{label}不是有效的金额：{form[name]}，已忽略。")
     if f.min_amount is not None and f.max_amount is not None and f.min_amount > f.max_amount:
         f.errors.append("金额的最小值大于最大值，金额条件已忽略。")
@@ -74,7 +75,7 @@ def parse_filters(args: Mapping[str, str]) -> BillFilters:
     for name, label in (("date_from", "创建日期（起）"), ("date_to", "创建日期（止）")):
         try:
             setattr(f, name, parse_day(form[name] or None, label))
-        except BillError:
+        except UserError:
             f.errors.append(f"{label}不是有效的日期：{form[name]}，已忽略。")
     if f.date_from and f.date_to and f.date_from > f.date_to:
         f.errors.append("创建日期（起）晚于创建日期（止），日期条件已忽略。")

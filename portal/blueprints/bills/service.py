@@ -14,7 +14,7 @@ from flask import url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ... import bills
+from ... import bills, matching
 from ...extensions import db
 from ...models import BILL_STATUSES, Bill, BillEvent, Image, Invoice
 from ...views import scope
@@ -321,8 +321,6 @@ def match_value(v: Any) -> str:
 
 def pushed_invoices(bill) -> list:
     """The invoices the receipt assistant pushed for this bill, with the cloud's own verdicts if it sent them."""
-    from ... import matching
-
     return [row for row in matching.expected_invoices(bill) if row.origin == "push"]
 
 

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, or_, select
 
 from ...crypto import mask
+from ...errors import fail
 from ...extensions import db
 from ...forms import choices
 from ...models import Bill, DockingConnection, Enterprise
@@ -155,8 +156,6 @@ def delete(enterprise_id: int):
         msg = f"该企业已有 {bills} 张单据的影像，不能删除。"
         if request.htmx:
             return render("_error_fragment.html", message=msg, status=409, headers=toast(msg, "error"))
-        from ...errors import fail
-
         fail(422, msg)
     name = ent.name
     service.delete(ent)

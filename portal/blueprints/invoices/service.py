@@ -25,7 +25,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from ...bills import BillError, parse_day, parse_money
+from ...errors import UserError
+from ...invoice_fields import parse_day, parse_money
 from ...extensions import db
 from ...models import INVOICE_TYPES, Bill, Invoice
 from ...models import invoice_type_label as type_label
@@ -116,7 +117,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     for name, label in (("date_from", "开票日期（起）"), ("date_to", "开票日期（止）")):
         try:
             setattr(f, name, parse_day(form[name] or None, label))
-        except BillError:
+        except UserError:
             f.errors[name] = f"{label}不是有效的日期：{form[name]}，已忽略。"
     if f.date_from and f.date_to and f.date_from > f.date_to:
         f.errors["date_to"] = "开票日期（起）晚于开票日期（止），日期条件已忽略。"
@@ -133,7 +134,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
     for name, label in (("min_total", "价税合计（最小）"), ("max_total", "价税合计（最大）")):
         try:
             setattr(f, name, parse_money(form[name] or None, label))
-        except BillError:
+        except UserError:
             f.errors[name] = f"{label}不是有效的金额：{form[name]}，已忽略。"
     if f.min_total is not None and f.max_total is not None and f.min_total > f.max_total:
         f.errors["max_total"] = "价税合计的最小值大于最大值，金额条件已忽略。"

@@ -9,7 +9,7 @@ from ... import audit
 from ...errors import fail
 from ...extensions import db
 from ...forms import choices
-from ...models import LoginFailure, ScanPoint, User, user_enterprises
+from ...models import Enterprise, LoginFailure, ScanPoint, User, user_enterprises
 from ...views import render, roles_required, sort_order, toast, visible_enterprise_ids, visible_enterprises
 from ..auth.routes import _count_attempt as count_login_attempt
 from . import service
@@ -65,8 +65,6 @@ def _choices(form) -> None:
 
 
 def _picked(form):
-    from ...models import Enterprise
-
     ents = list(db.session.scalars(select(Enterprise).where(Enterprise.id.in_(form.enterprises.data or []))))
     points = list(db.session.scalars(select(ScanPoint).where(ScanPoint.id.in_(form.scan_points.data or []))))
     return ents, points
