@@ -15,13 +15,14 @@ import logging
 from PIL import Image
 
 from portal import limits
+from portal.guards import UnsafeFile, open_image
+from portal.guards import check_image as check_image_size
 
 from . import ocr as ocr_hook
 from .model import Invoice, merge_all
 from .ofd import read_ofd
 from .pdf import read_pdf
 from .qr import parse_payload, scan_image
-from .safety import UnsafeFile, check_image_size, open_image
 from .xmlinv import read_xml
 
 __all__ = ["Invoice", "UnsafeFile", "recognise", "MEDIA_TYPES"]

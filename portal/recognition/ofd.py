@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import TypeVar
 from xml.etree.ElementTree import Element
 
+from portal import limits
+from portal.guards import SafeZip, UnsafeFile, local_name, open_image, parse_xml
+
 from .model import (
     Invoice,
     clean_digits,
@@ -25,9 +28,6 @@ from .model import (
     parse_money,
 )
 from .qr import parse_payload, scan_small_qr_image
-from portal import limits
-
-from .safety import SafeZip, UnsafeFile, local_name, open_image, parse_xml
 from .textparse import parse_text
 from .xmlinv import read_xml
 

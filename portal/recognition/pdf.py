@@ -12,12 +12,11 @@ import unicodedata
 import pypdfium2 as pdfium
 
 from portal import limits
-from portal.guards import PDFIUM_LOCK
+from portal.guards import PDFIUM_LOCK, UnsafeFile
 
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all
 from .qr import parse_payload, scan_gray
-from .safety import UnsafeFile
 from .textparse import parse_text
 from .xmlinv import read_xml
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 import zxingcpp
 from PIL import Image, ImageOps
 
+from portal.guards import check_image as check_image_size
+
 from .model import Invoice, clean_digits, parse_date, parse_money
-from .safety import check_image_size
 
 _QR_ONLY = zxingcpp.BarcodeFormat.QRCode
 _VERSION_RE = re.compile(r"^\d{2}$")

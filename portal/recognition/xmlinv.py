@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from xml.etree.ElementTree import Element
 
+from portal.guards import local_name, parse_xml
+
 from .model import (
     Invoice,
     clean_digits,
@@ -21,7 +23,6 @@ from .model import (
     parse_money,
 )
 from .qr import parse_payload
-from .safety import local_name, parse_xml
 
 log = logging.getLogger(__name__)
 
