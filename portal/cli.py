@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from .blueprints.users.forms import MIN_PASSWORD
 from .blueprints.users.service import create_user as make
+from .errors import UserError
 from .extensions import db
 from .models import Enterprise, ScanPoint, User
 
@@ -45,8 +46,8 @@ def create_user(name, role, enterprises, scan_points, display_name, password_std
         points.append(point)
     try:
         user = make(name, role, password, display_name=display_name, enterprises=ents, scan_points=points, actor="cli")
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    except UserError as exc:
+        raise click.ClickException(exc.message) from None
     db.session.commit()
     click.echo(f"已创建用户 {user.username}（{user.role}）")
 

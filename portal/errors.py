@@ -1,4 +1,12 @@
-"""Error pages (403/404/413/415/422/429/500), htmx- and API-aware."""
+"""Every refusal a person reads: :class:`UserError` and the one handler set (page, htmx, JSON API).
+
+A refusal raised anywhere — a rule of the domain, a route, :func:`fail` — is a
+:class:`UserError` with an HTTP status and a Chinese message; the handlers below show that
+message on every status: the full error page, an htmx error fragment plus an error toast
+(htmx swaps only some statuses, the toast shows on all), or ``{"error", "message"}`` under
+``/api/``. Werkzeug's own errors (404, 405, 413 …) get the generic Chinese message of their
+status. Anything else is a 500 that rolls the session back.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,7 +16,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from .extensions import db
-from .views import wants_fragment
+from .web.htmx import from_htmx, toast, wants_fragment
 
 log = logging.getLogger("portal")
 
@@ -33,6 +41,8 @@ MESSAGES = {
     403: "您没有权限执行此操作。",
     404: "页面或对象不存在。",
     405: "不支持此请求方法。",
+    409: "操作与对象的当前状态冲突。",
+    410: "对象已不存在。",
     413: "文件过大。",
     415: "不支持的文件类型。",
     422: "提交的内容有误。",
@@ -50,7 +60,9 @@ def _respond(code: int, message: str | None = None):
     if _wants_json():
         return jsonify(error=str(code), message=message), code
     template = "_error_fragment.html" if wants_fragment() else "error.html"
-    return render_template(template, code=code, message=message), code
+    # Any htmx request, boosted ones too: htmx swaps no error status by default, the toast still shows.
+    headers = toast(message, "error") if from_htmx() else {}
+    return render_template(template, code=code, message=message), code, headers
 
 
 def register(app) -> None:
@@ -66,11 +78,16 @@ def register(app) -> None:
         # links anywhere can be rendered; plain text says what is wrong.
         return "请求的主机名不在本系统的受信任主机（TRUSTED_HOSTS）中。", 400, {"Content-Type": "text/plain; charset=utf-8"}
 
+    @app.errorhandler(UserError)
+    def _user_error(err: UserError):
+        # A refused request stores nothing: whatever it flushed so far is undone.
+        db.session.rollback()
+        return _respond(err.status, err.message)
+
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
-        code = err.code or 500
-        desc = err.description if isinstance(err.description, str) and code in (400, 403, 413, 415, 422, 429) and getattr(err, "_portal_message", False) else None
-        return _respond(code, desc)
+        # Werkzeug's descriptions are English: the status's Chinese message is shown instead.
+        return _respond(err.code or 500)
 
     @app.errorhandler(Exception)
     def _unhandled(err: Exception):
@@ -80,9 +97,5 @@ def register(app) -> None:
 
 
 def fail(code: int, message: str):
-    """Abort with ``code`` and a user-facing Chinese ``message``."""
-    from werkzeug.exceptions import default_exceptions
-
-    exc = default_exceptions[code](description=message)
-    exc._portal_message = True
-    raise exc
+    """Refuse the request with status ``code`` and a user-facing Chinese ``message``."""
+    raise UserError(message, code)

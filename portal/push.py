@@ -53,14 +53,13 @@ ERRCODES: dict[str, tuple[int, str]] = {
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 
-class PushError(Exception):
-    """A refused push: the protocol's ``errcode``, the HTTP status and a Chinese ``description``."""
+class PushError(UserError):
+    """A refused push: a :class:`UserError` with the protocol's ``errcode`` (the status follows from it)."""
 
     def __init__(self, errcode: str, description: str):
-        super().__init__(description)
+        super().__init__(description, ERRCODES[errcode][0])
         self.errcode = errcode
         self.description = description
-        self.status = ERRCODES[errcode][0]
 
     def as_json(self) -> dict[str, Any]:
         """The answer body: ``{"errcode", "description"}``."""

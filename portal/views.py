@@ -1,11 +1,11 @@
-"""Shared view helpers: fragment-or-page rendering, role checks, enterprise scoping."""
+"""Shared view helpers: role checks, enterprise scoping, web sessions, request hooks."""
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 from functools import wraps
 
-from flask import abort, current_app, g, has_request_context, make_response, render_template, request, session
+from flask import abort, current_app, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
 from sqlalchemy import Select, delete, or_, select
@@ -28,25 +28,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'self'",
 ])
-
-
-def wants_fragment() -> bool:
-    """True for targeted htmx requests; boosted and history-restore ones get the full page."""
-    h = request.htmx
-    return bool(h) and not h.boosted and not h.history_restore_request and bool(h.target)
-
-
-def render(page: str, fragment: str | None = None, /, *, status: int = 200, headers: dict | None = None, **ctx):
-    """Render ``fragment`` for a targeted htmx request, else the full ``page``.
-
-    Both templates get the same context; ``Vary: HX-Request`` keeps caches honest.
-    """
-    template = fragment if (fragment and wants_fragment()) else page
-    resp = make_response(render_template(template, **ctx), status)
-    resp.headers["Vary"] = "HX-Request"
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
 
 
 def roles_required(*roles: str):
@@ -117,14 +98,6 @@ def paginate(stmt: Select, per_page: int):
     if page.page > max(page.pages, 1):
         page = db.paginate(stmt, page=page.pages, per_page=per_page, error_out=False)
     return page
-
-
-def toast(message: str, level: str = "success") -> dict:
-    """An ``HX-Trigger`` header that shows a toast on the page."""
-    import json
-
-    # Header values must be Latin-1: JSON \u escapes carry the Chinese text.
-    return {"HX-Trigger": json.dumps({"toast": {"message": message, "level": level}})}
 
 
 def no_leak(resp):

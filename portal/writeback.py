@@ -36,6 +36,7 @@ from . import audit, media
 from .bills import event, live_images, storage
 from .crypto import decrypt
 from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter
+from .errors import UserError
 from .extensions import db
 from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
                           timeout_from_config)
@@ -595,14 +596,14 @@ def retry_now(job: WritebackJob, actor: str | None) -> None:
     """Make ``job`` due now (state pending) and audit it; does not commit.
 
     A job that used up its automatic attempts gets exactly one more; a done job or one that
-    a runner holds (unexpired lease) is refused with ValueError. ``actor`` None means the
+    a runner holds (unexpired lease) is refused with a 409 UserError. ``actor`` None means the
     logged-in user.
     """
     now = utcnow()
     if job.state == "done":
-        raise ValueError("任务已完成，无需重试")
+        raise UserError("任务已完成，无需重试", 409)
     if job.state == "running" and job.next_attempt_at > now:
-        raise ValueError("任务正在处理中，请稍后再试")
+        raise UserError("任务正在处理中，请稍后再试", 409)
     before = {"state": job.state, "attempts": job.attempts, "next_attempt_at": job.next_attempt_at.isoformat()}
     job.state = "pending"
     job.next_attempt_at = now

@@ -190,3 +190,16 @@ def test_no_function_local_import_of_a_portal_module():
         if not _allowed(name, target)
     ]
     assert not refused, "\n".join(refused)
+
+
+def test_htmx_decisions_and_events_live_in_one_module():
+    """Fragment-or-page and ``HX-Trigger`` are decided only in ``portal/web/htmx.py``."""
+    home = PORTAL / "web" / "htmx.py"
+    found = []
+    for path in sorted(PORTAL.rglob("*.py")):
+        if path == home or "sandbox" in path.parts:
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if any(word in line for word in ("request.htmx", "HX-Trigger\"", "HX-Target", "HX-Request\"")):
+                found.append(f"{path.relative_to(PORTAL.parent)}:{n}: {line.strip()}")
+    assert not found, "htmx decided outside portal/web/htmx.py:\n" + "\n".join(found)

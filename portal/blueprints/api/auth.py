@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ... import links
 from ...crypto import decrypt
+from ...errors import UserError
 from ...extensions import db
 from ...models import Enterprise
 
@@ -18,14 +19,12 @@ from ...models import Enterprise
 _DUMMY_SECRET = "x" * 32
 
 
-class ApiError(Exception):
-    """A refused API request: HTTP status, machine code and Chinese message."""
+class ApiError(UserError):
+    """A refused API request: a :class:`UserError` with the machine ``code`` the API documents."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
         self.code = code
-        self.message = message
         self.headers = headers or {}
 
 

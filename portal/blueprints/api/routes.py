@@ -14,7 +14,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from ... import bills, links
-from ...errors import MESSAGES
+from ...errors import MESSAGES, UserError
 from ...extensions import csrf, db
 from ...models import Bill, Image, ScanPoint
 from . import openapi
@@ -55,9 +55,9 @@ def _api_error(err: ApiError):
     return _error(err.status, err.message, err.code, err.headers)
 
 
-@bp.errorhandler(bills.BillError)
-def _bill_error(err: bills.BillError):
-    """Refusals of the bill rules, with their own status and message."""
+@bp.errorhandler(UserError)
+def _user_error(err: UserError):
+    """Refusals of the domain rules, with their own status and message."""
     # A refused request stores nothing: whatever it flushed so far is undone.
     db.session.rollback()
     return _error(err.status, err.message)
@@ -67,8 +67,7 @@ def _bill_error(err: bills.BillError):
 def _http_error(err: HTTPException):
     """Werkzeug errors inside the API (e.g. 413 from the body limit) as API JSON, not the app's generic shape."""
     status = err.code or 500
-    own = getattr(err, "_portal_message", False) and isinstance(err.description, str)
-    return _error(status, err.description if own else MESSAGES.get(status, "请求失败。"))
+    return _error(status, MESSAGES.get(status, "请求失败。"))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -198,7 +197,7 @@ def upload_images(bill_no: str):
         for file in prepared:
             result = bills.attach(bill, file, g.api_actor, origin="api", check_status=False)
             added.append((result.image.id, result.created))
-    except bills.BillError:
+    except UserError:
         db.session.rollback()  # one refused file: none of the request's files is attached
         raise
     db.session.commit()

@@ -17,7 +17,8 @@ from werkzeug.urls import iri_to_uri
 from ... import audit
 from ...extensions import db
 from ...models import LoginFailure, User, utcnow
-from ...views import client_ip, end_web_session, render, start_web_session
+from ...views import client_ip, end_web_session, start_web_session
+from ...web.htmx import render
 from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)

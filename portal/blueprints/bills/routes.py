@@ -7,8 +7,6 @@ the session back and answers its status with its Chinese message.
 """
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, abort, flash, redirect, request
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
@@ -18,7 +16,8 @@ from ... import bills, review
 from ...errors import fail
 from ...extensions import db
 from ...models import Bill, Image, Invoice, invoice_type_label
-from ...views import paginate, render, roles_required, scope, sort_order, toast
+from ...views import paginate, roles_required, scope, sort_order
+from ...web.htmx import is_htmx, render, target, toast, toast_event, trigger
 from . import assets, search, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
 
@@ -57,15 +56,7 @@ def _desk_bill(bill_no: str) -> Bill:
 
 def _trigger(message: str | None = None, level: str = "success") -> dict:
     """``HX-Trigger``: ``bill-changed`` (the page's status and history refresh) and a toast."""
-    events: dict = {"bill-changed": True}
-    if message:
-        events["toast"] = {"message": message, "level": level}
-    # Header values must be Latin-1: JSON's \u escapes carry the Chinese text.
-    return {"HX-Trigger": json.dumps(events)}
-
-
-def _htmx() -> bool:
-    return bool(request.htmx) and not request.htmx.boosted
+    return trigger({"bill-changed": True, **(toast_event(message, level) if message else {})})
 
 
 def _basename(name: str | None) -> str:
@@ -114,7 +105,7 @@ def _show_page(bill: Bill, *, fragment: str | None = None, status: int = 200, **
 def _refused(bill: Bill, err: bills.BillError, **extra):
     """Answer a refused change: an error fragment for htmx, else the bill page with the message."""
     db.session.rollback()
-    if _htmx():
+    if is_htmx():
         return render("_error_fragment.html", message=err.message, status=err.status, headers=toast(err.message, "error"))
     return _show_page(bill, status=err.status, error=err.message, **extra)
 
@@ -167,8 +158,7 @@ def show(bill_no: str):
         abort(404)
     if len(found) > 1:
         return render("bills/choose.html", bills=found, bill_no=bill_no)
-    fragment = {"bill-head": "bills/_head.html", "bill-history": "bills/_history.html"}.get(
-        request.headers.get("HX-Target", ""))
+    fragment = {"bill-head": "bills/_head.html", "bill-history": "bills/_history.html"}.get(target())
     return _show_page(found[0], fragment=fragment)
 
 
@@ -178,7 +168,7 @@ def upload(bill_no: str):
     """Attach an uploaded file (multipart ``file``); htmx gets the upload row's result and the new card."""
     bill = _desk_bill(bill_no)
     files = [f for f in request.files.getlist("file") if f.filename or f.content_length]
-    if not _htmx():
+    if not is_htmx():
         return _upload_without_js(bill, files)
     if len(files) != 1:
         return render("_upload_failed.html", message="请每次上传一个文件（表单字段 file）", status=422)
@@ -229,7 +219,7 @@ def remove_image(bill_no: str, image_id: int):
     except bills.BillError as err:
         return _refused(bill, err)
     db.session.commit()
-    if _htmx():
+    if is_htmx():
         return render("_empty.html", headers=_trigger(f"已删除影像：{name}"))
     return _back(bill, f"已删除影像：{name}")
 
@@ -248,7 +238,7 @@ def reorder(bill_no: str):
     except bills.BillError as err:
         return _refused(bill, err)
     db.session.commit()
-    if _htmx():
+    if is_htmx():
         return Response(status=204, headers=_trigger("已调整影像顺序"))
     return _back(bill, "已调整影像顺序")
 
@@ -272,12 +262,12 @@ def correct_invoice(bill_no: str, invoice_id: int):
         else:
             db.session.commit()
             inv = db.session.get(Invoice, invoice_id)
-            if _htmx():
+            if is_htmx():
                 return render("_invoice.html", headers=_trigger(f"已保存发票 {inv.number or ''} 的修改"),
                               **_invoice_context(bill, inv))
             return _back(bill, "已保存发票修改")
     inv = db.session.get(Invoice, invoice_id)
-    if _htmx():
+    if is_htmx():
         return render("_invoice.html", status=status, **_invoice_context(bill, inv, form=form, error=error))
     return _show_page(bill, status=status, error=error or "发票信息有误，请检查后重新保存",
                       invoice_forms={inv.id: form}, open_invoice=inv.id)
@@ -310,12 +300,12 @@ def add_invoice(bill_no: str, image_id: int):
         else:
             db.session.commit()
             message = f"已录入发票 {inv.number}"
-            if _htmx():
+            if is_htmx():
                 return render("_image_card.html", headers=_trigger(message),
                               **_card_context(bill, db.session.get(Image, image_id)))
             return _back(bill, message)
     image = db.session.get(Image, image_id)
-    if _htmx():
+    if is_htmx():
         # The form targets the whole card; a refusal replaces only the form, keeping what was typed.
         # A 409 (bill no longer editable) is not swapped by htmx: a toast says it instead.
         headers = toast(error, "error") if error and status != 422 else {}

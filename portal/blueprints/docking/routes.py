@@ -11,7 +11,8 @@ from ...errors import fail
 from ...extensions import db
 from ...forms import choices as to_choices
 from ...models import DockingConnection, Enterprise
-from ...views import render, roles_required, toast, visible_enterprise_ids, visible_enterprises
+from ...views import roles_required, visible_enterprise_ids, visible_enterprises
+from ...web.htmx import is_htmx, render, toast
 from . import service
 from .forms import DockingForm
 
@@ -134,7 +135,7 @@ def _save(conn: DockingConnection | None):
         return render(page, "docking/_form.html", status=422, form=form, conn=conn, action=action, centres=centres,
                       error=f"连接测试未通过，未保存：{result.message}")
     conn = service.save(form, conn, result.acct_name)
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("_empty.html", headers={**toast(f"已保存对接业务系统：{conn.name}"), "HX-Redirect": url_for(".index")})
     return redirect(url_for(".index"), code=303)
 
@@ -182,6 +183,6 @@ def delete(conn_id: int):
                  summary=f"删除对接业务系统 {conn.name}", before=service.snapshot(conn))
     db.session.delete(conn)
     db.session.commit()
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("_empty.html", headers=toast("已删除"))
     return redirect(url_for(".index"), code=303)

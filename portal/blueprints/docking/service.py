@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
+from ...errors import UserError
 from ...extensions import db
 from ...integration import GalaxyClient, IntegrationError, allowed_hosts_from_config
 from ...models import DockingConnection, Enterprise, User
@@ -165,7 +166,7 @@ def effective_password(form, conn: DockingConnection | None) -> str:
     """The form's password, or the stored one when the mask came back for the same target."""
     if conn is not None and is_masked(form.password.data):
         if not may_reuse_password(conn, form.base_url.data, form.acct_id.data, form.username.data):
-            raise ValueError(RETYPE_PASSWORD)  # the form refuses this first; never send it elsewhere
+            raise UserError(RETYPE_PASSWORD, field="password")  # the form refuses this first; never send it elsewhere
         return decrypt(conn.password_enc)
     return form.password.data
 

@@ -10,7 +10,8 @@ from ...errors import fail
 from ...extensions import db
 from ...forms import choices
 from ...models import Bill, DockingConnection, Enterprise
-from ...views import enterprise_or_404, render, roles_required, scope, toast
+from ...views import enterprise_or_404, roles_required, scope
+from ...web.htmx import is_htmx, render, toast
 from ..docking import service as docking_service
 from . import service
 from .forms import EnterpriseEditForm, EnterpriseForm
@@ -85,7 +86,7 @@ def create():
     if refusal:
         return _form_failed(form, "enterprises/new.html", action, error=refusal)
     ent = service.create(form, current_user)
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         # The new row goes on top of the list; the form panel closes (out-of-band swap).
         headers = toast(f"已新增企业授权：{ent.name}")
         headers.update({"HX-Retarget": "#enterprise-rows", "HX-Reswap": "afterbegin"})
@@ -141,7 +142,7 @@ def update(enterprise_id: int):
         if refusal:
             return _form_failed(form, "enterprises/edit.html", action, ent=ent, error=refusal)
     service.update(ent, form)
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("enterprises/_saved.html", ent=ent, headers={**toast("已保存"), "HX-Redirect": url_for(".show", enterprise_id=ent.id)})
     return redirect(url_for(".show", enterprise_id=ent.id), code=303)
 
@@ -154,11 +155,11 @@ def delete(enterprise_id: int):
     bills = db.session.scalar(select(func.count()).select_from(Bill).where(Bill.enterprise_id == ent.id))
     if bills:
         msg = f"该企业已有 {bills} 张单据的影像，不能删除。"
-        if request.htmx:
+        if is_htmx():
             return render("_error_fragment.html", message=msg, status=409, headers=toast(msg, "error"))
         fail(422, msg)
     name = ent.name
     service.delete(ent)
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("_empty.html", headers=toast(f"已删除企业授权：{name}"))
     return redirect(url_for(".index"), code=303)

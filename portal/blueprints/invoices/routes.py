@@ -6,7 +6,8 @@ from urllib.parse import quote
 from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import login_required
 
-from ...views import render, visible_enterprises, wants_fragment
+from ...views import visible_enterprises
+from ...web.htmx import render, wants_fragment
 from . import service
 
 bp = Blueprint("invoices", __name__)

@@ -11,15 +11,16 @@ credential, so these pages never send it on as a referrer and are never cached.
 """
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 from flask import Blueprint, abort, render_template, request, url_for
 
 from ... import bills, links
+from ...errors import UserError
 from ...extensions import db
 from ...models import Bill, Image
-from ...views import no_leak, render
+from ...views import no_leak
+from ...web.htmx import render, trigger
 from ..bills import assets, service
 
 bp = Blueprint("public", __name__)
@@ -28,12 +29,19 @@ INVALID = "链接已失效或无效"
 DELETED = "单据已被 ERP 删除，影像调阅和上传链接均已失效。"
 
 
-class LinkRefused(Exception):
-    """The token is altered, expired or names no bill."""
+class LinkRefused(UserError):
+    """The token is altered, expired or names no bill (shown on the link's own page)."""
+
+    def __init__(self):
+        super().__init__(INVALID, 403)
 
 
-class BillDeleted(Exception):
+class BillDeleted(UserError):
     """The token is valid but its bill was deleted in the ERP: every link of it is revoked."""
+
+    def __init__(self):
+        # 410: the link was good and will never work again (DESIGN §5: images kept, links revoked).
+        super().__init__(DELETED, 410)
 
 
 @bp.errorhandler(LinkRefused)
@@ -148,7 +156,7 @@ def upload(token: str):
     db.session.commit()
     image = db.session.get(Image, added.image.id)
     return render("_uploaded.html", status=201 if added.created else 200,
-                  headers={"HX-Trigger": json.dumps({"bill-changed": True})},
+                  headers=trigger({"bill-changed": True}),
                   image=image, created=added.created, bill=bill, urls=_upload_urls(token), editable=False,
                   dups={}, show_dup_bills=False)
 

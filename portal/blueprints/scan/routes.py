@@ -8,7 +8,8 @@ from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models import Bill
-from ...views import paginate, render, roles_required, scope, sort_order
+from ...views import paginate, roles_required, scope, sort_order
+from ...web.htmx import is_htmx, render
 from ..bills import service
 
 bp = Blueprint("scan", __name__)
@@ -62,14 +63,14 @@ def open_bill():
     if len(found) > 1:
         return _box(bill_no, None, 200, choices=found)
     target = service.bill_url("bills.show", found[0])
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("_empty.html", headers={"HX-Redirect": target})
     return redirect(target, code=303)
 
 
 def _box(bill_no: str, error: str | None, status: int, choices: list[Bill] | None = None):
     """The open-by-number box with a message or a choice (the whole desk page without htmx)."""
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         return render("scan/_open.html", status=status, bill_no=bill_no, error=error, choices=choices or [])
     page = db.paginate(_queue_stmt(), page=1, per_page=PER_PAGE, error_out=False)
     return render("scan/queue.html", status=status, page=page, bill_no=bill_no, error=error, choices=choices or [],

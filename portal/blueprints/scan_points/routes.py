@@ -10,7 +10,8 @@ from ... import audit
 from ...extensions import db
 from ...forms import choices
 from ...models import Bill, ScanPoint, user_scan_points
-from ...views import render, roles_required, scope, toast, visible_enterprises
+from ...views import roles_required, scope, visible_enterprises
+from ...web.htmx import is_htmx, render, toast
 from .forms import EditScanPointForm, ScanPointForm
 
 bp = Blueprint("scan_points", __name__)
@@ -58,7 +59,7 @@ def create():
             audit.record("create", "scan_point", point.id, enterprise_id=point.enterprise_id,
                          summary=f"新增扫描点 {point.code} {point.name}", after={"code": point.code, "name": point.name})
             db.session.commit()
-            if request.htmx and not request.htmx.boosted:
+            if is_htmx():
                 headers = {**toast(f"已新增扫描点：{point.name}"), "HX-Retarget": "#scan-point-rows", "HX-Reswap": "beforeend"}
                 return render("scan_points/_created.html", p=point, form=_form(), headers=headers)
             return redirect(url_for(".index"), code=303)
@@ -127,7 +128,7 @@ def delete(point_id: int):
     db.session.delete(point)
     db.session.commit()
     message = f"已删除扫描点：{point.name}"
-    if request.htmx and not request.htmx.boosted:
+    if is_htmx():
         # The confirmation panel goes; the row goes out of band.
         return render("scan_points/_deleted.html", point_id=point_id, headers=toast(message))
     flash(message, "success")

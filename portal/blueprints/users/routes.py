@@ -6,11 +6,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import delete, select
 
 from ... import audit
-from ...errors import fail
+from ...errors import UserError, fail
 from ...extensions import db
 from ...forms import choices
 from ...models import Enterprise, LoginFailure, ScanPoint, User, user_enterprises
-from ...views import render, roles_required, sort_order, toast, visible_enterprise_ids, visible_enterprises
+from ...views import roles_required, sort_order, visible_enterprise_ids, visible_enterprises
+from ...web.htmx import is_htmx, render, toast
 from ..auth.routes import _count_attempt as count_login_attempt
 from . import service
 from .forms import OwnPasswordForm, PasswordResetForm, UserEditForm, UserForm
@@ -93,11 +94,11 @@ def create():
             try:
                 user = service.create_user(form.username.data, form.role.data, form.password.data,
                                            display_name=form.display_name.data or "", enterprises=ents, scan_points=points)
-            except ValueError as exc:
-                form.username.errors.append(str(exc)) if "用户名" in str(exc) else form.enterprises.errors.append(str(exc))
+            except UserError as exc:
+                (form.username if exc.field == "username" else form.enterprises).errors.append(exc.message)
             else:
                 db.session.commit()
-                if request.htmx and not request.htmx.boosted:
+                if is_htmx():
                     return render("_empty.html", headers={**toast(f"已新增用户 {user.username}"), "HX-Redirect": url_for(".index")})
                 return redirect(url_for(".index"), code=303)
     return render("users/index.html", "users/_form.html", status=422, **_list_context(), form=form)
@@ -156,12 +157,12 @@ def reset_password(user_id: int):
     user = _manageable_or_403(_user_or_404(user_id))
     pw_form = PasswordResetForm()
     if not pw_form.validate():
-        if not (request.htmx and not request.htmx.boosted):
+        if not is_htmx():
             return render("users/edit.html", status=422, user=user, form=_edit_form_for(user), pw_form=pw_form)
         return render("users/_password.html", status=422, user=user, pw_form=pw_form)
     service.reset_password(user, pw_form.password.data)
     db.session.commit()
-    if not (request.htmx and not request.htmx.boosted):
+    if not is_htmx():
         from flask import flash
 
         flash(f"已重置 {user.username} 的密码。", "info")
@@ -188,9 +189,9 @@ def own_password():
             return render("users/own_password.html", status=429, form=form)
         try:
             service.change_own_password(current_user, form.current.data, form.password.data, session.get("sid"))
-        except ValueError as exc:
-            target = form.current if "当前密码不正确" in str(exc) else form.password
-            target.errors.append(str(exc))
+        except UserError as exc:
+            target = form.current if exc.field == "current" else form.password
+            target.errors.append(exc.message)
         else:
             db.session.execute(delete(LoginFailure).where(LoginFailure.key == key))
             db.session.commit()

@@ -6,6 +6,7 @@ from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ... import audit
+from ...errors import UserError
 from ...extensions import db
 from ...models import Enterprise, ScanPoint, User, WebSession
 
@@ -47,18 +48,18 @@ def manageable_by(editor: User, target: User) -> bool:
 
 def create_user(username: str, role: str, password: str, *, display_name: str = "",
                 enterprises: list[Enterprise] = (), scan_points: list[ScanPoint] = (), actor: str | None = None) -> User:
-    """Create a user; raises ValueError with a Chinese message on bad input."""
+    """Create a user; raises UserError (naming the ``field`` at fault) on bad input."""
     if role not in ROLES_ALLOWED:
-        raise ValueError(f"未知角色：{role}")
+        raise UserError(f"未知角色：{role}", field="role")
     # The CLI reaches this without the web form's validators; the columns hold 64 characters.
     if len(username) > 64:
-        raise ValueError("用户名不能超过 64 个字符")
+        raise UserError("用户名不能超过 64 个字符", field="username")
     if len(display_name or "") > 64:
-        raise ValueError("姓名不能超过 64 个字符")
+        raise UserError("姓名不能超过 64 个字符", field="display_name")
     if db.session.scalar(select(User.id).where(User.username == username)):
-        raise ValueError(f"用户名 {username} 已存在")
+        raise UserError(f"用户名 {username} 已存在", field="username")
     if role != "ops" and not enterprises:
-        raise ValueError("扫描岗和查看用户必须绑定至少一个企业")
+        raise UserError("扫描岗和查看用户必须绑定至少一个企业", field="enterprises")
     user = User(username=username, role=role, display_name=display_name, password_hash=hash_password(password))
     user.enterprises = list(enterprises)
     user.scan_points = [p for p in scan_points if p.enterprise_id in {e.id for e in enterprises}]
@@ -78,13 +79,14 @@ def reset_password(user: User, password: str) -> None:
 def change_own_password(user: User, current: str, new: str, keep_session: str | None) -> None:
     """Set ``user``'s password after checking the current one; every other session of theirs ends.
 
-    Raises ValueError (Chinese) when ``current`` is wrong or ``new`` equals it; nothing is changed then.
+    Raises UserError (field ``current`` or ``password``) when ``current`` is wrong or ``new`` equals
+    it; nothing is changed then.
     The caller's own session (``keep_session``) stays, so the person who changed it keeps working.
     """
     if not check_password_hash(user.password_hash, current):
-        raise ValueError("当前密码不正确")
+        raise UserError("当前密码不正确", field="current")
     if current == new:
-        raise ValueError("新密码不能与当前密码相同")
+        raise UserError("新密码不能与当前密码相同", field="password")
     user.password_hash = hash_password(new)
     db.session.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.id != (keep_session or "")))
     audit.record("change_password", "user", user.id, summary=f"用户 {user.username} 修改了自己的密码")

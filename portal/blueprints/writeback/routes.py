@@ -6,9 +6,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import joinedload
 
 from ... import writeback
+from ...errors import UserError
 from ...extensions import db
 from ...models import Bill, WritebackJob
-from ...views import paginate, render, roles_required, scope, toast, visible_enterprise_ids
+from ...views import paginate, roles_required, scope, visible_enterprise_ids
+from ...web.htmx import is_htmx, render, toast
 
 bp = Blueprint("writeback", __name__)
 
@@ -56,10 +58,6 @@ def _job_or_404(job_id: int) -> WritebackJob:
     return job
 
 
-def _targeted() -> bool:
-    return bool(request.htmx) and not request.htmx.boosted
-
-
 @bp.get("/")
 @roles_required("ops")
 def index():
@@ -75,14 +73,14 @@ def retry(job_id: int):
     job = _job_or_404(job_id)
     try:
         writeback.retry_now(job, None)
-    except ValueError as exc:
-        if _targeted():
-            return render("_error_fragment.html", message=str(exc), status=409, headers=toast(str(exc), "error"))
-        flash(str(exc), "warning")
+    except UserError as exc:
+        if is_htmx():
+            return render("_error_fragment.html", message=exc.message, status=exc.status, headers=toast(exc.message, "error"))
+        flash(exc.message, "warning")
         return redirect(url_for(".index"), code=303)
     db.session.commit()
     message = f"已安排立即重试：单据 {job.bill.bill_no}，{writeback.KINDS.get(job.kind, job.kind)}"
-    if _targeted():
+    if is_htmx():
         return render("writeback/_row.html", job=job, headers=toast(message), KINDS=writeback.KINDS,
                       STATES=writeback.STATES, max_attempts=writeback.max_attempts(),
                       needs_attention=writeback.needs_attention)
@@ -101,7 +99,7 @@ def retry_failed():
     db.session.commit()
     message = f"已安排立即重试 {len(jobs)} 个失败的回写任务" if jobs else "没有失败的回写任务"
     state, q = _filters()
-    if _targeted():
+    if is_htmx():
         return render("writeback/_list.html", headers=toast(message, "success" if jobs else "info"),
                       **_context(state, q))
     flash(message, "success")

@@ -1,0 +1,1 @@
+"""The web layer's shared pieces: htmx answers (:mod:`portal.web.htmx`)."""
