@@ -7,14 +7,11 @@ from flask import has_request_context, request
 from flask_login import current_user
 
 from .extensions import db
+from .labels import SECRET_STATES
 from .models import AuditEvent
 
 # Any key naming one of these is replaced by a mask before it is stored.
 SECRET_WORDS = ("secret", "password", "encrypt_key", "token", "key_enc", "_enc")
-
-
-# What a secret field may say in the log: whether it is set or changed, never its value.
-SECRET_LABELS = {True: "已设置", False: "未设置", None: "未设置", "": "未设置", "changed": "已修改", "kept": "未修改"}
 
 
 def masked(values: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -24,7 +21,7 @@ def masked(values: dict[str, Any] | None) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for k, v in values.items():
         if any(w in k.lower() for w in SECRET_WORDS):
-            out[k] = SECRET_LABELS.get(v, "••••") if isinstance(v, (bool, str, type(None))) else "••••"
+            out[k] = SECRET_STATES.get(v, "••••") if isinstance(v, (bool, str, type(None))) else "••••"
         elif isinstance(v, dict):
             out[k] = masked(v)
         else:

@@ -22,6 +22,7 @@ from . import audit, filework
 from .errors import UserError
 from .extensions import db
 from .invoice_fields import invoice_key, invoice_row, parse_day, parse_money
+from .labels import MONEY_FIELDS
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob
 from .recognition import Invoice as Reading
 from .storage import Storage, StorageError, TooLarge, open_storage
@@ -386,7 +387,6 @@ CORRECTABLE = ("type", "code", "number", "date", "amount", "tax", "total", "chec
                "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no")
 
 
-MONEY_LABELS = {"amount": "金额（不含税）", "tax": "税额", "total": "价税合计"}
 # Text fields of an invoice with their column lengths: a longer value is refused, never cut.
 TEXT_FIELD_LIMITS = {"type": ("发票类型", 8), "code": ("发票代码", 20), "number": ("发票号码", 32),
                      "check_code": ("校验码", 32), "seller_name": ("销方名称", 200), "seller_tax_no": ("销方税号", 20),
@@ -405,8 +405,8 @@ def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
         if f not in values:
             continue
         v = values[f]
-        if f in MONEY_LABELS:
-            v = parse_money(v, MONEY_LABELS[f])
+        if f in MONEY_FIELDS:
+            v = parse_money(v, MONEY_FIELDS[f])
         elif f == "date":
             v = parse_day(v, "开票日期")
         else:
@@ -443,7 +443,7 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
         return
     # Only a change of the money is checked: recognition may have stored sums that do not add up,
     # and correcting another field must not be refused for them.
-    if any(before[f] != after[f] for f in MONEY_LABELS):
+    if any(before[f] != after[f] for f in MONEY_FIELDS):
         check_sum(inv.amount, inv.tax, inv.total)
     inv.source = "manual"
     inv.invoice_key = invoice_key(inv.code, inv.number)

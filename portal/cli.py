@@ -12,14 +12,14 @@ from .blueprints.users.forms import MIN_PASSWORD
 from .blueprints.users.service import create_user as make
 from .errors import UserError
 from .extensions import db
-from .models import Enterprise, ScanPoint, User
+from .models import Enterprise, Role, ScanPoint, User
 
 users_cli = AppGroup("users", help="管理用户（create / list）。")
 
 
 @users_cli.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["ops", "scanner", "viewer"]), required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--enterprise", "enterprises", multiple=True, help="绑定的企业税号，可重复")
 @click.option("--scan-point", "scan_points", multiple=True, help="扫描点编码（扫描岗），可重复")
 @click.option("--display-name", default="")

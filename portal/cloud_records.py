@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["CLOUD_TYPES", "is_cloud_record", "normalise"]
 
 # The cloud's type enum → (our kind for a classic number, our kind for a 20-digit 数电 number, label).
-# Our kinds are the VAT QR type codes where one exists (models.INVOICE_TYPES), else a short word.
+# Our kinds are the VAT QR type codes where one exists (labels.INVOICE_TYPES), else a short word.
 CLOUD_TYPES: dict[str, tuple[str, str, str]] = {
     "1": ("10", "32", "普通电子发票"),
     "2": ("20", "31", "电子发票专票"),

@@ -29,6 +29,7 @@ from .blueprints.users.service import create_user, hash_password
 from .crypto import encrypt
 from .extensions import db
 from .jobs.runner import one_pass
+from .labels import ROLES
 from .models import Bill, DockingConnection, Enterprise, ExpectedInvoice, Image, ScanPoint, User
 from .sandbox.galaxy import GalaxySandbox
 from .sandbox.invoice_cloud import CloudSandbox
@@ -51,7 +52,6 @@ DEMO_BILLS = [
     ("FYBX0006", "sync", "孙八", "快递费", "1470.00", []),
 ]
 DEMO_ERP_ORGS = {"basic": "", "match": "200", "sync": "300"}
-ROLES = (("ops", "运维"), ("scanner", "扫描岗"), ("viewer", "查看"))
 
 
 def corpus_dir() -> Path:
@@ -68,7 +68,7 @@ def _demo_passwords(app) -> dict[str, str]:
     path = _logins_file(app)
     if path.exists():
         return dict(line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line)
-    values = {f"demo_{role}": secrets.token_urlsafe(9) for role, _ in ROLES}
+    values = {f"demo_{role}": secrets.token_urlsafe(9) for role in ROLES}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("".join(f"{k}\t{v}\n" for k, v in values.items()))
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.start()
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     print("\n发票影像系统演示已启动：http://127.0.0.1:%d\n" % args.port)
-    for role, label in ROLES:
+    for role, label in ROLES.items():
         print(f"  {label:<4} 用户名 demo_{role:<8} 密码 {passwords[f'demo_{role}']}")
     print(f"\n  星空沙箱 {galaxy.url}/k3cloud/（数据中心 69a531ee82525a，用户 demo / demo-pass）")
     spare = DEMO_SPARE_CLIENT

@@ -32,14 +32,6 @@ DUPLICATE_IN_BILL = "duplicate_in_bill"
 # The key of the bill-level item comparing the bill's amount with its invoices' total.
 BILL_AMOUNT_KEY = "bill_amount"
 
-ITEM_LABELS = {
-    MATCHED: "匹配成功",
-    MISSING_IMAGE: "缺少影像",
-    AMOUNT_MISMATCH: "金额不一致",
-    UNEXPECTED_IMAGE: "非应收发票",
-    DUPLICATE: "重复报销",
-    DUPLICATE_IN_BILL: "单据内重复",
-}
 
 # --------------------------------------------------------------------------- the comparison
 

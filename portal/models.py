@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from datetime import datetime, timezone
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from flask_login import UserMixin
@@ -28,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+from .labels import BILL_STATUSES, IMAGE_MODES, ROLES
 
 
 def utcnow() -> datetime:
@@ -37,74 +39,38 @@ def utcnow() -> datetime:
 
 Money = Numeric(16, 2)
 
-ROLES = {"ops": "运维", "scanner": "扫描岗", "viewer": "查看"}
 
-IMAGE_MODES = {
-    "basic": "基础模式",
-    "match": "影像匹配",
-    "sync": "影像同步提单人",
-}
-IMAGE_MODE_HELP = {
-    "basic": "影像只做存储和调阅，不做系统初审。适合只需要电子化归档、由人工审核发票的企业。",
-    "match": "扫描后把识别出的发票与收票助手推送（或 ERP 提供）的发票逐张比对，作为系统初审。适合已启用收票服务、要求票单一致的企业。",
-    "sync": "不设扫描岗：收票助手推送的发票文件（以及提单人通过单据链接补传的文件）直接作为单据影像。适合全部使用电子发票、无纸质票的企业。",
-}
+# The stable keys stored in the database; their Chinese labels are in portal.labels.
+class Role(StrEnum):
+    """A user's role (``users.role``)."""
 
-BILL_STATUSES = {
-    "pending": "待扫描",
-    "uploaded": "影像已上传",
-    "submitted": "已提交",
-    "recognised": "识别完成",
-    "matched": "匹配成功",
-    "match_failed": "匹配失败",
-    "completed": "审核完成",
-    "returned": "影像有误待重扫",
-    "withdrawn": "已撤回",
-    "deleted": "单据被删除",
-}
-
-INVOICE_SOURCES = {
-    "push": "收票推送",
-    "qr": "二维码",
-    "pdf_text": "PDF 文本",
-    "xml": "XML",
-    "ofd": "OFD",
-    "manual": "人工录入",
-    "ocr": "OCR 识别（待确认）",
-    "erp": "ERP",
-}
-
-# Invoice kind codes as the VAT QR code carries them (DESIGN §6); unknown codes are kept.
-INVOICE_TYPES = {
-    "01": "增值税专用发票",
-    "04": "增值税普通发票",
-    "08": "增值税电子专用发票",
-    "10": "增值税电子普通发票",
-    "20": "增值税电子专用发票",
-    "31": "电子发票（增值税专用发票）",
-    "32": "电子发票（普通发票）",
-    "61": "电子发票（航空运输电子客票行程单）",
-    # Kinds the invoice cloud pushes that carry no VAT QR type code (cloud_records.CLOUD_TYPES).
-    "03": "机动车销售统一发票",
-    "11": "增值税普通发票（卷票）",
-    "14": "通行费电子发票",
-    "15": "二手车销售统一发票",
-    "taxi": "出租车发票",
-    "train": "火车票",
-    "air": "航空运输电子客票行程单",
-    "quota": "定额发票",
-    "bus": "客运发票",
-    "toll": "过路过桥费发票",
-    "ship": "轮船票",
-    "other": "其他票据",
-}
+    OPS = "ops"
+    SCANNER = "scanner"
+    VIEWER = "viewer"
 
 
-def invoice_type_label(code: str | None) -> str:
-    """The Chinese name of an invoice kind code; unknown codes stay visible as 其他（code）."""
-    if not code:
-        return "—"
-    return INVOICE_TYPES.get(code, f"其他（{code}）")
+class BillStatus(StrEnum):
+    """Where a bill stands (``bills.status``, ``bill_events.from_status/to_status``)."""
+
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+    SUBMITTED = "submitted"
+    RECOGNISED = "recognised"
+    MATCHED = "matched"
+    MATCH_FAILED = "match_failed"
+    COMPLETED = "completed"
+    RETURNED = "returned"
+    WITHDRAWN = "withdrawn"
+    DELETED = "deleted"
+
+
+class JobKind(StrEnum):
+    """What a write-back job does (``writeback_jobs.kind``)."""
+
+    ATTACHMENT = "attachment"
+    APPROVE = "approve"
+    REJECT = "reject"
+    STATUS = "status"
 
 
 user_enterprises = Table(

@@ -10,7 +10,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
 from sqlalchemy import Select, delete, or_, select
 
-from . import models
+from . import labels
 from .extensions import db, login_manager
 from .models import Enterprise, User, WebSession, utcnow
 
@@ -211,15 +211,18 @@ def register(app) -> None:
             if request.endpoint not in {"auth.logout", "users.own_password"}:
                 abort(403)
 
+    # Every label table, also for imported macros (which see globals only).
+    app.add_template_global(labels, "labels")
+
     @app.context_processor
     def _helpers():
         return {
             "has_endpoint": lambda name: name in app.view_functions,
-            "ROLES": models.ROLES,
-            "IMAGE_MODES": models.IMAGE_MODES,
-            "IMAGE_MODE_HELP": models.IMAGE_MODE_HELP,
-            "BILL_STATUSES": models.BILL_STATUSES,
-            "INVOICE_SOURCES": models.INVOICE_SOURCES,
+            "ROLES": labels.ROLES,
+            "IMAGE_MODES": labels.IMAGE_MODES,
+            "IMAGE_MODE_HELP": labels.IMAGE_MODE_HELP,
+            "BILL_STATUSES": labels.BILL_STATUSES,
+            "INVOICE_SOURCES": labels.INVOICE_SOURCES,
         }
 
     @app.after_request

@@ -38,6 +38,7 @@ from .crypto import decrypt
 from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter
 from .errors import UserError
 from .extensions import db
+from .labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
                           timeout_from_config)
 from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
@@ -46,8 +47,6 @@ from .storage import BlobNotFound
 log = logging.getLogger("portal.writeback")
 
 __all__ = [
-    "KINDS",
-    "STATES",
     "claim",
     "due_ids",
     "enqueue_bill",
@@ -59,8 +58,6 @@ __all__ = [
     "upload_name",
 ]
 
-KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
-STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
 
 #: Backoff: 30 s × 2^(attempts−1), at most an hour, plus up to 10 % jitter so jobs that failed
 #: together (ERP down) do not all come back in the same second.
@@ -610,7 +607,7 @@ def retry_now(job: WritebackJob, actor: str | None) -> None:
     job.attempts = min(job.attempts, max_attempts() - 1)
     bill = job.bill or db.session.get(Bill, job.bill_id)
     audit.record("retry", "writeback", job.id, enterprise_id=job.enterprise_id,
-                 summary=f"立即重试回写任务 #{job.id}（单据 {bill.bill_no}，{KINDS.get(job.kind, job.kind)}）",
+                 summary=f"立即重试回写任务 #{job.id}（单据 {bill.bill_no}，{WRITEBACK_KINDS.get(job.kind, job.kind)}）",
                  before=before, after={"state": "pending", "attempts": job.attempts}, actor=actor)
 
 
@@ -619,6 +616,6 @@ def state_counts(enterprise_ids: list[int] | None) -> dict[str, int]:
     stmt = select(WritebackJob.state, func.count()).group_by(WritebackJob.state)
     if enterprise_ids is not None:
         stmt = stmt.where(WritebackJob.enterprise_id.in_(enterprise_ids))
-    counts = dict.fromkeys(STATES, 0)
+    counts = dict.fromkeys(WRITEBACK_STATES, 0)
     counts.update(dict(db.session.execute(stmt).all()))
     return counts

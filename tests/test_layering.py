@@ -203,3 +203,28 @@ def test_htmx_decisions_and_events_live_in_one_module():
             if any(word in line for word in ("request.htmx", "HX-Trigger\"", "HX-Target", "HX-Request\"")):
                 found.append(f"{path.relative_to(PORTAL.parent)}:{n}: {line.strip()}")
     assert not found, "htmx decided outside portal/web/htmx.py:\n" + "\n".join(found)
+
+
+def test_labels_cover_the_stored_keys():
+    """Every stored role, status and job kind has its one Chinese label."""
+    from portal import labels
+    from portal.models import BillStatus, JobKind, Role
+
+    assert set(labels.ROLES) == {r.value for r in Role}
+    assert set(labels.BILL_STATUSES) == {s.value for s in BillStatus}
+    assert set(labels.WRITEBACK_KINDS) == {k.value for k in JobKind}
+
+
+def test_label_tables_live_in_one_module():
+    """A dict of Chinese labels defined outside ``portal/labels.py`` is a second home for labels."""
+    tables = []
+    for path in sorted(PORTAL.rglob("*.py")):
+        if path.name == "labels.py" or "sandbox" in path.parts or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)):
+                continue
+            name = getattr(node.targets[0], "id", "")
+            if name.endswith(("LABELS", "STATUSES", "KINDS", "ROLES", "MODES", "SOURCES", "ORIGINS")):
+                tables.append(f"{path.relative_to(PORTAL.parent)}:{node.lineno} {name}")
+    assert not tables, "label tables outside portal/labels.py:\n" + "\n".join(tables)

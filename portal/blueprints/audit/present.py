@@ -13,11 +13,9 @@ from typing import Any, Iterable
 from sqlalchemy import select
 
 from ...extensions import db
-from ...models import (BILL_STATUSES, IMAGE_MODES, ROLES, AuditEvent, Bill, DockingConnection, Enterprise, Invoice,
-                       ScanPoint, User, WritebackJob, invoice_type_label)
-from ...writeback import KINDS as WRITEBACK_KINDS
-from ...writeback import STATES as WRITEBACK_STATES
-from ..bills.service import BEIJING, FIELD_LABELS as INVOICE_FIELD_LABELS
+from ...labels import AUDIT_FIELDS, BILL_STATUSES, IMAGE_MODES, ROLES, WRITEBACK_KINDS, WRITEBACK_STATES, invoice_type_label
+from ...models import AuditEvent, Bill, DockingConnection, Enterprise, Invoice, ScanPoint, User, WritebackJob
+from ..bills.service import BEIJING
 
 ACTIONS = {
     "create": "新增", "update": "修改", "delete": "删除", "test": "测试", "login": "登录",
@@ -43,20 +41,6 @@ ACTOR_PREFIXES = {"push:": "收票助手推送", "api:": "ERP 接口"}
 FORM_NAMES = {"ER_ExpReimbursement": "费用报销单", "ER_ExpenseRequest": "费用申请单",
               "ER_ExpReimbursement_Travel": "差旅费报销单", "ER_ExpenseRequest_Travel": "出差申请单",
               "IV_ReceivedInvoice": "收票单", "AP_PAYBILL": "付款单"}
-
-FIELD_LABELS = {
-    **INVOICE_FIELD_LABELS,
-    "status": "状态", "reason": "原因", "state": "状态", "attempts": "已尝试次数", "next_attempt_at": "下次尝试时间",
-    "kind": "任务类型", "tax_no": "企业税号", "name": "名称", "client_id": "client_id",
-    "client_secret": "client_secret", "encrypt_key": "encrypt_key", "image_mode": "影像模式",
-    "docking_id": "对接业务系统", "encrypted_push_only": "只接受加密推送", "erp_orgs": "ERP 组织编码",
-    "reject_on_return": "退回重扫时在星空驳回", "username": "用户名", "role": "角色", "active": "启用",
-    "enterprises": "所属企业", "scan_points": "扫描点", "code": "编码", "bills": "使用的单据数",
-    "scanners": "使用的扫描岗人数", "received": "收到", "accepted": "新增", "duplicates": "重复", "ok": "结果",
-    "message": "消息", "base_url": "前缀地址", "acct_id": "数据中心", "password": "密码",
-    "status_field": "状态字段", "form_ids": "单据类型", "form_id": "单据类型", "amount_field": "金额字段",
-    "enterprise_id": "所属企业", "bill_no": "单据编号",
-}
 
 EMPTY = "空"
 
@@ -141,7 +125,7 @@ class Page:
 
     def fields(self, values: dict[str, Any] | None) -> list[tuple[str, str]]:
         """``(label, value)`` pairs of a before/after record, in Chinese."""
-        return [(FIELD_LABELS.get(k, k), self.value(k, v)) for k, v in (values or {}).items()]
+        return [(AUDIT_FIELDS.get(k, k), self.value(k, v)) for k, v in (values or {}).items()]
 
     def value(self, key: str, value: Any) -> str:
         """One recorded value as an operator reads it."""
@@ -179,5 +163,5 @@ class Page:
         if isinstance(value, list):
             return "、".join(self.value(key, v) for v in value)
         if isinstance(value, dict):
-            return "；".join(f"{FIELD_LABELS.get(k, k)}：{self.value(k, v)}" for k, v in value.items())
+            return "；".join(f"{AUDIT_FIELDS.get(k, k)}：{self.value(k, v)}" for k, v in value.items())
         return str(value)

@@ -15,7 +15,8 @@ from sqlalchemy.orm import joinedload
 from ... import bills, review
 from ...errors import fail
 from ...extensions import db
-from ...models import Bill, Image, Invoice, invoice_type_label
+from ...labels import invoice_type_label
+from ...models import Bill, Image, Invoice, Role
 from ...views import paginate, roles_required, scope, sort_order
 from ...web.htmx import is_htmx, render, target, toast, toast_event, trigger
 from . import assets, search, service
@@ -23,7 +24,7 @@ from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm
 
 bp = Blueprint("bills", __name__)
 
-DESK_ROLES = ("scanner", "ops")
+DESK_ROLES = (Role.SCANNER, Role.OPS)
 PER_PAGE = 20
 BILL_ASSETS = service.AssetUrls("bills.image_thumb", "bills.image_page", "bills.image_original")
 

@@ -10,7 +10,8 @@ from sqlalchemy import Select
 
 from ...errors import UserError
 from ...invoice_fields import parse_day, parse_money
-from ...models import BILL_STATUSES, Bill
+from ...labels import BILL_STATUSES
+from ...models import Bill
 from .service import BEIJING
 
 FIELDS = ("status", "q", "submitter", "org", "min_amount", "max_amount", "date_from", "date_to")

@@ -16,12 +16,12 @@ from sqlalchemy import func, select
 
 from ... import bills, matching
 from ...extensions import db
-from ...models import BILL_STATUSES, Bill, BillEvent, Image, Invoice
+from ...labels import BILL_EVENTS, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
+from ...models import Bill, BillEvent, Image, Invoice
 from ...views import scope
 
 # Re-exported for the templates (macros see globals only).
 EDITABLE = bills.EDITABLE
-STATUS_LABELS = BILL_STATUSES
 
 # The scan desk works on bills still waiting for (re)scanning.
 QUEUE_STATUSES = ("pending", "uploaded", "returned", "match_failed")
@@ -41,65 +41,16 @@ STATUS_BADGES = {
 # Times are stored in UTC; the people reading them work on Beijing time (no daylight saving).
 BEIJING = timedelta(hours=8)
 
-EVENT_LABELS = {
-    "open": "开启影像任务",
-    "upload": "上传影像",
-    "add_image": "添加影像",
-    "remove_image": "删除影像",
-    "reorder": "调整影像顺序",
-    "correct": "修正识别结果",
-    "add_invoice": "手工录入发票",
-    "submit": "提交",
-    "complete": "审核完成",
-    "recognise": "识别完成",
-    "match": "系统初审",
-    "matched": "匹配成功",
-    "match_failed": "匹配失败",
-    "confirm": "人工确认通过",
-    "return": "退回重扫",
-    "rescan": "重新扫描",
-    "delete": "单据被删除",
-    "writeback": "回写 ERP",
+# The badge of each compared invoice's status on the match panel (labels: portal.labels.MATCH_ITEMS).
+MATCH_ITEM_BADGES = {
+    "matched": "badge-ok",
+    "missing_image": "badge-err",
+    "amount_mismatch": "badge-err",
+    "unexpected_image": "badge-warn",
+    "duplicate": "badge-err",
+    "duplicate_in_bill": "badge-err",
 }
-
-MATCH_RESULTS = {"matched": "匹配成功", "match_failed": "匹配失败", "confirmed": "人工确认通过"}
-MATCH_ITEM_STATUSES = {
-    "matched": ("匹配成功", "badge-ok"),
-    "missing_image": ("缺少影像", "badge-err"),
-    "amount_mismatch": ("金额不一致", "badge-err"),
-    "unexpected_image": ("非应收发票", "badge-warn"),
-    "duplicate": ("重复报销", "badge-err"),
-    "duplicate_in_bill": ("单据内重复", "badge-err"),
-}
-
-RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}
-
-MEDIA_LABELS = {
-    "image/jpeg": "JPEG",
-    "image/png": "PNG",
-    "image/tiff": "TIFF",
-    "application/pdf": "PDF",
-    "application/ofd": "OFD",
-    "application/xml": "XML",
-}
-
-ORIGINS = {"upload": "扫描上传", "api": "ERP 上传", "push": "收票推送", "link": "提单人补传"}
-
-
-FIELD_LABELS = {
-    "type": "发票类型",
-    "code": "发票代码",
-    "number": "发票号码",
-    "date": "开票日期",
-    "amount": "金额（不含税）",
-    "tax": "税额",
-    "total": "价税合计",
-    "check_code": "校验码",
-    "seller_name": "销方名称",
-    "seller_tax_no": "销方税号",
-    "buyer_name": "购方名称",
-    "buyer_tax_no": "购方税号",
-}
+MATCH_ITEM_STATUSES = {key: (MATCH_ITEMS[key], badge) for key, badge in MATCH_ITEM_BADGES.items()}
 
 
 # --------------------------------------------------------------------------- lookups and permissions
@@ -252,7 +203,7 @@ def history(bill: Bill) -> list[HistoryRow]:
     """The bill's events, newest first, each with a Chinese label and a one-line detail."""
     events = db.session.scalars(select(BillEvent).where(BillEvent.bill_id == bill.id)
                                 .order_by(BillEvent.at.desc(), BillEvent.id.desc()))
-    return [HistoryRow(ev, EVENT_LABELS.get(ev.action, ev.action), describe(ev)) for ev in events]
+    return [HistoryRow(ev, BILL_EVENTS.get(ev.action, ev.action), describe(ev)) for ev in events]
 
 
 def removed_images(bill: Bill, rows: list[HistoryRow]) -> list[tuple[Image, int | None]]:
@@ -286,7 +237,7 @@ def describe(ev: BillEvent) -> str:
         return f"发票号码 {d['number']}" if d.get("number") else ""
     if ev.action == "correct":
         changed = d.get("changed") or {}
-        parts = [f"{FIELD_LABELS.get(k, k)} → {v if v not in (None, '') else '（空）'}" for k, v in changed.items()]
+        parts = [f"{INVOICE_FIELDS.get(k, k)} → {v if v not in (None, '') else '（空）'}" for k, v in changed.items()]
         return "；".join(parts)
     if ev.action in ("return", "confirm"):
         return f"原因：{d['reason']}" if d.get("reason") else ""

@@ -9,7 +9,7 @@ from ... import taxno
 from ...crypto import is_masked
 from ...forms import SecretInput
 from ...forms import choices
-from ...models import IMAGE_MODES
+from ...labels import IMAGE_MODES
 
 
 class EnterpriseForm(FlaskForm):

@@ -28,8 +28,9 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from ...errors import UserError
 from ...invoice_fields import parse_day, parse_money
 from ...extensions import db
-from ...models import INVOICE_TYPES, Bill, Invoice
-from ...models import invoice_type_label as type_label
+from ...labels import INVOICE_TYPES
+from ...labels import invoice_type_label as type_label
+from ...models import Bill, Invoice
 
 PER_PAGE = 50
 SMALL_CAP = 1_000  # counted first: cheap, and exact for most searches

@@ -5,7 +5,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...forms import choices
-from ...models import ROLES
+from ...labels import ROLES
 
 _strip = [lambda v: v.strip() if isinstance(v, str) else v]
 MIN_PASSWORD = 8

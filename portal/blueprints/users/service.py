@@ -8,9 +8,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ... import audit
 from ...errors import UserError
 from ...extensions import db
-from ...models import Enterprise, ScanPoint, User, WebSession
+from ...models import Enterprise, Role, ScanPoint, User, WebSession
 
-ROLES_ALLOWED = ("ops", "scanner", "viewer")
 
 #: Shown when a bound ops tries to change a user who reaches beyond the editor's enterprises.
 NOT_MANAGEABLE = "该用户还绑定了您管理范围以外的企业，只能查看；请由全部企业的运维或同时管理这些企业的运维修改。"
@@ -49,7 +48,7 @@ def manageable_by(editor: User, target: User) -> bool:
 def create_user(username: str, role: str, password: str, *, display_name: str = "",
                 enterprises: list[Enterprise] = (), scan_points: list[ScanPoint] = (), actor: str | None = None) -> User:
     """Create a user; raises UserError (naming the ``field`` at fault) on bad input."""
-    if role not in ROLES_ALLOWED:
+    if role not in tuple(Role):
         raise UserError(f"未知角色：{role}", field="role")
     # The CLI reaches this without the web form's validators; the columns hold 64 characters.
     if len(username) > 64:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import joinedload
 from ... import writeback
 from ...errors import UserError
 from ...extensions import db
+from ...labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from ...models import Bill, WritebackJob
 from ...views import paginate, roles_required, scope, visible_enterprise_ids
 from ...web.htmx import is_htmx, render, toast
@@ -46,8 +47,8 @@ def _context(state: str, q: str) -> dict:
     counts["attention"] = db.session.scalar(
         scope(select(func.count()).select_from(WritebackJob), WritebackJob.enterprise_id)
         .where(WritebackJob.state == "failed", WritebackJob.attempts >= writeback.max_attempts()))
-    return {"page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": writeback.KINDS,
-            "STATES": writeback.STATES, "counts": counts,
+    return {"page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": WRITEBACK_KINDS,
+            "STATES": WRITEBACK_STATES, "counts": counts,
             "max_attempts": writeback.max_attempts(), "needs_attention": writeback.needs_attention}
 
 
@@ -79,10 +80,10 @@ def retry(job_id: int):
         flash(exc.message, "warning")
         return redirect(url_for(".index"), code=303)
     db.session.commit()
-    message = f"已安排立即重试：单据 {job.bill.bill_no}，{writeback.KINDS.get(job.kind, job.kind)}"
+    message = f"已安排立即重试：单据 {job.bill.bill_no}，{WRITEBACK_KINDS.get(job.kind, job.kind)}"
     if is_htmx():
-        return render("writeback/_row.html", job=job, headers=toast(message), KINDS=writeback.KINDS,
-                      STATES=writeback.STATES, max_attempts=writeback.max_attempts(),
+        return render("writeback/_row.html", job=job, headers=toast(message), KINDS=WRITEBACK_KINDS,
+                      STATES=WRITEBACK_STATES, max_attempts=writeback.max_attempts(),
                       needs_attention=writeback.needs_attention)
     flash(message, "success")
     return redirect(url_for(".index"), code=303)
