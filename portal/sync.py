@@ -191,7 +191,9 @@ sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的�
 
 @sync_cli.command("run")
 @click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
-@click.option("--every", type=float, default=0, help="每隔多少秒再运行一轮；0 = 只运行一轮")
+# --loop SECONDS like `jobs run`; --every is the older spelling, still accepted.
+@click.option("--loop", "--every", "every", type=float, default=0, metavar="SECONDS",
+              help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；0 = 只运行一轮")
 def run_command(limit: int, every: float) -> None:
     """Fetch the pending pushed files once (or every N seconds until interrupted)."""
     while True:
