@@ -34,10 +34,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message = "请先登录。"
     login_manager.login_message_category = "warning"
 
-    from . import errors, serving, views
+    from . import errors, serving
+    from .web import access
 
     errors.register(app)
-    views.register(app)
+    access.register(app)
     serving.register(app)
 
     from .blueprints import register_blueprints

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from portal.bills import refresh_duplicates
 from portal.invoice_fields import invoice_key
-from portal.blueprints.invoices import service
+from portal.search import invoices as service
 from portal.extensions import db
 from portal.models import Bill, Blob, Image, Invoice
 

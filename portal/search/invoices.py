@@ -25,12 +25,12 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from ...errors import UserError
-from ...invoice_fields import parse_day, parse_money
-from ...extensions import db
-from ...labels import INVOICE_TYPES
-from ...labels import invoice_type_label as type_label
-from ...models import Bill, Invoice
+from ..errors import UserError
+from ..extensions import db
+from ..invoice_fields import parse_day, parse_money
+from ..labels import INVOICE_TYPES
+from ..labels import invoice_type_label as type_label
+from ..models import Bill, Invoice
 
 PER_PAGE = 50
 SMALL_CAP = 1_000  # counted first: cheap, and exact for most searches

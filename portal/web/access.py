@@ -10,9 +10,9 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
 from sqlalchemy import Select, delete, or_, select
 
-from . import labels
-from .extensions import db, login_manager
-from .models import Enterprise, User, WebSession, utcnow
+from .. import labels
+from ..extensions import db, login_manager
+from ..models import Enterprise, User, WebSession, utcnow
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

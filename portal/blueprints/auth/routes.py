@@ -17,7 +17,7 @@ from werkzeug.urls import iri_to_uri
 from ... import audit
 from ...extensions import db
 from ...models import LoginFailure, User, utcnow
-from ...views import client_ip, end_web_session, start_web_session
+from ...web.access import client_ip, end_web_session, start_web_session
 from ...web.htmx import render
 from .forms import LoginForm
 

@@ -17,7 +17,7 @@ from ...errors import fail
 from ...extensions import db
 from ...labels import invoice_type_label
 from ...models import Bill, Image, Invoice, Role
-from ...views import paginate, roles_required, scope, sort_order
+from ...web.access import paginate, roles_required, scope, sort_order
 from ...web.htmx import is_htmx, render, target, toast, toast_event, trigger
 from . import assets, search, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm

@@ -18,7 +18,7 @@ from ... import bills, matching
 from ...extensions import db
 from ...labels import BILL_EVENTS, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
 from ...models import Bill, BillEvent, Image, Invoice
-from ...views import scope
+from ...web.access import scope
 
 # Re-exported for the templates (macros see globals only).
 EDITABLE = bills.EDITABLE

@@ -11,7 +11,7 @@ from ...errors import fail
 from ...extensions import db
 from ...forms import choices as to_choices
 from ...models import DockingConnection, Enterprise
-from ...views import roles_required, visible_enterprise_ids, visible_enterprises
+from ...web.access import roles_required, visible_enterprise_ids, visible_enterprises
 from ...web.htmx import is_htmx, render, toast
 from . import service
 from .forms import DockingForm

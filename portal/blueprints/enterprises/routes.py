@@ -10,7 +10,7 @@ from ...errors import fail
 from ...extensions import db
 from ...forms import choices
 from ...models import Bill, DockingConnection, Enterprise
-from ...views import enterprise_or_404, roles_required, scope
+from ...web.access import enterprise_or_404, roles_required, scope
 from ...web.htmx import is_htmx, render, toast
 from ..docking import service as docking_service
 from . import service

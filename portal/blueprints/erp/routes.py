@@ -22,7 +22,7 @@ from ... import audit, links
 from ...crypto import decrypt
 from ...extensions import db
 from ...models import Bill, Enterprise
-from ...views import enterprise_or_404, no_leak, roles_required
+from ...web.access import enterprise_or_404, no_leak, roles_required
 
 bp = Blueprint("erp", __name__)
 

@@ -6,9 +6,9 @@ from urllib.parse import quote
 from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import login_required
 
-from ...views import visible_enterprises
+from ...web.access import visible_enterprises
 from ...web.htmx import render, wants_fragment
-from . import service
+from ...search import invoices as service
 
 bp = Blueprint("invoices", __name__)
 

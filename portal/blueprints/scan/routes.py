@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models import Bill
-from ...views import paginate, roles_required, scope, sort_order
+from ...web.access import paginate, roles_required, scope, sort_order
 from ...web.htmx import is_htmx, render
 from ..bills import service
 

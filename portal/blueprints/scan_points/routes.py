@@ -10,7 +10,7 @@ from ... import audit
 from ...extensions import db
 from ...forms import choices
 from ...models import Bill, ScanPoint, user_scan_points
-from ...views import roles_required, scope, visible_enterprises
+from ...web.access import roles_required, scope, visible_enterprises
 from ...web.htmx import is_htmx, render, toast
 from .forms import EditScanPointForm, ScanPointForm
 
