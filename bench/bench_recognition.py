@@ -6,7 +6,7 @@ Runs `recognise` on every corpus file N times (after one warm-up pass that is no
 counted), prints the median time per file and per file type, and checks the design
 targets: an e-invoice file (PDF/OFD/XML) ≤ 50 ms median, a photo or scan ≤ 150 ms median.
 With ``--pool`` each file goes the way an upload does: sniffed, page-counted and
-recognised in a budgeted worker process (portal.filework), the hop included.
+recognised in a budgeted worker process (portal.files.filework), the hop included.
 Exit status 1 when a target is missed.
 """
 
@@ -56,7 +56,8 @@ def main() -> int:
     args = parser.parse_args()
     read = recognise
     if args.pool:
-        from portal import config, filework
+        from portal import config
+        from portal.files import filework
 
         def read(data: bytes, media_type: str):
             return filework.inspect(data, config=config.DEFAULTS).readings

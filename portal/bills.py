@@ -18,14 +18,15 @@ from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, filework
+from . import audit
 from .errors import UserError
 from .extensions import db
+from .files import filework
+from .files.storage import Storage, StorageError, TooLarge, open_storage
 from .invoice_fields import invoice_key, invoice_row, parse_day, parse_money
 from .labels import MONEY_FIELDS
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob
 from .recognition import Invoice as Reading
-from .storage import Storage, StorageError, TooLarge, open_storage
 
 
 # Statuses in which the scan desk may still add, remove and reorder images.
@@ -223,7 +224,7 @@ def prepare_file(data: bytes, filename: str, *, tenant: int | None = None) -> Pr
     """Check size, type (by content) and readability, and recognise the invoices.
 
     Sniffing, page counting and recognition run in a budgeted child process
-    (:mod:`portal.filework`) on behalf of ``tenant`` (the enterprise id), so a hostile
+    (:mod:`portal.files.filework`) on behalf of ``tenant`` (the enterprise id), so a hostile
     file costs its uploader a refusal, not the other tenants their uploads.
     Refusals raise BillError (too large 413, unsupported 415, damaged, unsafe or over
     budget 422, no worker free 503) before anything reaches the file store or the database.

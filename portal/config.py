@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from .storage import parse_storage_url
+from .files.storage import parse_storage_url
 
 DEFAULTS = {
     "SQLALCHEMY_DATABASE_URI": None,  # filled with instance/portal.sqlite3
@@ -31,14 +31,14 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     "MAX_FILE_BYTES": 30 * 1024 * 1024,
     "MAX_PAGES": 200,
-    # One limits set for every reader and renderer of an uploaded file (portal/limits.py).
+    # One limits set for every reader and renderer of an uploaded file (portal/files/limits.py).
     "MAX_PIXEL_BYTES": 160 * 1024 * 1024,  # decoded bytes of one image frame (mode and bit depth)
     "MAX_XML_BYTES": 5 * 1024 * 1024,
     "MAX_ZIP_MEMBERS": 2000,
     "MAX_ZIP_MEMBER_BYTES": 20 * 1024 * 1024,
     "MAX_ZIP_TOTAL_BYTES": 100 * 1024 * 1024,
     "MAX_DRAW_OPS": 400_000,  # objects, glyphs and path points drawn on one OFD page
-    # Budget of one recognition or render, done in a child process (portal/filework.py).
+    # Budget of one recognition or render, done in a child process (portal/files/filework.py).
     "FILE_WORK_SECONDS": 5.0,  # per step: opening the file, then each page
     "FILE_WORK_TOTAL_SECONDS": 60.0,  # the whole file
     "FILE_WORK_MEMORY": 256 * 1024 * 1024,  # bytes above the child's own baseline

@@ -32,17 +32,18 @@ from flask import current_app
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, media
+from . import audit
 from .bills import event, live_images, storage
 from .crypto import decrypt
 from .erp_pull import TASK_FORM, TASK_KEYS, pending_task_filter
 from .errors import UserError
 from .extensions import db
-from .labels import WRITEBACK_KINDS, WRITEBACK_STATES
+from .files import media
+from .files.storage import BlobNotFound
 from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
                           timeout_from_config)
+from .labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
-from .storage import BlobNotFound
 
 log = logging.getLogger("portal.writeback")
 

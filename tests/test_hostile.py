@@ -14,7 +14,7 @@ import time
 import pypdfium2 as pdfium
 from sqlalchemy import func, select
 
-from portal import filework, limits, media
+from portal.files import filework, limits, media
 from portal.extensions import db
 from portal.models import Blob, Image
 

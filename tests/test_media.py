@@ -1,4 +1,4 @@
-"""Content sniffing, page counting and rendering (portal.media, portal.ofd_render)."""
+"""Content sniffing, page counting and rendering (portal.files.media, portal.files.ofd_render)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from portal import limits, media, ofd_render
-from portal.media import JPEG, OFD, PDF, PNG, TIFF, XML, MediaError
+from portal.files import limits, media, ofd_render
+from portal.files.media import JPEG, OFD, PDF, PNG, TIFF, XML, MediaError
 
 from .conftest import CORPUS
 

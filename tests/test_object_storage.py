@@ -16,7 +16,7 @@ from portal import bills, create_app, housekeeping, links
 from portal.blueprints.bills import assets
 from portal.extensions import db
 from portal.models import Blob, Image
-from portal.storage import S3Storage, StorageError
+from portal.files.storage import S3Storage, StorageError
 
 from .conftest import REPO, _config, corpus
 from .s3_plugin import bucket_keys
@@ -163,7 +163,7 @@ def test_a_bad_storage_url_stops_the_start(tmp_path, monkeypatch):
 
 def test_local_storage_needs_no_boto3(tmp_path):
     """boto3 is imported by the S3 backend only: the default deployment does not install it."""
-    code = ("import sys\nfrom portal import create_app\nfrom portal.storage import open_storage\n"
+    code = ("import sys\nfrom portal import create_app\nfrom portal.files.storage import open_storage\n"
             f"app = create_app({{'TESTING': True, 'SECRET_KEY': 'x', 'DATA_KEY': 'x', 'STORAGE_DIR': {str(tmp_path / 's')!r},"
             f" 'SQLALCHEMY_DATABASE_URI': 'sqlite:///{tmp_path / 'db.sqlite3'}'}})\n"
             "open_storage(app.config).check()\n"

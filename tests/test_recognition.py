@@ -17,7 +17,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from portal import limits, media
+from portal.files import limits, media
 from portal.recognition import Invoice, UnsafeFile, recognise
 from portal.recognition.qr import parse_payload
 from portal.recognition.textparse import words_to_amount

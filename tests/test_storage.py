@@ -1,4 +1,4 @@
-"""Content-addressed storage (portal.storage): one contract, run on local disk and on a loopback S3 server."""
+"""Content-addressed storage (portal.files.storage): one contract, run on local disk and on a loopback S3 server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from portal.storage import (
+from portal.files.storage import (
     BlobNotFound,
     InvalidKey,
     LocalStorage,

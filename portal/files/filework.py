@@ -6,11 +6,11 @@ copy its locks mid-use).  Each child holds its own pdfium, so no process-wide lo
 is shared across tenants, and each job runs under
 
 * a wall-clock budget enforced by the parent, per step (opening the file, then each
-  page the readers report through :func:`portal.limits.tick`) and for the whole file:
+  page the readers report through :func:`portal.files.limits.tick`) and for the whole file:
   on overrun the child is killed and a fresh one takes its place;
 * a memory budget (``RLIMIT_AS`` set in the child: its own baseline plus the budget)
   and a CPU-time ``RLIMIT_CPU`` as a second line;
-* the one limits set of :mod:`portal.limits` (pages, pixel bytes, zip, XML, draw ops).
+* the one limits set of :mod:`portal.files.limits` (pages, pixel bytes, zip, XML, draw ops).
 
 The pool size caps concurrent heavy work, and one tenant may hold only
 ``per_tenant`` workers at once, so the others always find one free.  Over-budget
@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from . import limits as limits_mod
 from . import media
 from .guards import SafeZip, UnsafeFile
-from .recognition import Invoice, recognise
+from ..recognition import Invoice, recognise
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class Pool:
         self.memory_bytes = memory_bytes
         self._ctx = multiprocessing.get_context("forkserver")
         # The fork server imports the parsers once; each child is a cheap fork of it.
-        self._ctx.set_forkserver_preload(["portal.filework"])
+        self._ctx.set_forkserver_preload(["portal.files.filework"])
         self._cond = threading.Condition()
         self._free: list[_Child | None] = [None] * self.workers
         self._held: collections.Counter = collections.Counter()

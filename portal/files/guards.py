@@ -3,7 +3,7 @@
 One ``parse_xml`` (no DTDs, no entities, size-capped), one :class:`SafeZip` (member
 count, sizes and compression ratio checked before anything inflates) and one image
 guard (:func:`open_image` / :func:`check_image`, decoded bytes counted by mode and bit
-depth).  Each reads its caps from :func:`portal.limits.current`, so the config decides.
+depth).  Each reads its caps from :func:`portal.files.limits.current`, so the config decides.
 
 Refusals raise :class:`UnsafeFile`, whose message is shown to the uploader as is.
 No Flask imports.

@@ -7,16 +7,16 @@ which the upload layer answers with 415.
 
 Rendering produces one page at a time, scaled so that its longest side is at most
 ``max_side`` pixels; no function holds more than one page bitmap.  PDFs go through
-pdfium (``pypdfium2``), OFDs through :mod:`portal.ofd_render`, rasters through Pillow,
+pdfium (``pypdfium2``), OFDs through :mod:`portal.files.ofd_render`, rasters through Pillow,
 and XML files become a small "card" listing their key fields.
 
 pdfium is not thread-safe, not even across documents: every pdfium call in the process
-must hold :data:`portal.guards.PDFIUM_LOCK`.
+must hold :data:`portal.files.guards.PDFIUM_LOCK`.
 
-Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.limits.current`,
+Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.files.limits.current`,
 the one limits set every reader and renderer shares; the guarded XML, zip and image
-parsers are those of :mod:`portal.guards`.  These functions do the work in the calling
-process; the app runs them in budgeted child processes (:mod:`portal.filework`).
+parsers are those of :mod:`portal.files.guards`.  These functions do the work in the calling
+process; the app runs them in budgeted child processes (:mod:`portal.files.filework`).
 
 No Flask imports.
 """
@@ -33,8 +33,8 @@ from xml.etree.ElementTree import Element
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal import guards, limits, ofd_render
-from portal.guards import PDFIUM_LOCK
+from portal.files import guards, limits, ofd_render
+from portal.files.guards import PDFIUM_LOCK
 
 __all__ = [
     "ACCEPTED",
@@ -506,7 +506,7 @@ def page_count(data: bytes | guards.SafeZip, media_type: str, *, max_pages: int 
 
     Also proves the file is readable: raises :class:`MediaError` for corrupt, encrypted
     or oversized files and when the count exceeds ``max_pages`` (default: the limits'
-    ``max_pages``).  An OFD may come as the :class:`~portal.guards.SafeZip` another
+    ``max_pages``).  An OFD may come as the :class:`~portal.files.guards.SafeZip` another
     reader already opened.
     """
     if max_pages is None:

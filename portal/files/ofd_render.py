@@ -17,7 +17,7 @@ read, member names that are absolute or climb out with ``..`` are ignored, every
 part is parsed with :mod:`defusedxml`, embedded images go through Pillow's
 decompression-bomb guard, and the number of drawn objects per page is capped.
 
-No Flask imports here: this is a plain library used by :mod:`portal.media`.
+No Flask imports here: this is a plain library used by :mod:`portal.files.media`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from xml.etree.ElementTree import Element
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from portal import limits
-from portal.guards import PDFIUM_LOCK, SafeZip, UnsafeFile, parse_xml, safe_member_name
+from portal.files import limits
+from portal.files.guards import PDFIUM_LOCK, SafeZip, UnsafeFile, parse_xml, safe_member_name
 
 __all__ = [
     "OFDError",
@@ -100,7 +100,7 @@ _safe_member_name = safe_member_name
 
 
 class OFDPackage:
-    """Read-only OFD view over the one :class:`~portal.guards.SafeZip` (limits from config).
+    """Read-only OFD view over the one :class:`~portal.files.guards.SafeZip` (limits from config).
 
     ``source`` may be the bytes or an archive already opened by another reader of the
     same upload, so an OFD is inflated once however many readers look at it.

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import TypeVar
 from xml.etree.ElementTree import Element
 
-from portal import limits
-from portal.guards import SafeZip, UnsafeFile, local_name, open_image, parse_xml
+from portal.files import limits
+from portal.files.guards import SafeZip, UnsafeFile, local_name, open_image, parse_xml
 
 from .model import (
     Invoice,

@@ -11,8 +11,8 @@ import unicodedata
 
 import pypdfium2 as pdfium
 
-from portal import limits
-from portal.guards import PDFIUM_LOCK, UnsafeFile
+from portal.files import limits
+from portal.files.guards import PDFIUM_LOCK, UnsafeFile
 
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all

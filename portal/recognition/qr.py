@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import zxingcpp
 from PIL import Image, ImageOps
 
-from portal.guards import check_image as check_image_size
+from portal.files.guards import check_image as check_image_size
 
 from .model import Invoice, clean_digits, parse_date, parse_money
 

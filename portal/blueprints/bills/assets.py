@@ -5,7 +5,7 @@ here is addressed by the image's stored sha256, never by anything the client sen
 Renders are cached as derived assets beside the blob (content-addressed: sha256, page
 and size in the name), and since a sha256 names content that never changes, browsers
 may keep them for a year.  Renders run in budgeted child processes
-(:mod:`portal.filework`); a page refused as over budget is remembered too, so a
+(:mod:`portal.files.filework`); a page refused as over budget is remembered too, so a
 hostile page costs one budget, not one per request, and concurrent requests for one
 page wait for a single render.
 """
@@ -19,10 +19,11 @@ from flask import Response, abort, current_app, request, send_file
 from sqlalchemy import select
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
-from ... import bills, filework, media
+from ... import bills
 from ...extensions import db
+from ...files import filework, media
+from ...files.storage import BlobNotFound
 from ...models import Bill, Image
-from ...storage import BlobNotFound
 
 log = logging.getLogger("portal.assets")
 
