@@ -35,10 +35,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message_category = "warning"
 
     from . import errors, serving
-    from .web import access
+    from .web import hooks
 
     errors.register(app)
-    access.register(app)
+    hooks.register(app)
     serving.register(app)
 
     from .blueprints import register_blueprints

@@ -1,4 +1,4 @@
-"""Shared view helpers: role checks, enterprise scoping, web sessions, request hooks."""
+"""Who may see what: role checks, enterprise scoping, ``*_or_404``, web sessions and the user loader."""
 from __future__ import annotations
 
 import secrets
@@ -10,25 +10,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, login_required
 from sqlalchemy import Select, delete, or_, select
 
-from .. import labels
 from ..extensions import db, login_manager
 from ..models import Enterprise, User, WebSession, utcnow
-
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-# Scripts only from our own files (no 'unsafe-inline', no 'unsafe-eval'); inline styles stay
-# allowed because style attributes cannot run code and htmx adds its indicator style.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
-    "object-src 'none'",
-    "base-uri 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'self'",
-])
-
 
 def roles_required(*roles: str):
     """Allow only users of the given roles: anonymous → login, other roles → 403."""
@@ -75,39 +58,6 @@ def enterprise_or_404(enterprise_id: int) -> Enterprise:
     if ids is not None and ent.id not in ids:
         abort(404)
     return ent
-
-
-# Past this a page number only names "the last page": it keeps LIMIT/OFFSET within 64 bits.
-_PAGE_CAP = 1_000_000
-
-
-def paginate(stmt: Select, per_page: int):
-    """One page of ``stmt`` for the request's ``?page``, clamped to 1..last page.
-
-    A number that is not a positive integer means the first page; one past the end (however
-    large) means the last page, so the pager never says 第 999 / 4 页 and the database never
-    sees an offset it cannot hold.
-    """
-    raw = request.args.get("page", "").strip()
-    if raw.isascii() and raw.isdigit():
-        # Thousands of digits would not even parse (int's digit limit): they too mean "the end".
-        wanted = min(int(raw), _PAGE_CAP) if len(raw) <= 9 else _PAGE_CAP
-    else:
-        wanted = 1
-    page = db.paginate(stmt, page=max(wanted, 1), per_page=per_page, error_out=False)
-    if page.page > max(page.pages, 1):
-        page = db.paginate(stmt, page=page.pages, per_page=per_page, error_out=False)
-    return page
-
-
-def no_leak(resp):
-    """After-request hook of pages reached by a signed link: keep the token out of Referer headers,
-    shared caches and search engines."""
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["X-Robots-Tag"] = "noindex, nofollow"
-    if resp.mimetype == "text/html":
-        resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def client_ip() -> str:
@@ -185,84 +135,3 @@ class PortalSessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app) -> bool:
         """``SESSION_COOKIE_SECURE``, or the request's own scheme (behind a proxy: ``PROXY_FIX_HOPS``)."""
         return bool(app.config["SESSION_COOKIE_SECURE"]) or (has_request_context() and request.is_secure)
-
-
-def register(app) -> None:
-    """Global request rules: live sessions, viewers never write; templates get the helpers."""
-    app.session_interface = PortalSessionInterface()
-
-    @app.before_request
-    def _touch_web_session():
-        # Registered first: the session is checked before any view work, and the touch
-        # commits a transaction of its own.
-        if request.endpoint == "static" or not current_user.is_authenticated:
-            return
-        web = g.get("web_session")
-        now = utcnow()
-        if web is not None and now - web.last_seen_at >= WEB_SESSION_TOUCH:
-            web.last_seen_at = now
-            db.session.commit()
-
-    @app.before_request
-    def _viewer_is_read_only():
-        # DESIGN §2: a viewer's POST anywhere is refused, never silently ignored.
-        if request.method not in SAFE_METHODS and current_user.is_authenticated and current_user.role == "viewer":
-            # Ending one's session and changing one's own password are not writes to shared data.
-            if request.endpoint not in {"auth.logout", "users.own_password"}:
-                abort(403)
-
-    # Every label table, also for imported macros (which see globals only).
-    app.add_template_global(labels, "labels")
-
-    @app.context_processor
-    def _helpers():
-        return {
-            "has_endpoint": lambda name: name in app.view_functions,
-            "ROLES": labels.ROLES,
-            "IMAGE_MODES": labels.IMAGE_MODES,
-            "IMAGE_MODE_HELP": labels.IMAGE_MODE_HELP,
-            "BILL_STATUSES": labels.BILL_STATUSES,
-            "INVOICE_SOURCES": labels.INVOICE_SOURCES,
-        }
-
-    @app.after_request
-    def _close_unsent_file(resp):
-        # A 304 sends no body, but send_file has already opened the file: close it now rather than
-        # leave a descriptor to the garbage collector (browsers revalidate the favicon on every page).
-        if resp.status_code == 304 and hasattr(resp.response, "close"):
-            resp.response.close()
-            resp.response = []
-        return resp
-
-    @app.after_request
-    def _security_headers(resp):
-        # No inline script, handler or eval anywhere: behaviour lives in static/*.js.
-        resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.is_secure:
-            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return resp
-
-    _ = g  # keep flask.g imported for extensions that rely on it
-
-
-def sort_order(columns: dict, default: str, default_desc: bool = True, tiebreak=None):
-    """``(key, desc, order_by)`` for the request's ``?sort=<key>&dir=asc|desc``.
-
-    ``columns`` maps the keys a list offers to their columns; an unknown key means ``default``.
-    ``tiebreak`` (usually the id) follows in the same direction, so equal values keep a stable
-    order from page to page.
-    """
-    key = request.args.get("sort", "")
-    if key not in columns:
-        key, desc = default, default_desc
-    else:
-        direction = request.args.get("dir", "")
-        desc = direction == "desc" if direction in ("asc", "desc") else default_desc
-    column = columns[key]
-    order = [column.desc() if desc else column.asc()]
-    if tiebreak is not None and tiebreak is not column:
-        order.append(tiebreak.desc() if desc else tiebreak.asc())
-    return key, desc, order

@@ -5,7 +5,8 @@ from flask import Blueprint, request
 from sqlalchemy import select
 
 from ...models import AuditEvent
-from ...web.access import paginate, roles_required, scope, visible_enterprise_ids
+from ...web.access import roles_required, scope, visible_enterprise_ids
+from ...web.lists import paginate
 from ...web.htmx import render
 from . import present
 from .present import ACTIONS

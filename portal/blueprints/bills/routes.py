@@ -17,7 +17,8 @@ from ...errors import fail
 from ...extensions import db
 from ...labels import invoice_type_label
 from ...models import Bill, Image, Invoice, Role
-from ...web.access import paginate, roles_required, scope, sort_order
+from ...web.access import roles_required, scope
+from ...web.lists import paginate, sort_order
 from ...web.htmx import is_htmx, render, target, toast, toast_event, trigger
 from . import assets, search, service
 from .forms import ConfirmForm, InvoiceForm, ManualInvoiceForm, ReturnForm

@@ -22,7 +22,8 @@ from ... import audit, links
 from ...crypto import decrypt
 from ...extensions import db
 from ...models import Bill, Enterprise
-from ...web.access import enterprise_or_404, no_leak, roles_required
+from ...web.access import enterprise_or_404, roles_required
+from ...web.hooks import no_leak
 
 bp = Blueprint("erp", __name__)
 

@@ -19,7 +19,7 @@ from ... import bills, links
 from ...errors import UserError
 from ...extensions import db
 from ...models import Bill, Image
-from ...web.access import no_leak
+from ...web.hooks import no_leak
 from ...web.htmx import render, trigger
 from ..bills import assets, service
 

@@ -8,7 +8,8 @@ from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models import Bill
-from ...web.access import paginate, roles_required, scope, sort_order
+from ...web.access import roles_required, scope
+from ...web.lists import paginate, sort_order
 from ...web.htmx import is_htmx, render
 from ..bills import service
 

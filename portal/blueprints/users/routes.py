@@ -10,7 +10,8 @@ from ...errors import UserError, fail
 from ...extensions import db
 from ...forms import choices
 from ...models import Enterprise, LoginFailure, ScanPoint, User, user_enterprises
-from ...web.access import roles_required, sort_order, visible_enterprise_ids, visible_enterprises
+from ...web.access import roles_required, visible_enterprise_ids, visible_enterprises
+from ...web.lists import sort_order
 from ...web.htmx import is_htmx, render, toast
 from ..auth.routes import _count_attempt as count_login_attempt
 from . import service

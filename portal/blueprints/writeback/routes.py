@@ -10,7 +10,8 @@ from ...errors import UserError
 from ...extensions import db
 from ...labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from ...models import Bill, WritebackJob
-from ...web.access import paginate, roles_required, scope, visible_enterprise_ids
+from ...web.access import roles_required, scope, visible_enterprise_ids
+from ...web.lists import paginate
 from ...web.htmx import is_htmx, render, toast
 
 bp = Blueprint("writeback", __name__)
