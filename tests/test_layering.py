@@ -79,6 +79,13 @@ def _targets(node: ast.AST, module: str, is_package: bool, known: set[str]) -> l
             name = name.rsplit(".", 1)[0]
         if name in known and name != module:
             out.append(name)
+            # Loading ``portal.a.b`` first runs the package ``portal.a`` (not the root package,
+            # which every module sits in): an edge too, unless the importer is inside it.
+            parent = name.rsplit(".", 1)[0]
+            while parent.count(".") >= 1:
+                if parent in known and not (module == parent or module.startswith(parent + ".")):
+                    out.append(parent)
+                parent = parent.rsplit(".", 1)[0]
     return out
 
 
