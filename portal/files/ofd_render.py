@@ -31,7 +31,7 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterator
 from xml.etree.ElementTree import Element
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
@@ -1256,15 +1256,5 @@ def render_page(source: bytes | io.IOBase, index: int, *, max_side: int,
         if not 0 <= index < len(doc):
             raise OFDError("页码超出范围")
         return doc.render(index, max_side=max_side, max_pixels=max_pixels)
-    finally:
-        doc.close()
-
-
-def iter_pages(source: bytes | io.IOBase, *, max_side: int) -> Iterable[Image.Image]:
-    """Render pages one after another (only one page bitmap alive at a time for the caller)."""
-    doc = OFDDocument(source)
-    try:
-        for i in range(len(doc)):
-            yield doc.render(i, max_side=max_side)
     finally:
         doc.close()

@@ -65,7 +65,6 @@ def register(app) -> None:
     @app.context_processor
     def _helpers():
         return {
-            "has_endpoint": lambda name: name in app.view_functions,
             "ROLES": labels.ROLES,
             "IMAGE_MODES": labels.IMAGE_MODES,
             "IMAGE_MODE_HELP": labels.IMAGE_MODE_HELP,

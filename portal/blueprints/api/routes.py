@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -96,10 +96,7 @@ def _basename(name: str | None) -> str:
 
 def _public_url(token: str) -> str:
     """Absolute URL of a view link: on ``PUBLIC_BASE_URL``, else only on a trusted host (503 otherwise)."""
-    if "public.view" in current_app.view_functions:
-        path = url_for("public.view", token=token)[len(request.script_root):]
-    else:  # the public blueprint is not installed yet; its URL rule is /v/<token>
-        path = "/v/" + token
+    path = url_for("public.view", token=token)[len(request.script_root):]
     url = links.absolute_url(path)
     if url is None:
         raise ApiError(503, "public_base_url_unset",
