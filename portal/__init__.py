@@ -34,8 +34,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message = "请先登录。"
     login_manager.login_message_category = "warning"
 
-    from . import errors, serving
-    from .web import hooks
+    from . import serving
+    from .web import errors, hooks
 
     errors.register(app)
     hooks.register(app)

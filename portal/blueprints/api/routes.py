@@ -14,9 +14,10 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from ... import bills, links
-from ...errors import MESSAGES, UserError
+from ...errors import UserError
 from ...extensions import csrf, db
 from ...models import Bill, Image, ScanPoint
+from ...web.errors import MESSAGES
 from . import openapi
 from .auth import ApiError, issue_token, token_required
 from .serializers import bill_json, image_json, invoices_json

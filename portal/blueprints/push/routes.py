@@ -12,8 +12,8 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ... import push
-from ...errors import MESSAGES
 from ...extensions import csrf, db
+from ...web.errors import MESSAGES
 
 log = logging.getLogger("portal.push")
 
