@@ -78,11 +78,15 @@ def _start_demo(instance: Path):
 
     galaxy = GalaxySandbox(seed=SEEDS["demo"][0], quiet=True).start()
     cloud = CloudSandbox(seed=SEEDS["demo"][1], quiet=True).start()
+    # The emulator keeps files in memory: the sync-mode bill's pushed invoice file, as `make demo` serves it.
+    cloud.add_file(demo.SYNC_FILE, (demo.corpus_dir() / demo.SYNC_FILE).read_bytes(), "application/pdf")
     os.environ["PORTAL_INVOICE_CLOUD_URL"] = cloud.url
     app = create_app()
     app.config["INVOICE_CLOUD_URL"] = cloud.url
     # As in `make demo`: the cloud sandbox serves the sync-mode bill's pushed file from loopback.
     app.config["FETCH_ALLOWED_HOSTS"] = urlsplit(cloud.url).netloc
+    # The address a deployment sets: the pictures show a configured system, not a loopback port.
+    app.config["PUBLIC_BASE_URL"] = "https://images.example.com"
     for name in ("werkzeug", "portal", "portal.web"):  # the request log would drown the summary
         logging.getLogger(name).setLevel(logging.WARNING)
     with app.app_context():

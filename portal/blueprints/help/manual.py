@@ -138,6 +138,9 @@ def _markers(text: str) -> str:
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
     md.core.ruler.push("heading_ids", _heading_ids)
+    # Tables in the site's scroll box: a wide one scrolls inside it, never the page on a phone.
+    md.add_render_rule("table_open", lambda *a: '<div class="table-scroll"><table class="table">\n')
+    md.add_render_rule("table_close", lambda *a: "</table></div>\n")
     return md
 
 
