@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-postgres install browser preflight wheel-check bench clean
+.PHONY: demo test test-postgres install browser preflight wheel-check bench manual clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test-postgres: preflight
 # The README's deployment path from a built wheel, in a throwaway virtualenv (CI runs it after the tests).
 wheel-check: $(STAMP)
 	PYTHON=$(PY) bash scripts/wheel-check
+
+# The operations manual's screenshots (docs/manual/img, shown at /help/): the demo in a throwaway instance,
+# each role's pages in headless Chromium. Run it after changing a page the manual shows, then commit the PNGs.
+manual: $(STAMP) browser
+	$(PY) scripts/manual_shots.py
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -111,6 +111,12 @@ ROUTES = [
     ("GET", "/healthz", (200, 200, 200, 200)),
     ("GET", "/erp/open", SIGNED),
     ("GET", "/erp/plugin/{ent}/image_buttons.py", OPS_PAGE),
+    # The operations manual: every logged-in role reads all of it.
+    ("GET", "/help/", PAGE),
+    ("GET", "/help/{chapter}", PAGE),
+    ("GET", "/help/no-such-chapter", MISSING),
+    ("GET", "/help/img/{shot}", PAGE),
+    ("GET", "/help/img/no-such-image.png", MISSING),
 ]
 # Every rule of the application must appear above.
 
@@ -132,7 +138,8 @@ def world(make_enterprise, make_user, make_scan_point):
     db.session.add(job)
     db.session.commit()
     return {"ent": ent.id, "dock": dock.id, "point": point.id, "user": target.id, "users": users,
-            "image": image.id, "photo": photo.id, "invoice": image.invoices[0].id, "job": job.id}
+            "image": image.id, "photo": photo.id, "invoice": image.invoices[0].id, "job": job.id,
+            "chapter": "ops", "shot": "password.png"}
 
 
 def _blank_png() -> bytes:

@@ -20,6 +20,7 @@ BLUEPRINTS = [
     ("writeback", "/writeback"),
     ("health", None),
     ("erp", "/erp"),
+    ("help", "/help"),
 ]
 
 

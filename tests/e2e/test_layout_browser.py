@@ -76,6 +76,9 @@ def _pages(world: dict, user_id: int) -> dict[str, str]:
         "bill": f"/bills/{BILL_NO}",
         "invoices": "/invoices/",
         "writeback": "/writeback/",
+        "help": "/help/",
+        "help-scanner": "/help/scanner",
+        "help-ops": "/help/ops",
     }
 
 
