@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -168,20 +167,23 @@ def _located_crops(base: Image.Image, fast: Image.Image, boxes: list[tuple[int, 
             return
 
 
-def _variants(crop: Image.Image, side: int) -> Iterator[tuple[Image.Image, dict]]:
+def _variants(crop: Image.Image, side: int, *, all_kinds: bool = True) -> Iterator[tuple[Image.Image, dict]]:
     """A crop enlarged to about `side` pixels, then sharpened, contrast-stretched, globally binarised.
 
     Cheapest first. Enlarging gives a small or blurred code's modules enough pixels for
     the detector; unsharp masking undoes a mild defocus (done before enlarging: a quarter
     of the pixels, and the radius then matches the photo's own blur); stretching the grey
     range first helps a dark photo; the global binariser copes with glare that fools the
-    local one.
+    local one. Without `all_kinds`, only the sharpened enlargement, which rescues most.
     """
     factor = side / max(crop.size)
 
     def enlarged(image: Image.Image) -> Image.Image:
         return _scaled(image, factor) if factor > 1.05 else image
 
+    if not all_kinds:
+        yield enlarged(crop.filter(ImageFilter.UnsharpMask(2, 250, 0))), {}
+        return
     big = enlarged(crop)
     yield big, {}
     yield enlarged(crop.filter(ImageFilter.UnsharpMask(2, 250, 0))), {}
@@ -221,13 +223,12 @@ def _rescue(fast: Image.Image, located: list[tuple[int, int, int, int]], base: I
         # A code the detector located but could not decode: enlarge and sharpen just that.
         for crop in _located_crops(base, fast, located):
             yield from _variants(crop, LOCATED_SIDE)
-        # Nothing located: the corners, where VAT invoices print the code. The top-left one
-        # (the QR corner) gets every variant, the others the sharpened enlargement only.
+        # Then the corners, where VAT invoices print the code: the top-left one (the QR
+        # corner) gets every variant, the others the sharpened enlargement only.
         for index, crop in enumerate(_corners(base)):
             if max(crop.size) > CORNER_SIDE:
                 crop = _scaled(crop, CORNER_SIDE / max(crop.size))
-            tries = _variants(crop, min(CORNER_SIDE, 2 * max(crop.size)))
-            yield from tries if index == 0 else itertools.islice(tries, 1, 2)
+            yield from _variants(crop, min(CORNER_SIDE, 2 * max(crop.size)), all_kinds=index == 0)
         # Uneven light over the whole page.
         yield fast, {"binarizer": zxingcpp.Binarizer.GlobalHistogram}
 
