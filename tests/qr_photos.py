@@ -4,7 +4,7 @@ Shared by `tests/test_qr_photos.py` (the ≥ 95 % / zero-wrong rule) and `bench/
 (field rate and timings). Nothing is downloaded or stored: each photo is built from a
 corpus file that carries a QR code, or from a QR code rendered here with a made-up but
 well-formed payload, and then damaged the way phone photos of paper are — blur, tilt,
-JPEG noise, low light, small codes, partial glare. Pillow only, and one `random.Random`
+JPEG noise, low light, small codes, partial glare, and all but the last at once. Pillow only, and one `random.Random`
 per photo, so the same seed gives the same bytes on every machine.
 """
 
@@ -25,7 +25,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 SEED = 20261130
-DAMAGES = ("blur", "tilt", "jpeg", "lowlight", "small", "glare")
+DAMAGES = ("blur", "tilt", "jpeg", "lowlight", "small", "glare", "mixed")
 FIELDS = ("type", "code", "number", "date", "amount", "total", "check_code")
 
 
@@ -182,15 +182,17 @@ def _glare(rng: random.Random, image: Image.Image, centre: tuple[int, int], radi
 def _damage(rng: random.Random, page: Image.Image, damage: str, qr_box: tuple[int, int, int, int]) -> bytes:
     """JPEG bytes of `page` photographed with one main kind of damage (and the usual mild rest).
 
-    `qr_box` is the QR's left, top, side and modules a side on the page.
+    `qr_box` is the QR's left, top, side and modules a side on the page. "mixed" is a
+    milder dose of tilt, blur, low light and JPEG loss at once, as real photos have.
     """
+    mixed = damage == "mixed"
     qx, qy, qside, modules = qr_box
     if damage == "glare":
         # The reflection covers part of the code, never its three finder patterns at once.
         centre = (qx + rng.randrange(qside // 3, qside), qy + rng.randrange(qside // 3, qside))
         page = _glare(rng, page, centre, rng.randrange(qside // 5, qside // 3), rng.uniform(0.55, 0.8))
-    tilt = rng.uniform(0.08, 0.16) if damage == "tilt" else rng.uniform(0.0, 0.03)
-    turn = rng.uniform(-15, 15) if damage == "tilt" else rng.uniform(-3, 3)
+    tilt = rng.uniform(0.08, 0.16) if damage == "tilt" else rng.uniform(0.04, 0.08) if mixed else rng.uniform(0.0, 0.03)
+    turn = rng.uniform(-15, 15) if damage == "tilt" else rng.uniform(-8, 8) if mixed else rng.uniform(-3, 3)
     photo = _on_desk(rng, page, tilt, turn)
     if damage == "small":
         # The QR ends up 1.5–2.2 px per module: a whole desk shot from far away.
@@ -201,13 +203,19 @@ def _damage(rng: random.Random, page: Image.Image, damage: str, qr_box: tuple[in
     module = qside / modules * (photo.width / (page.width * 1.24))
     if damage == "blur":
         photo = photo.filter(ImageFilter.GaussianBlur(module * rng.uniform(0.3, 0.55)))
+    elif mixed:
+        photo = photo.filter(ImageFilter.GaussianBlur(module * rng.uniform(0.25, 0.4)))
     else:
         photo = photo.filter(ImageFilter.GaussianBlur(module * rng.uniform(0.1, 0.3)))
     if damage == "lowlight":
         low, high = rng.randrange(5, 25), rng.randrange(55, 90)
         photo = photo.point(lambda v: low + (high - low) * (v / 255) ** 1.4)
         photo = _noise(rng, photo, rng.uniform(6, 12))
-    quality = rng.randrange(6, 14) if damage == "jpeg" else rng.randrange(45, 80)
+    elif mixed:
+        low, high = rng.randrange(15, 35), rng.randrange(100, 150)
+        photo = photo.point(lambda v: low + (high - low) * (v / 255) ** 1.2)
+        photo = _noise(rng, photo, rng.uniform(4, 8))
+    quality = rng.randrange(6, 14) if damage == "jpeg" else rng.randrange(20, 35) if mixed else rng.randrange(45, 80)
     if damage == "jpeg":
         photo = _noise(rng, photo, rng.uniform(8, 16))
     return _jpeg(photo, quality)
