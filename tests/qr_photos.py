@@ -4,8 +4,9 @@ Shared by `tests/test_qr_photos.py` (the ≥ 95 % / zero-wrong rule) and `bench/
 (field rate and timings). Nothing is downloaded or stored: each photo is built from a
 corpus file that carries a QR code, or from a QR code rendered here with a made-up but
 well-formed payload, and then damaged the way phone photos of paper are — blur, tilt,
-JPEG noise, low light, small codes, partial glare, and all but the last at once. Pillow only, and one `random.Random`
-per photo, so the same seed gives the same bytes on every machine.
+JPEG noise, low light, small codes, partial glare, and all but the last at once. The
+damage is Pillow only, with one `random.Random` per photo, so a seed gives the same
+bytes on every run (with the same Pillow and libjpeg).
 """
 
 from __future__ import annotations
@@ -233,14 +234,14 @@ def _qr_box_of(page: Image.Image) -> tuple[int, int, int, int]:
 
 def photos(count: int = 72, seed: int = SEED) -> list[Photo]:
     """`count` damaged photos, cycling through the damages; the same seed gives the same set."""
-    sources: list[tuple[str, str, Image.Image | None]] = [(n, p, None) for n, p in _CORPUS_QR.items()]
+    sources = list(_CORPUS_QR.items())  # insertion order: part of what the seed fixes
     pages: dict[str, Image.Image] = {}
     out = []
     for index in range(count):
         rng = random.Random(f"{seed}:{index}")
         damage = DAMAGES[index % len(DAMAGES)]
         if rng.random() < 0.4:
-            name, payload, _ = rng.choice(sources)
+            name, payload = rng.choice(sources)
             if name not in pages:
                 pages[name] = _corpus_page(name)
             page = pages[name]
