@@ -33,7 +33,7 @@ from xml.etree.ElementTree import Element
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal.files import guards, limits, ofd_render
+from portal.files import guards, limits, ofd_render, pdf_fonts
 from portal.files.guards import PDFIUM_LOCK
 
 __all__ = [
@@ -374,6 +374,7 @@ def _pdf_page_count(data: bytes) -> int:
 
 def _render_pdf(data: bytes, page: int, max_side: int) -> Image.Image:
     with PDFIUM_LOCK:
+        pdf_fonts.install()  # Chinese faces for CJK fonts a PDF names but does not embed
         doc = _open_pdf(data)
         try:
             if not 0 <= page < len(doc):
