@@ -205,3 +205,27 @@ def test_fill_takes_only_checked_values_that_fit(read):
     bigger = Invoice(source="qr", type="01", code="4403191130", number="12345678", amount=Decimal("1200.00"))
     assert ocr.fill_from_ocr(bigger, read["vat_special"]).total is None
     assert ocr.fill_from_ocr(qr, read["vat_special"]).total == Decimal("1130.00")
+
+
+@pytest.mark.parametrize("name,filled", [
+    ("vat_ordinary_paper_photo_shenzhen.jpg", dict(
+        total=Decimal("112.20"), buyer_name="深圳市华云中盛科技有限公司", buyer_tax_no="91440300708436854B",
+        seller_name="深圳市南山区江南百货商场", seller_tax_no="92440300L08175019R")),
+    # 代开 invoice: the seller's name is printed beside the issuing office's marks and is not read.
+    ("vat_special_paper_photo_sichuan_00472703.jpg", dict(
+        total=Decimal("1500.00"), buyer_name="小米商业保理（天津）有限责任公司", buyer_tax_no="91120118MA06APGQXE",
+        seller_name=None, seller_tax_no="51019800DK01187")),
+])
+def test_phone_photos_qr_completed_by_ocr(name, filled):
+    """Real phone photos: the QR gives number, date and pre-tax amount, OCR the rest, every value as printed."""
+    from PIL import Image
+
+    from .conftest import corpus
+
+    data = corpus(name)
+    [qr] = recognise(data, "image/jpeg")
+    with Image.open(draw.io.BytesIO(data)) as image:
+        [read] = ocr.read_image(image.convert("L"), page=0)
+    inv = ocr.fill_from_ocr(qr, read)
+    assert {field: getattr(inv, field) for field in filled} == filled
+    assert inv.amount + (read.tax or 0) == inv.total  # the OCR'd 合计 pair adds up to the filled total

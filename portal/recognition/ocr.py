@@ -27,6 +27,11 @@ __all__ = ["Line", "available", "extract", "fill_from_ocr", "read_image", "read_
 MAX_SIDE = 1600  # longest side OCR sees: more pixels cost seconds and read no better on an invoice
 _ENGINE = None
 _ENGINE_LOCK = threading.Lock()
+# onnxruntime session options for the three models (RapidOCR's global parameters). One intra-op thread:
+# measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
+# than onnxruntime's default (one per core) or two (median 8.6 s vs 15.1 s a page at load ~11), and it
+# leaves the other core to the web process beside the job runner.
+ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,17 @@ def _engine():
         if _ENGINE is None:
             from rapidocr_onnxruntime import RapidOCR
 
-            _ENGINE = RapidOCR()
+            _ENGINE = RapidOCR(**ENGINE_PARAMS)
         return _ENGINE
+
+
+def set_engine_params(**params: int) -> None:
+    """Use these onnxruntime options (``intra_op_num_threads``…) from the next read on."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        ENGINE_PARAMS.clear()
+        ENGINE_PARAMS.update(params)
+        _ENGINE = None
 
 
 def read_lines(image: Image.Image) -> list[Line]:

@@ -108,6 +108,29 @@ class Page:
                 found.append((row, m.group(1)))
         return found
 
+    def after_or_below(self, label: str, value: str) -> list[tuple[Row, str]]:
+        """Values after their label, and for a label printed alone, the value set just below it.
+
+        Dot-matrix printers put a value where the paper lies, often half a row under its label: the piece
+        taken then starts right of the label's start, within a few label widths, on the next row down.
+        """
+        found = self.after(label, value)
+        whole = re.compile(rf"^(?:{value})$")
+        bare = re.compile(rf"(?:{label})\s*[:：]?\s*$")
+        for index, row in enumerate(self.rows):
+            heads = [p for p in row.pieces if bare.search(p.text)]
+            if len(heads) != 1 or any(r is row for r, _ in found):
+                continue
+            head = heads[0]
+            for below in self.rows[index + 1:index + 2]:
+                if below.y - row.y > 2 * max(head.height, 16.0):
+                    break
+                hits = [p.text for p in below.pieces if whole.match(p.text.replace(" ", ""))
+                        and head.x <= p.x <= head.x + 3 * max(head.width, 4 * head.height)]
+                if len(hits) == 1:
+                    found.append((below, hits[0].replace(" ", "")))
+        return found
+
     def first_after(self, label: str, value: str) -> str | None:
         found = self.after(label, value)
         return found[0][1] if found else None
@@ -221,7 +244,7 @@ def _party_values(page: Page, rows_and_values: list[tuple[Row, str]], side_of) -
 
 def _parties(page: Page, inv: Invoice, side_of) -> None:
     names = _party_values(page, page.after(_NAME_LABEL, r"\S+"), side_of)
-    numbers = _party_values(page, page.after(_TAX_LABEL, r"[0-9A-Z]{15,20}(?![0-9A-Z])"), side_of)
+    numbers = _party_values(page, page.after_or_below(_TAX_LABEL, r"[0-9A-Z]{15,20}(?![0-9A-Z])"), side_of)
     inv.buyer_name, inv.seller_name = _name(names.get("buyer")), _name(names.get("seller"))
     inv.buyer_tax_no, inv.seller_tax_no = _tax_no(numbers.get("buyer")), _tax_no(numbers.get("seller"))
 
@@ -242,7 +265,7 @@ def _vat_paper(page: Page, inv: Invoice) -> None:
     # The code is printed twice (top left and beside the number): one seen twice is trusted next.
     repeated = [c for c in bare if bare.count(c) > 1]
     inv.code = _digits(labelled or (repeated[0] if repeated else None), *codes)
-    number = page.first_after(r"发票号码|No\.?", r"\d{8}(?!\d)")
+    number = page.first_after(r"发票号码|No\.?|№", r"\d{8}(?!\d)")
     inv.number = _digits(number, 8)
     inv.date = _labelled_date(page, r"开票日期") or _day(page.text)
     check = page.first_after(r"校\s*验\s*码", r"(?:\d\s*){20}")
