@@ -118,7 +118,7 @@ def test_digital_invoice_printed_on_paper(read, name, kind):
 def test_railway_e_ticket(read):
     inv = read["railway"]
     # The invoice date, not the day of the ride printed above the fare.
-    assert (inv.type, inv.number, inv.date, inv.total) == ("train", "24119110062000123456", dt.date(2024, 3, 15),
+    assert (inv.type, inv.number, inv.date, inv.total) == ("51", "24119110062000123456", dt.date(2024, 3, 15),
                                                            Decimal("553.00"))
     assert (inv.buyer_name, inv.buyer_tax_no) == (BUYER, BUYER_NO)
 

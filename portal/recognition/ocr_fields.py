@@ -11,7 +11,7 @@ heading". Each paper kind has its extractor; what one of them cannot check it le
 - numbers and codes: the length the kind prints (8-digit number with a 10/12-digit code, 20 digits for 数电).
 
 Kinds are the project's invoice kinds (``models.INVOICE_TYPES``): 01/04 VAT paper, 31/32 数电, 61 数电 air
-itinerary, ``air`` the older itinerary, ``train`` railway e-ticket, ``taxi`` and ``quota``.
+itinerary, ``air`` the older itinerary, 51 the railway e-ticket (电子发票（铁路电子客票）), ``taxi``, ``quota``.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def kind_of(text: str) -> str | None:
     """The invoice kind the printed title names; None when the page names none the extractors know."""
     flat = re.sub(r"\s+", "", text)
     if "铁路电子客票" in flat:
-        return "train"
+        return "51"  # the 数电 kind code its QR carries, as 61 for the air itinerary
     if "航空运输电子客票行程单" in flat:
         return "61" if "电子发票" in flat else "air"
     if "电子发票" in flat and "增值税专用发票" in flat:
@@ -355,7 +355,7 @@ def _quota(page: Page, inv: Invoice) -> None:
     inv.total = _capitals_total(page)
 
 
-_EXTRACTORS = {"01": _vat_paper, "04": _vat_paper, "31": _digital, "32": _digital, "train": _railway,
+_EXTRACTORS = {"01": _vat_paper, "04": _vat_paper, "31": _digital, "32": _digital, "51": _railway,
                "61": _air, "air": _air, "taxi": _taxi, "quota": _quota}
 
 
