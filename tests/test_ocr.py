@@ -98,3 +98,11 @@ def test_a_tilted_photo_keeps_one_printed_row_together():
     assert len(tilted_rows) == 3  # the far end of the row sits ~80 px lower than its start
     rows = Page(_upright(found)).rows
     assert [row.text for row in rows] == ["价税合计（大写） （小写）￥1130.00", "名称：深圳某某商贸有限公司"]
+
+
+def test_the_item_table_heading_is_no_party_name():
+    """Without a readable buyer row, the heading "货物或应税劳务、服务名称 规格型号" must not become the buyer."""
+    inv = extract(_paper(buyer=None, buyer_label=None, heading=(80, 200, "货物或应税劳务、服务名称 规格型号 单位")))
+    assert inv.buyer_name is None and inv.seller_name == "深圳某某商贸有限公司"
+    headed = extract(_paper(buyer=None, buyer_label=None, heading=(80, 200, "项目名称：规格型号单位数量")))
+    assert headed.buyer_name is None

@@ -40,7 +40,7 @@ _TAX_NO = re.compile(r"([0-9A-Z]{15,20})(?![0-9A-Z])")
 # A party name as printed: CJK, letters, digits, brackets, the middle dot. OCR noise (stray punctuation,
 # a label glued on) does not fit.
 _NAME_SHAPE = re.compile(r"^(?=.*[\u4e00-\u9fff]{2})[\u4e00-\u9fffA-Za-z0-9（）()·]{2,80}$")
-_NOT_A_NAME = re.compile(r"名称|纳税人|识别号|信用代码|地址|电话|开户|密码|购买方|销售方")
+_NOT_A_NAME = re.compile(r"名称|纳税人|识别号|信用代码|地址|电话|开户|密码|购买方|销售方|规格|型号|单位|数量|单价")
 EARLIEST = dt.date(1990, 1, 1)
 
 
@@ -229,7 +229,8 @@ def _labelled_date(page: Page, *labels: str) -> dt.date | None:
 
 # --------------------------------------------------------------------------- parties
 
-_NAME_LABEL = r"名\s*称"
+# The colon is part of the label: the item table's heading "项目名称 规格型号…" has none.
+_NAME_LABEL = r"名\s*称\s*[:：]"
 _TAX_LABEL = r"纳税人识别号|统一社会信用代码(?:/纳税人识别号)?"
 
 
