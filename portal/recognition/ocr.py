@@ -29,7 +29,7 @@ _ENGINE = None
 _ENGINE_LOCK = threading.Lock()
 # onnxruntime session options for the three models (RapidOCR's global parameters). One intra-op thread:
 # measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
-# than onnxruntime's default (one per core) or two (median 8.6 s vs 15.1 s a page at load ~11), and it
+# than onnxruntime's default, one per core (median 3.3 s vs 11.0 s a page at load ~11), and it
 # leaves the other core to the web process beside the job runner.
 ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
