@@ -41,6 +41,7 @@ INVOICE_TYPES = {
     "20": "增值税电子专用发票",
     "31": "电子发票（增值税专用发票）",
     "32": "电子发票（普通发票）",
+    "51": "电子发票（铁路电子客票）",
     "61": "电子发票（航空运输电子客票行程单）",
     # Kinds the invoice cloud pushes that carry no VAT QR type code (cloud_records.CLOUD_TYPES).
     "03": "机动车销售统一发票",

@@ -76,3 +76,33 @@ def test_the_paper_invoice_without_a_qr_code_is_read_by_ocr():
     assert (inv.amount, inv.tax, inv.total) == (Decimal("5999.00"), Decimal("1019.83"), Decimal("7018.83"))
     assert (inv.buyer_name, inv.buyer_tax_no) == ("测试购方企业", "410305123456789")
     assert (inv.seller_name, inv.seller_tax_no) == ("测试销方企业", "410305012345678")
+
+
+def test_a_tilted_photo_keeps_one_printed_row_together():
+    """Label and value far apart on one printed row stay one row when the photo is tilted 4 degrees."""
+    import math
+
+    from portal.recognition.ocr import _upright
+    from portal.recognition.ocr_fields import Page
+
+    turn = math.radians(4)
+
+    def box(x, y, w, h):
+        corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        return [[cx * math.cos(turn) - cy * math.sin(turn), cx * math.sin(turn) + cy * math.cos(turn)]
+                for cx, cy in corners]
+
+    found = [(box(100, 600, 300, 30), "价税合计（大写）"), (box(1250, 600, 220, 30), "（小写）￥1130.00"),
+             (box(100, 650, 300, 30), "名称：深圳某某商贸有限公司")]
+    tilted_rows = Page([Line(t, min(p[0] for p in b), min(p[1] for p in b), 30.0) for b, t in found]).rows
+    assert len(tilted_rows) == 3  # the far end of the row sits ~80 px lower than its start
+    rows = Page(_upright(found)).rows
+    assert [row.text for row in rows] == ["价税合计（大写） （小写）￥1130.00", "名称：深圳某某商贸有限公司"]
+
+
+def test_the_item_table_heading_is_no_party_name():
+    """Without a readable buyer row, the heading "货物或应税劳务、服务名称 规格型号" must not become the buyer."""
+    inv = extract(_paper(buyer=None, buyer_label=None, heading=(80, 200, "货物或应税劳务、服务名称 规格型号 单位")))
+    assert inv.buyer_name is None and inv.seller_name == "深圳某某商贸有限公司"
+    headed = extract(_paper(buyer=None, buyer_label=None, heading=(80, 200, "项目名称：规格型号单位数量")))
+    assert headed.buyer_name is None

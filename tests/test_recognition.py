@@ -119,6 +119,14 @@ def test_structured_sources_carry_parties_and_type():
     assert inv.buyer_name == "中国移动通信集团贵州有限公司黔南分公司"
     assert not inv.is_digital
 
+    pdf = recognise_file("vat_e_special_guizhou_00008006.pdf")[0]
+    # The PDF draws the buyer's name out of reading order: it is read from where it sits, beside its label.
+    assert (pdf.buyer_name, pdf.buyer_tax_no) == ("中国移动通信集团贵州有限公司黔南分公司", "91522701709696623X")
+    assert (pdf.seller_name, pdf.seller_tax_no) == ("独山县城南网格刘梦阳通讯店", "92522726MA7GNHJ07M")
+    # A page whose glyph boxes are scrambled gives fragments by position, never taken as a name.
+    scrambled = recognise_file("shudian_vat_ordinary_sichuan_1455.45.pdf")[0]
+    assert scrambled.buyer_name is None and scrambled.seller_name is None
+
     shudian = recognise_file("shudian_vat_special_sichuan_23512000000005197325.pdf")[0]
     assert shudian.is_digital and shudian.key == ("", "23512000000005197325")
     assert shudian.type == "31"

@@ -12,33 +12,37 @@ capitals (大写) against its figures (小写), amount + tax against the total, 
 
 from __future__ import annotations
 
-import datetime as dt
-import re
+import math
+import statistics
 import threading
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
-from .. import taxno
 from .model import Invoice
-from .textparse import words_to_amount
+from .ocr_fields import extract_fields
 
-__all__ = ["Line", "available", "extract", "read_image", "read_lines"]
+__all__ = ["Line", "available", "extract", "fill_from_ocr", "read_image", "read_lines"]
 
 MAX_SIDE = 1600  # longest side OCR sees: more pixels cost seconds and read no better on an invoice
 _ENGINE = None
 _ENGINE_LOCK = threading.Lock()
+# onnxruntime session options for the three models (RapidOCR's global parameters). One intra-op thread:
+# measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
+# than onnxruntime's default, one per core (median 3.3 s vs 11.0 s a page at load ~11), and it
+# leaves the other core to the web process beside the job runner.
+ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
 
 @dataclass(frozen=True)
 class Line:
-    """One piece of text OCR found, with the top-left corner of its box."""
+    """One piece of text OCR found: the top-left corner, height and width of its box (page upright)."""
 
     text: str
     x: float
     y: float
     height: float = 16.0
+    width: float = 0.0
 
 
 def available() -> bool:
@@ -56,8 +60,17 @@ def _engine():
         if _ENGINE is None:
             from rapidocr_onnxruntime import RapidOCR
 
-            _ENGINE = RapidOCR()
+            _ENGINE = RapidOCR(**ENGINE_PARAMS)
         return _ENGINE
+
+
+def set_engine_params(**params: int) -> None:
+    """Use these onnxruntime options (``intra_op_num_threads``…) from the next read on."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        ENGINE_PARAMS.clear()
+        ENGINE_PARAMS.update(params)
+        _ENGINE = None
 
 
 def read_lines(image: Image.Image) -> list[Line]:
@@ -72,10 +85,24 @@ def read_lines(image: Image.Image) -> list[Line]:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
     # The engine works in OpenCV's BGR order: red invoice print read as RGB would look blue to it.
     result, _elapsed = _engine()(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
+    return _upright([(box, str(text)) for box, text, _score in result or []])
+
+
+def _upright(found: list[tuple[list, str]]) -> list[Line]:
+    """Text boxes turned back by the page's tilt, so that one printed row shares one band of heights.
+
+    A photo is rarely square to the page: a few degrees over a page's width put the two ends of a row
+    dozens of pixels apart. The tilt is the median slope of the wide boxes' top edges.
+    """
+    slopes = [math.atan2(box[1][1] - box[0][1], box[1][0] - box[0][0]) for box, text in found
+              if box[1][0] - box[0][0] > 2 * abs(box[3][1] - box[0][1])]
+    angle = statistics.median(slopes) if slopes else 0.0
+    cos, sin = math.cos(angle), math.sin(angle)
     lines = []
-    for box, text, _score in result or []:
-        top = min(p[1] for p in box)
-        lines.append(Line(str(text), float(min(p[0] for p in box)), float(top), float(max(p[1] for p in box) - top)))
+    for box, text in found:
+        points = [(x * cos + y * sin, -x * sin + y * cos) for x, y in ((float(p[0]), float(p[1])) for p in box)]
+        left, top = min(p[0] for p in points), min(p[1] for p in points)
+        lines.append(Line(text, left, top, max(p[1] for p in points) - top, max(p[0] for p in points) - left))
     return lines
 
 
@@ -87,138 +114,56 @@ def read_image(image: Image.Image, *, page: int | None) -> list[Invoice]:
 
 # --------------------------------------------------------------------------- field extraction
 
-_DATE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
-_MONEY = re.compile(r"[￥¥]\s*(-?\d[\d,]*\.\d{2})")
-_CHECK_CODE = re.compile(r"校验码[:：]?\s*((?:\d\s*){20})")
-_NAME = re.compile(r"名\s*称[:：]\s*(\S.*)")
-_TAX_NO = re.compile(r"(?:纳税人识别号|统一社会信用代码)[^:：]*[:：]?\s*([0-9A-Z]{15,20})")
-_TAX_NO_ALONE = re.compile(r"^[0-9A-Z]{15,20}$")
-_CAPITALS = re.compile(r"([零壹贰叁肆伍陆柒捌玖拾佰仟万亿圆元角分整正]{2,})")
-
-
-def _rows(lines: list[Line]) -> list[tuple[float, str]]:
-    """Text pieces joined into printed rows (close tops), left to right: (top, text)."""
-    rows: list[list[Line]] = []
-    for line in sorted(lines, key=lambda ln: (ln.y, ln.x)):
-        if rows and abs(line.y - rows[-1][0].y) <= max(6.0, 0.45 * rows[-1][0].height):
-            rows[-1].append(line)
-        else:
-            rows.append([line])
-    return [(row[0].y, " ".join(piece.text for piece in sorted(row, key=lambda ln: ln.x))) for row in rows]
-
-
-def _day(text: str) -> dt.date | None:
-    m = _DATE.search(text)
-    if not m:
-        return None
-    try:
-        day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    except ValueError:
-        return None  # an impossible date is a misread, not a date
-    return day if dt.date(1990, 1, 1) <= day <= dt.date.today() else None
-
-
-def _money(text: str) -> Decimal | None:
-    try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
-
-
-def _tax_no(value: str | None) -> str | None:
-    """A tax number that passes its own check, else None."""
-    if not value:
-        return None
-    return value if taxno.validate(value) is None else None
-
-
-def _kind(text: str) -> str | None:
-    if "电子发票" in text and ("专用发票" in text or "增值税专用" in text):
-        return "31"
-    if "电子发票" in text and "普通发票" in text:
-        return "32"
-    if "铁路电子客票" in text:
-        return "51"
-    if "航空运输电子客票行程单" in text:
-        return "61"
-    if "定额发票" in text:
-        return "quota"
-    if re.search(r"出租|的士|客运汽车", text) and "发票" in text:
-        return "taxi"
-    if re.search(r"增值税[专支]用发票", text):  # 专 is misread as 支 often enough to accept both
-        return "01"
-    if "增值税普通发票" in text:
-        return "04"
-    return None
-
 
 def extract(lines: list[Line], *, page: int | None = None) -> Invoice | None:
-    """The invoice fields that OCR text carries and that pass their own checks; None when there are none."""
-    if not lines:
-        return None
-    rows = _rows(lines)
-    text = "\n".join(row for _, row in rows)
-    inv = Invoice(source="ocr", page=page)
-    inv.type = _kind(text)
+    """The invoice fields that OCR text carries and that pass their own checks; None when there are none.
 
-    digital = re.search(r"(?<!\d)(\d{20})(?!\d)", text.replace(" ", "")) if inv.type in ("31", "32", "51", "61") else None
-    if digital:
-        inv.number = digital.group(1)
-    else:
-        number = re.search(r"No\.?\s*[:：]?\s*(\d{8})(?!\d)", text) or re.search(r"发票号码[:：]?\s*(\d{8})(?!\d)", text)
-        if number:
-            inv.number = number.group(1)
-        codes = re.findall(r"(?<!\d)(\d{10}|\d{12})(?!\d)", text)
-        # The code is printed twice (top left and beside the number): one seen twice is trusted first.
-        repeated = [c for c in codes if codes.count(c) > 1]
-        code = (repeated or codes or [None])[0]
-        labelled = re.search(r"发票代码[:：]?\s*(\d{10}|\d{12})(?!\d)", text)
-        inv.code = labelled.group(1) if labelled else code
-        if inv.number is None and inv.code:
-            # The number is printed beside the code: an 8-digit figure other than the code's digits.
-            eights = [n for n in re.findall(r"(?<!\d)(\d{8})(?!\d)", text) if n not in (inv.code or "")]
-            inv.number = eights[0] if eights else None
-    inv.date = _day(text)
-    check = _CHECK_CODE.search(text)
-    if check:
-        inv.check_code = re.sub(r"\s+", "", check.group(1))
+    One extractor per paper kind (:mod:`portal.recognition.ocr_fields`).
+    """
+    return extract_fields(lines, page=page)
 
-    total_row = next((i for i, (_, row) in enumerate(rows) if "价税合计" in row), None)
-    if total_row is not None:
-        row = rows[total_row][1]
-        figures = [_money(m) for m in _MONEY.findall(row)]
-        capitals = _CAPITALS.search(row.split("小写")[0])
-        written = words_to_amount(capitals.group(1)) if capitals else None
-        figure = figures[-1] if figures else None
-        # Figures and capitals must agree; one of them alone is not trusted.
-        if figure is not None and written is not None and figure == written:
-            inv.total = figure
-        sums = next(([_money(m) for m in _MONEY.findall(r)] for _, r in reversed(rows[:total_row])
-                     if len(_MONEY.findall(r)) >= 2), None)
-        if sums and inv.total is not None and sums[0] is not None and sums[-1] is not None \
-                and sums[0] + sums[-1] == inv.total:
-            inv.amount, inv.tax = sums[0], sums[-1]
 
-    # Names and tax numbers above the 价税合计 row belong to the buyer, below it to the seller.
-    split = rows[total_row][0] if total_row is not None else None
-    parties: dict[str, dict[str, str]] = {"buyer": {}, "seller": {}}
-    for i, (top, row) in enumerate(rows):
-        side = "buyer" if split is None or top < split else "seller"
-        name = _NAME.search(row)
-        if name and "name" not in parties[side]:
-            # Pieces on the same printed row follow after a space (the cipher area, 备注): keep the name only.
-            parties[side]["name"] = name.group(1).split()[0]
-        tax = _TAX_NO.search(row.replace(" ", "")) if "纳税人识别号" in row or "统一社会信用代码" in row else None
-        if "纳税人识别号" in row and "tax_no" not in parties[side]:
-            value = tax.group(1) if tax else None
-            if value is None and i + 1 < len(rows):  # printed just below its label
-                alone = rows[i + 1][1].split()
-                value = next((t for t in alone if _TAX_NO_ALONE.match(t)), None)
-            if value:
-                parties[side]["tax_no"] = value
-    inv.buyer_name = parties["buyer"].get("name") or None
-    inv.seller_name = parties["seller"].get("name") or None
-    inv.buyer_tax_no = _tax_no(parties["buyer"].get("tax_no"))
-    inv.seller_tax_no = _tax_no(parties["seller"].get("tax_no"))
-    found = [inv.number, inv.date, inv.total, inv.amount, inv.seller_name, inv.buyer_name]
-    return inv if any(v is not None for v in found) else None
+# Fields OCR may add to a QR reading of the same page: the QR carries none of them (or, for legacy
+# invoices, the amount before tax but not the total).
+FILLABLE = ("seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "total")
+
+
+def fill_from_ocr(reading: Invoice, ocr_reading: Invoice | None) -> Invoice:
+    """A QR (or other) reading completed with what OCR of the same page read and checked.
+
+    Only the fields in :data:`FILLABLE` that the reading lacks are taken, and only when the two readings are
+    of one invoice: OCR's number (when it read one) and code and date must equal the reading's, and OCR must
+    have read at least the number or the date to tie it to the page's invoice at all. A total must be at
+    least the reading's pre-tax amount, and equal amount + tax when both are known. The reading's own
+    fields never change. The fields taken are listed in ``raw["ocr_fields"]``: their source is ``ocr``.
+    """
+    if ocr_reading is None:
+        return reading
+    for name in ("number", "code", "date"):
+        mine, theirs = getattr(reading, name), getattr(ocr_reading, name)
+        if mine is not None and theirs is not None and mine != theirs:
+            return reading
+    if not ((ocr_reading.number and ocr_reading.number == reading.number)
+            or (ocr_reading.date is not None and ocr_reading.date == reading.date)):
+        return reading
+    filled = replace(reading, raw=dict(reading.raw))
+    taken = []
+    for name in FILLABLE:
+        value = getattr(ocr_reading, name)
+        if value is None or getattr(reading, name) is not None:
+            continue
+        if name == "total" and not _total_fits(reading, value):
+            continue
+        setattr(filled, name, value)
+        taken.append(name)
+    if taken:
+        filled.raw["ocr_fields"] = sorted(set(filled.raw.get("ocr_fields", [])) | set(taken))
+    return filled
+
+
+def _total_fits(reading: Invoice, total) -> bool:
+    if reading.amount is not None and reading.tax is not None:
+        return reading.amount + reading.tax == total
+    if reading.amount is not None:
+        return total >= reading.amount
+    return True

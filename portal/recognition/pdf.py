@@ -7,6 +7,7 @@ pypdfium2 (PDFium) does the parsing. Pages are handled one at a time and closed,
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
 import pypdfium2 as pdfium
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 RENDER_LONG_SIDE = 1400
 MAX_RENDER_PIXELS = 8_000_000
 MAX_ATTACHMENTS = 10
+# A party name as printed: CJK, Latin letters, digits, brackets and the middle dot; a glyph box of a page
+# whose text matrix is odd gives fragments like ". 监", which are no name.
+_NAME_SHAPE = re.compile(r"^(?=.*[\u4e00-\u9fff]{2})[\u4e00-\u9fffA-Za-z0-9（）()·]{2,80}$")
 
 
 def read_pdf(data: bytes, *, ocr_enabled: bool = False) -> list[Invoice]:
@@ -118,10 +122,68 @@ def _split_far_runs(textpage: pdfium.PdfTextPage, start: int, line: str) -> str:
     return "".join(out)
 
 
+def _names_by_position(page: pdfium.PdfPage, inv: Invoice) -> None:
+    """Party names a generator wrote out of reading order, read again from where the glyphs sit.
+
+    Some legacy e-invoice PDFs draw the buyer's name long before its "名 称:" label in the content stream, so
+    the text layer puts the label beside the cipher area's "密" and the name lines away. Rebuilt as printed
+    rows, the name follows its label again. A name is taken only when this reading agrees with the first on
+    every party field both carry, so two readings that see the page differently never mix.
+    """
+    again = parse_text(_positional_lines(page), source="pdf_text", page=inv.page)
+    for field in ("number", "code", "total", "buyer_name", "seller_name", "buyer_tax_no", "seller_tax_no"):
+        mine, theirs = getattr(inv, field), getattr(again, field)
+        if mine is not None and theirs is not None and mine != theirs:
+            return
+    for field in ("buyer_name", "seller_name"):
+        name = getattr(again, field)
+        if getattr(inv, field) is None and name is not None and _NAME_SHAPE.match(name):
+            setattr(inv, field, name)
+
+
+def _positional_lines(page: pdfium.PdfPage) -> list[str]:
+    """The page's glyphs grouped into rows by their boxes, left to right; a wide gap becomes a tab."""
+    textpage = page.get_textpage()
+    try:
+        glyphs = []
+        for i in range(min(textpage.count_chars(), 20_000)):
+            ch = textpage.get_text_range(i, 1)
+            if not ch.strip():
+                continue
+            left, bottom, right, top = textpage.get_charbox(i)
+            glyphs.append((unicodedata.normalize("NFKC", ch), left, right, bottom, top))
+    finally:
+        textpage.close()
+    rows: list[list[tuple]] = []
+    for glyph in sorted(glyphs, key=lambda g: -(g[3] + g[4]) / 2):
+        middle, height = (glyph[3] + glyph[4]) / 2, glyph[4] - glyph[3]
+        row = rows[-1] if rows else None
+        if row is not None and abs((row[0][3] + row[0][4]) / 2 - middle) <= 0.4 * max(height, row[0][4] - row[0][3]):
+            row.append(glyph)
+        else:
+            rows.append([glyph])
+    lines = []
+    for row in rows:
+        row.sort(key=lambda g: g[1])
+        size = max(g[4] - g[3] for g in row) or 1.0
+        out, previous = [], None
+        for ch, left, right, _, _ in row:
+            if previous is not None and left - previous > 4 * size:
+                out.append("\t")
+            elif previous is not None and left - previous > 0.6 * size:
+                out.append(" ")
+            out.append(ch)
+            previous = right
+        lines.append("".join(out))
+    return lines
+
+
 def _read_page(pdf: pdfium.PdfDocument, index: int, ocr_enabled: bool) -> list[Invoice]:
     page = pdf[index]
     try:
         readings = [parse_text(_page_lines(page), source="pdf_text", page=index)]
+        if readings[0].buyer_name is None or readings[0].seller_name is None:
+            _names_by_position(page, readings[0])
         if readings[0].is_complete:
             return readings
         image = _render(page)

@@ -183,13 +183,15 @@ def test_phone_tables_scroll_in_their_box_and_invoices_read_on_a_line(live_app, 
     assert box.evaluate("b => b.scrollLeft") > 0
     assert page.evaluate("window.scrollX") == 0
 
-    # The bill page: every recognised value on one or two lines, not a character a line.
+    # The bill page: every recognised value on a few lines, not a character a line. The longest is a party
+    # with a 19-character company name and its tax number (guizhou 00008006's buyer): three lines on a phone.
     page.goto(f"{live_app.url}/bills/{BILL_NO}")
     values = page.locator("#image-list .invoice-fields dd")
     expect(values.first).to_be_visible()
+    line = values.first.evaluate("d => d.getBoundingClientRect().height")  # the kind: one line
     for width, height in values.evaluate_all("ds => ds.map(d => [d.getBoundingClientRect().width,"
                                              " d.getBoundingClientRect().height])"):
-        assert width >= 150 and height <= 50, (width, height)
+        assert width >= 150 and height <= 3 * line + 2, (width, height, line)
     total = page.locator("#image-list .invoice-number").first
     expect(total).to_be_visible()
     assert total.evaluate("e => e.getBoundingClientRect().height") < 30
