@@ -253,7 +253,7 @@ def _json_reply(resp: requests.Response, label: str) -> Any:
 
 
 class InvoiceCloudClient:
-    """Client for the invoice cloud's standard-edition open API (token endpoint for now)."""
+    """Client for the invoice cloud's standard-edition open API: access token and verification (查验)."""
 
     label = "发票云"
 
@@ -297,6 +297,23 @@ class InvoiceCloudClient:
             raise RemoteRefused(str(description), code=errcode)
         if not reply.get("access_token"):
             raise RemoteUnavailable(f"{self.label}的应答中缺少 access_token", code=errcode, unreachable=False)
+        return reply
+
+    def check_invoice(self, access_token: str, fields: Mapping[str, Any]) -> dict:
+        """查验: ``POST /m13/bill/invoice/sys/check?access_token=…`` with ``fields``; return the reply.
+
+        The reply is returned whatever its ``errcode`` (what a code means is the caller's rule,
+        :mod:`portal.verification`); RemoteUnavailable when the cloud cannot be reached, times out,
+        answers 5xx or something that is not a JSON object with an ``errcode``.
+        """
+        url = f"{self.base_url}/m13/bill/invoice/sys/check"
+        with requests.Session() as session:
+            resp = _send(session, "POST", url, label=self.label, timeout=self.timeout, json=dict(fields),
+                         params={"access_token": access_token},
+                         headers={"User-Agent": _USER_AGENT, "Accept": "application/json"})
+            reply = _json_reply(resp, self.label)
+        if not isinstance(reply, dict) or "errcode" not in reply:
+            raise RemoteUnavailable(f"{self.label}返回了无法识别的查验应答（HTTP {resp.status_code}）", unreachable=False)
         return reply
 
 

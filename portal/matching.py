@@ -19,7 +19,7 @@ from typing import Any
 from flask import current_app, has_request_context
 from sqlalchemy import and_, or_, select
 
-from . import audit, bills
+from . import audit, bills, verification
 from .config import match_amount_tolerance
 from .extensions import db
 from .models import Bill, Enterprise, ExpectedInvoice, Image, Invoice, utcnow
@@ -33,6 +33,7 @@ AMOUNT_MISMATCH = "amount_mismatch"
 UNEXPECTED_IMAGE = "unexpected_image"
 DUPLICATE = "duplicate"
 DUPLICATE_IN_BILL = "duplicate_in_bill"
+VERIFY_FAILED = "verify_failed"  # 发票查验: 查验不符 or 已作废/红冲 (enterprises with verify_invoices on)
 # The key of the bill-level item comparing the bill's amount with its invoices' total.
 BILL_AMOUNT_KEY = "bill_amount"
 
@@ -43,6 +44,7 @@ ITEM_LABELS = {
     UNEXPECTED_IMAGE: "非应收发票",
     DUPLICATE: "重复报销",
     DUPLICATE_IN_BILL: "单据内重复",
+    VERIFY_FAILED: "查验未通过",
 }
 
 SECOND_PERSON_RULE = ("本企业的人工确认需他人复核：您上传了本单据的影像，"
@@ -206,6 +208,9 @@ def evaluate(bill: Bill) -> dict[str, Any]:
         item["images"] = [names.get(c.image_id) or f"影像 {c.image_id}" for c in copies]
         items.append(item)
         reasons.append(f"发票 {_label(copies[0].number)} 在本单据中出现 {len(copies)} 次（单据内重复：{'、'.join(item['images'])}）")
+    items_v, reasons_v = _verification_items(bill, found, filenames)
+    items.extend(items_v)
+    reasons.extend(reasons_v)
     bill_item = _bill_amount_item(bill, found.values())
     if bill_item is not None:
         items.append(bill_item)
@@ -214,6 +219,27 @@ def evaluate(bill: Bill) -> dict[str, Any]:
     ok = all(i["status"] == MATCHED for i in items)
     return {"result": MATCHED if ok else "match_failed", "round": bill.round, "reasons": reasons, "items": items,
             "expected": len(expected), "recognised": len(found), "at": utcnow().isoformat() + "Z"}
+
+
+def _verification_items(bill: Bill, found: dict[str, Invoice], filenames: dict[int, str]) -> tuple[list, list]:
+    """``verify_failed`` items of invoices the invoice cloud found 查验不符 or 已作废/红冲 (setting on only)."""
+    ent = bill.enterprise or db.session.get(Enterprise, bill.enterprise_id)
+    if not ent.verify_invoices:
+        return [], []
+    checks = verification.results(bill.enterprise_id, found.keys())
+    items, reasons = [], []
+    for key, inv in found.items():
+        row = checks.get(key)
+        if not verification.blocking(row):
+            continue
+        item = _item(key, VERIFY_FAILED, None, inv, filenames)
+        item["verification"] = verification.as_json(row)
+        items.append(item)
+        if row.status == verification.VOID:
+            reasons.append(f"发票 {_label(inv.number)} 已作废/红冲（发票云查验）")
+        else:
+            reasons.append(f"发票 {_label(inv.number)} 查验不符：{row.message or '—'}（{row.code}）")
+    return items, reasons
 
 
 def amount_tolerance() -> Decimal:

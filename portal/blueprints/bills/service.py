@@ -70,6 +70,7 @@ MATCH_ITEM_STATUSES = {
     "unexpected_image": ("非应收发票", "badge-warn"),
     "duplicate": ("重复报销", "badge-err"),
     "duplicate_in_bill": ("单据内重复", "badge-err"),
+    "verify_failed": ("查验未通过", "badge-err"),
 }
 
 RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}
