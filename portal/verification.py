@@ -85,7 +85,8 @@ def request_fields(facts: Any) -> tuple[dict[str, Any] | None, str | None]:
     """The check request for an invoice (or pushed invoice), or ``(None, 中文原因)`` when it cannot be verified.
 
     ``invoiceMoney`` is the pre-tax amount for special / motor-vehicle / used-car invoices and the
-    total (价税合计) for the others; 数电 also send ``totalAmount``. ``checkCode`` is the last six
+    total (价税合计) for the others (their pre-tax amount when the total is unknown); 数电 also send
+    ``totalAmount``. ``checkCode`` is the last six
     characters of the check code (普票); the date goes as ``yyyyMMdd``.
     """
     kind, code, number = facts.type or "", (facts.code or "").strip(), (facts.number or "").strip()
@@ -113,9 +114,11 @@ def request_fields(facts: Any) -> tuple[dict[str, Any] | None, str | None]:
             return None, "缺少不含税金额，无法查验"
         money = _money(facts.amount)
     else:
-        if total is None:
-            return None, "缺少价税合计，无法查验"
-        money = _money(total)
+        # §A.9 says the total; §B.5 the pre-tax amount: the total when known, else the pre-tax amount
+        # (a QR carries only that one). The check code is what the cloud leans on for these kinds.
+        if total is None and facts.amount is None:
+            return None, "缺少金额，无法查验"
+        money = _money(total if total is not None else facts.amount)
     check = (facts.check_code or "").strip()
     fields = {"invoiceCode": code, "invoiceNo": number, "invoiceDate": facts.date.strftime("%Y%m%d"),
               "invoiceMoney": money, "checkCode": check[-6:], "isCreateUrl": False}
