@@ -339,3 +339,26 @@ def test_under_rq_the_pass_queues_the_verification_on_the_cloud_queue(erp, ent, 
     work(app, on_redis)
     assert result(ent, KEY_8006).status == "verified"
     assert len(checks(cloud)) == 1
+
+
+# --------------------------------------------------------------------------- the setting
+
+def test_the_setting_is_on_the_add_and_edit_forms_and_audited(browser, ops, cloud):
+    from portal.models import AuditEvent
+
+    from .test_enterprises import GOOD
+
+    browser.login("root")
+    assert browser.post("/enterprises/", {**GOOD, "verify_invoices": "y"}).status_code == 303
+    ent = db.session.scalar(select(Enterprise).where(Enterprise.client_id == GOOD["client_id"]))
+    assert ent.verify_invoices is True
+    assert re.search(r"<dt>发票查验</dt><dd>是</dd>", browser.get(f"/enterprises/{ent.id}").get_data(as_text=True))
+    edit = browser.get(f"/enterprises/{ent.id}/edit").get_data(as_text=True)
+    assert re.search(r'<input checked id="verify_invoices" name="verify_invoices" type="checkbox"', edit)
+    fields = {"name": ent.name, "tax_no": ent.tax_no, "client_id": ent.client_id, "client_secret": "",
+              "encrypt_key": "", "image_mode": "basic", "docking_id": "0", "confirm_needs_second": "y"}
+    assert browser.post(f"/enterprises/{ent.id}/edit", fields).status_code == 303
+    db.session.refresh(ent)
+    assert ent.verify_invoices is False
+    ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "update"))
+    assert (ev.before["verify_invoices"], ev.after["verify_invoices"]) == (True, False)
