@@ -361,7 +361,7 @@ def _verify_one(client: integration.InvoiceCloudClient, tokens: dict, ent_id: in
         db.session.commit()
         return SKIPPED
     try:
-        reply = client.check_invoice(_token(client, tokens, ent), fields)
+        reply = client.check_invoice(_token(client, tokens, ent), fields, deadline=_cfg("VERIFY_DEADLINE", 30.0))
         status, code, message = interpret(reply)
     except integration.RemoteRefused as exc:  # the token was refused: credentials or licence
         status, code, message = UNVERIFIED, str(exc.code) if exc.code else None, f"发票云拒绝了令牌申请：{exc.message}"

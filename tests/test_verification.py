@@ -362,3 +362,15 @@ def test_the_setting_is_on_the_add_and_edit_forms_and_audited(browser, ops, clou
     assert ent.verify_invoices is False
     ev = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "update"))
     assert (ev.before["verify_invoices"], ev.after["verify_invoices"]) == (True, False)
+
+
+def test_one_call_gets_a_wall_clock_deadline_whatever_the_read_timeout(erp, ent, known, cloud, app):
+    app.config.update(OUTBOUND_READ_TIMEOUT=10, VERIFY_DEADLINE=0.5)
+    erp.open("FYBX7014")
+    erp.upload("FYBX7014", PDF_8006)
+    cloud.inject_fault(match="sys/check", delay=5)
+    started = time.monotonic()
+    assert verification.verify_due()["unverified"] == 1
+    assert time.monotonic() - started < 3
+    row = result(ent, KEY_8006)
+    assert "查验超时（整个请求超过 0.5 秒）" in row.message

@@ -60,9 +60,9 @@ def job_timeout(function: str) -> int:
     if function == "fetch_downloads":
         return int(float(cfg.get("FETCH_RUN_BUDGET", 300)) + float(cfg.get("FETCH_DEADLINE", 120))) + 60
     if function == "verify_invoices":
-        # The run budget plus one token and one check call, each within the outbound timeouts.
+        # The run budget plus one token call (outbound timeouts) and one check call (its deadline).
         connect, read = float(cfg.get("OUTBOUND_CONNECT_TIMEOUT", 5)), float(cfg.get("OUTBOUND_READ_TIMEOUT", 30))
-        return int(float(cfg.get("VERIFY_RUN_BUDGET", 120)) + 2 * (connect + read)) + 60
+        return int(float(cfg.get("VERIFY_RUN_BUDGET", 120)) + connect + read + float(cfg.get("VERIFY_DEADLINE", 30))) + 60
     return max(60, int(float(cfg.get("WRITEBACK_LEASE", 600))))
 
 
