@@ -212,7 +212,8 @@ def prime(rows: Iterable[Any]) -> None:
 
 
 def verification_of(inv: Any) -> dict[str, Any] | None:
-    """Template helper: the badge data (:func:`shown`) of an invoice, None when its enterprise has 查验 off.
+    """Template helper: the badge data (:func:`shown`) of an invoice or pushed invoice, None when its
+    enterprise has 查验 off.
 
     The first invoice of a bill loads the verifications of the whole bill (one query).
     """
@@ -222,8 +223,12 @@ def verification_of(inv: Any) -> dict[str, Any] | None:
         cache["ents"][eid] = enabled(eid)
     if not cache["ents"][eid]:
         return None
-    if inv.bill_id not in cache["bills"]:
-        cache["bills"].add(inv.bill_id)
+    bill_id = getattr(inv, "bill_id", None)
+    if bill_id is None:  # a pushed invoice: looked up by its key alone
+        if inv.invoice_key and (eid, inv.invoice_key) not in cache["rows"]:
+            cache["rows"].update({(eid, k): r for k, r in results(eid, [inv.invoice_key]).items()})
+    elif bill_id not in cache["bills"]:
+        cache["bills"].add(bill_id)
         found = db.session.scalars(select(InvoiceVerification).where(
             InvoiceVerification.enterprise_id == eid,
             InvoiceVerification.invoice_key.in_(select(Invoice.invoice_key).where(Invoice.bill_id == inv.bill_id))))

@@ -138,13 +138,18 @@ def test_with_the_setting_off_nothing_is_sent_to_the_cloud(make_enterprise, brow
     assert api_verifications(erp, "FYBX7003")[KEY_8006] is None
 
 
-def test_a_pushed_invoice_is_verified_without_any_upload(erp, ent, known, cloud):
+def test_a_pushed_invoice_is_verified_without_any_upload(erp, ent, known, cloud, browser, make_user):
     erp.open("FYBX7004")
     erp.push({"serialNo": "SN-7004", "invoiceNo": "24322000000489101796", "invoiceDate": "20241205",
               "amount": "17699.12", "totalAmount": "20000.00", "invoiceType": "31", "billNo": "FYBX7004"})
     assert verification.verify_due()["verified"] == 1
     assert result(ent, KEY_489101796).status == "verified"
     assert [c["invoiceNo"] for c in checks(cloud)] == ["24322000000489101796"]
+    make_user("checker", "scanner", enterprises=[ent])
+    browser.login("checker")
+    page = browser.get("/bills/FYBX7004").get_data(as_text=True)
+    pushed = page[page.index('id="pushed-invoices"'):]
+    assert "verify-badge verify-verified" in pushed
 
 
 def test_an_ordinary_invoice_read_from_its_qr_goes_with_the_pre_tax_amount_and_check_code(erp, ent, cloud):
@@ -374,3 +379,35 @@ def test_one_call_gets_a_wall_clock_deadline_whatever_the_read_timeout(erp, ent,
     assert time.monotonic() - started < 3
     row = result(ent, KEY_8006)
     assert "查验超时（整个请求超过 0.5 秒）" in row.message
+
+
+# --------------------------------------------------------------------------- the emulator itself
+
+def test_the_sandbox_check_endpoint_follows_the_reference(cloud):
+    import requests
+
+    from portal.sandbox.seed import TEST_CLOUD_CLIENT
+    from portal.signing import sign
+
+    reply = requests.post(f"{cloud.url}/_sandbox/invoices", timeout=5, json={
+        "number": "12345678", "date": "2024-01-02", "code": "3100231130", "kind": "01", "amount": "100.00",
+        "total": "113.00"})
+    assert reply.status_code == 200 and reply.json()["date"] == "20240102"
+    stamp = int(time.time() * 1000)
+    token = requests.post(f"{cloud.url}/base/oauth/token", timeout=5, json={
+        "client_id": TEST_CLOUD_CLIENT.client_id, "timestamp": stamp,
+        "sign": sign(TEST_CLOUD_CLIENT.client_id, TEST_CLOUD_CLIENT.client_secret, stamp, 0)}).json()["access_token"]
+
+    def check(body, access_token=token):
+        return requests.post(f"{cloud.url}/m13/bill/invoice/sys/check", params={"access_token": access_token},
+                             json=body, timeout=5).json()
+
+    good = {"invoiceCode": "3100231130", "invoiceNo": "12345678", "invoiceDate": "20240102", "invoiceMoney": "100.00"}
+    answer = check(good)
+    assert answer["errcode"] == "0000" and answer["data"]["cancelMark"] == "N"
+    assert check({**good, "invoiceMoney": "113.00"})["errcode"] == "0006"  # special: the pre-tax amount only
+    assert check({**good, "invoiceDate": "20240103"})["errcode"] == "0006"
+    assert check({**good, "invoiceNo": "87654321"}) == {"errcode": "0009", "description": "查无此票"}
+    assert check({"invoiceNo": "12345678"})["errcode"] == "1005"
+    assert check(good, access_token="forged")["errcode"] == "1003"
+    assert check(good, access_token="")["errcode"] == "1003"
