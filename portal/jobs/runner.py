@@ -61,9 +61,10 @@ def one_pass(limit: int = 50) -> PassResult:
     # Bills waiting at the ERP's workflow node come in first, so this pass can already write back.
     opened = sum(pull_connection(conn_id)["opened"] for conn_id in connection_ids())
     fetched = fetch_downloads()
-    verified = verify_invoices()
     # The same per-job step an RQ worker runs (writeback.run_job), batched: one ERP login per connection.
     counts = writeback_jobs.run_due(limit=limit)
+    # Last: a slow invoice cloud (up to VERIFY_RUN_BUDGET) must not hold up the ERP write-back.
+    verified = verify_invoices()
     log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; verified %d invoices; write-back "
              "done %d, failed %d, waiting %d, skipped %d, taken %d", opened, fetched, verified, counts["done"],
              counts["failed"], counts["waiting"], counts["skipped"], counts["taken"])
