@@ -18,7 +18,8 @@ re-upload or a push of the same invoice reuses them:
 Internally ``skipped`` marks an invoice that cannot be verified (a kind the cloud does not verify,
 or a fact the request needs is missing); it is shown as 未查验 with the reason and looked at again
 only when an invoice with its key is corrected or added. A settled result is not asked again
-within ``VERIFY_INTERVAL``; after it, a new upload or push of the key verifies it once more.
+within ``VERIFY_INTERVAL``; after it, a new upload or push of the key verifies it once more (when
+that call gets no answer the earlier result stands and is asked again after ``VERIFY_RETRY_MAX``).
 """
 from __future__ import annotations
 
@@ -250,7 +251,8 @@ def _due_keys(limit: int, now: dt.datetime) -> list[tuple[int, str]]:
             exists().where(record, V.status == UNVERIFIED, V.attempts < max_attempts(),
                            or_(V.next_try_at.is_(None), V.next_try_at <= now)),
             # A settled result older than the interval: asked again once the key arrives anew.
-            exists().where(record, V.status.in_(SETTLED), V.checked_at < stale, changed > V.checked_at),
+            exists().where(record, V.status.in_(SETTLED), V.checked_at < stale, changed > V.checked_at,
+                           or_(V.next_try_at.is_(None), V.next_try_at <= now)),
             # Not verifiable when last looked at: a correction or a new copy may have the missing fact.
             exists().where(record, V.status == SKIPPED, changed > V.updated_at),
         )
@@ -289,14 +291,17 @@ def _record(enterprise_id: int, key: str) -> InvoiceVerification:
 
 def _store(row: InvoiceVerification, status: str, code: str | None, message: str, now: dt.datetime,
            fields: dict | None) -> None:
+    if status == UNVERIFIED and row.status in SETTLED:
+        # Asked again after the interval and no answer: the earlier result stands, tried later.
+        row.next_try_at = now + dt.timedelta(seconds=_cfg("VERIFY_RETRY_MAX", 6 * 3600))
+        return
     row.request = fields
     row.code = code
     row.message = (message or "")[:500] or None
     if status == UNVERIFIED:
         row.attempts = (row.attempts or 0) + 1
         row.next_try_at = now + dt.timedelta(seconds=retry_delay(row.attempts))
-        if row.status != UNVERIFIED:
-            row.status = UNVERIFIED
+        row.status = UNVERIFIED
         return
     row.status = status
     row.next_try_at = None

@@ -247,10 +247,16 @@ def test_the_same_invoice_is_not_verified_twice_within_the_interval(erp, ent, kn
     assert sum(verification.verify_due(now=later(1800)).values()) == 0
     assert len(checks(cloud)) == 1
     assert api_verifications(erp, "FYBX7021")[KEY_8006]["status"] == "verified"
-    # Past the interval, the key that arrived again is verified once more.
-    assert verification.verify_due(now=later(3700))["verified"] == 1
+    # Past the interval, the key that arrived again is verified once more; a call without an answer
+    # keeps the earlier result and is tried again later.
+    app.config["VERIFY_RETRY_MAX"] = 600
+    cloud.inject_fault(match="sys/check", status=500)
+    assert verification.verify_due(now=later(3700))["unverified"] == 1
+    assert result(ent, KEY_8006).status == "verified"
+    assert sum(verification.verify_due(now=later(3800)).values()) == 0  # waits VERIFY_RETRY_MAX
+    assert verification.verify_due(now=later(4400))["verified"] == 1
     assert len(checks(cloud)) == 2
-    assert sum(verification.verify_due(now=later(3800)).values()) == 0
+    assert sum(verification.verify_due(now=later(4500)).values()) == 0
 
 
 # --------------------------------------------------------------------------- pages
