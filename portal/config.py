@@ -62,6 +62,16 @@ DEFAULTS = {
     "FETCH_MAX_ATTEMPTS": 8,
     "FETCH_RETRY_BASE": 60,
     "FETCH_RETRY_MAX": 3600,
+    # 发票查验 (enterprises with verify_invoices on): one invoice key is not verified again within
+    # VERIFY_INTERVAL seconds; a call that got no answer is retried after VERIFY_RETRY_BASE seconds,
+    # doubling up to VERIFY_RETRY_MAX, at most VERIFY_MAX_ATTEMPTS times; one job run starts no
+    # further call after VERIFY_RUN_BUDGET seconds; one call gets VERIFY_DEADLINE seconds in all.
+    "VERIFY_INTERVAL": 30 * 24 * 3600,
+    "VERIFY_MAX_ATTEMPTS": 6,
+    "VERIFY_RETRY_BASE": 300,
+    "VERIFY_RETRY_MAX": 6 * 3600,
+    "VERIFY_RUN_BUDGET": 120.0,
+    "VERIFY_DEADLINE": 30.0,
     "PUBLIC_BASE_URL": "",  # e.g. https://images.example.com; empty = from the request
     "API_TOKEN_TTL": 7200,
     "VIEW_LINK_TTL": 7 * 24 * 3600,

@@ -3,7 +3,7 @@
 ``python -m portal.demo`` migrates the instance database, starts the Galaxy and
 invoice-cloud emulators on loopback, seeds demo enterprises (one per image
 mode), users of each role, scan points and bills with real corpus files,
-runs the job loop (ERP write-back, sync-mode downloads) and serves the portal
+runs the job loop (ERP write-back, sync-mode downloads, 发票查验) and serves the portal
 on http://127.0.0.1:5000.  Demo passwords are generated on the first run and
 kept in ``instance/demo_logins.txt``.
 """
@@ -52,6 +52,9 @@ DEMO_BILLS = [
     ("FYBX0006", "sync", "孙八", "快递费", "1470.00", []),
 ]
 DEMO_ERP_ORGS = {"basic": "", "match": "200", "sync": "300"}
+# The enterprise with 发票查验 on: its invoices are verified by the job loop against the demo cloud,
+# which knows them (sandbox.seed.DEMO_KNOWN_INVOICES): 查验通过, and one 查验不符 (83089647).
+DEMO_VERIFY_MODE = "basic"
 
 
 def corpus_dir() -> Path:
@@ -111,7 +114,8 @@ def _seed_enterprises(conn) -> dict:
                              client_secret_enc=encrypt(client.client_secret), encrypt_key_enc=encrypt(client.encrypt_key),
                              image_mode=client.image_mode, docking_id=conn.id,
                              # The three share one Galaxy: pulled bills go by ERP organisation.
-                             erp_orgs=DEMO_ERP_ORGS[client.image_mode])
+                             erp_orgs=DEMO_ERP_ORGS[client.image_mode],
+                             verify_invoices=client.image_mode == DEMO_VERIFY_MODE)
             db.session.add(ent)
         ents[client.image_mode] = ent
     db.session.flush()

@@ -90,6 +90,7 @@ MATCH_ITEMS = {
     "unexpected_image": "非应收发票",
     "duplicate": "重复报销",
     "duplicate_in_bill": "单据内重复",
+    "verify_failed": "查验未通过",
 }
 
 # A bill's history and images.
@@ -151,7 +152,7 @@ AUDIT_FIELDS = {
     "kind": "任务类型", "tax_no": "企业税号", "name": "名称", "client_id": "client_id",
     "client_secret": "client_secret", "encrypt_key": "encrypt_key", "image_mode": "影像模式",
     "docking_id": "对接业务系统", "encrypted_push_only": "只接受加密推送", "erp_orgs": "ERP 组织编码",
-    "reject_on_return": "退回重扫时在星空驳回", "username": "用户名", "role": "角色", "active": "启用",
+    "reject_on_return": "退回重扫时在星空驳回", "verify_invoices": "发票查验", "username": "用户名", "role": "角色", "active": "启用",
     "enterprises": "所属企业", "scan_points": "扫描点", "code": "编码", "bills": "使用的单据数",
     "scanners": "使用的扫描岗人数", "received": "收到", "accepted": "新增", "duplicates": "重复", "ok": "结果",
     "message": "消息", "base_url": "前缀地址", "acct_id": "数据中心", "password": "密码",

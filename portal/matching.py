@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, or_, select
 
+from . import verification
 from .config import match_amount_tolerance
 from .extensions import db
 from .models import Bill, ExpectedInvoice, Image, Invoice, utcnow
@@ -29,6 +30,7 @@ AMOUNT_MISMATCH = "amount_mismatch"
 UNEXPECTED_IMAGE = "unexpected_image"
 DUPLICATE = "duplicate"
 DUPLICATE_IN_BILL = "duplicate_in_bill"
+VERIFY_FAILED = "verify_failed"  # 发票查验: 查验不符 or 已作废/红冲 (enterprises with verify_invoices on)
 # The key of the bill-level item comparing the bill's amount with its invoices' total.
 BILL_AMOUNT_KEY = "bill_amount"
 
@@ -57,11 +59,13 @@ def found_keys(invoices: Iterable[Invoice]) -> set[str]:
     return {inv.invoice_key for inv in invoices if inv.invoice_key}
 
 
-def evaluate(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]]) -> dict[str, Any]:
+def evaluate(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str]],
+             verifications: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compare expected and recognised invoices; return the JSON-safe match result (nothing is changed).
 
     ``invoices`` are the ones recognised on the bill's live images, ``others`` maps an
-    invoice key to the other bills that already carry it (重复报销).
+    invoice key to the other bills that already carry it (重复报销), ``verifications`` the
+    发票查验 results by invoice key (None: the enterprise does not verify).
     ``{"result": "matched"|"match_failed", "round", "reasons": [中文…],
     "items": [{"key", "status", "expected", "found"}]}``. Legacy invoices compare the
     pre-tax amount (what their QR carries), 数电 invoices the total.
@@ -115,6 +119,9 @@ def evaluate(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str
         item["images"] = [names.get(c.image_id) or f"影像 {c.image_id}" for c in copies]
         items.append(item)
         reasons.append(f"发票 {_label(copies[0].number)} 在本单据中出现 {len(copies)} 次（单据内重复：{'、'.join(item['images'])}）")
+    items_v, reasons_v = _verification_items(verifications or {}, found, filenames)
+    items.extend(items_v)
+    reasons.extend(reasons_v)
     bill_item = _bill_amount_item(bill, found.values())
     if bill_item is not None:
         items.append(bill_item)
@@ -123,6 +130,23 @@ def evaluate(bill: Bill, invoices: Iterable[Invoice], others: dict[str, list[str
     ok = all(i["status"] == MATCHED for i in items)
     return {"result": MATCHED if ok else "match_failed", "round": bill.round, "reasons": reasons, "items": items,
             "expected": len(expected), "recognised": len(found), "at": utcnow().isoformat() + "Z"}
+
+
+def _verification_items(checks: dict[str, Any], found: dict[str, Invoice], filenames: dict[int, str]) -> tuple[list, list]:
+    """``verify_failed`` items of invoices the invoice cloud found 查验不符 or 已作废/红冲."""
+    items, reasons = [], []
+    for key, inv in found.items():
+        row = checks.get(key)
+        if not verification.blocking(row):
+            continue
+        item = _item(key, VERIFY_FAILED, None, inv, filenames)
+        item["verification"] = verification.as_json(row)
+        items.append(item)
+        if row.status == verification.VOID:
+            reasons.append(f"发票 {_label(inv.number)} 已作废/红冲（发票云查验）")
+        else:
+            reasons.append(f"发票 {_label(inv.number)} 查验不符：{row.message or '—'}（{row.code}）")
+    return items, reasons
 
 
 def amount_tolerance() -> Decimal:

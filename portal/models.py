@@ -203,6 +203,8 @@ class Enterprise(db.Model):
     # 人工确认需他人复核: separation of duties — a failed match is passed by hand only by an ops user
     # or a scanner who uploaded none of the bill's images.
     confirm_needs_second: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # 发票查验: recognised and pushed invoices are verified with the invoice cloud (portal/verification.py).
+    verify_invoices: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
     # enterprises share one docking connection; empty = the bills no other enterprise lists.
@@ -478,3 +480,42 @@ class WritebackJob(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     bill: Mapped[Bill] = relationship()
+
+
+VERIFICATION_STATUSES = {
+    "verified": "查验通过",
+    "failed": "查验不符",
+    "void": "已作废/红冲",
+    "unverified": "未查验",
+}
+
+
+class InvoiceVerification(db.Model):
+    """The invoice cloud's verification (查验) of one invoice key of one enterprise.
+
+    Kept per key, not per invoice row: a re-upload or a push of the same invoice reuses a
+    fresh result (``VERIFY_INTERVAL``). ``unverified`` rows wait for ``next_try_at``.
+    """
+
+    __tablename__ = "invoice_verifications"
+    __table_args__ = (
+        UniqueConstraint("enterprise_id", "invoice_key"),
+        Index("ix_invoice_verifications_due", "status", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
+    invoice_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="unverified")  # VERIFICATION_STATUSES
+    code: Mapped[str | None] = mapped_column(String(16))  # the cloud's errcode
+    message: Mapped[str | None] = mapped_column(String(500))  # the cloud's description, or why no answer came
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime)  # last answer that settled the status
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime | None] = mapped_column(DateTime)
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the fields sent (no token)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def status_label(self) -> str:
+        return VERIFICATION_STATUSES.get(self.status, self.status)

@@ -18,7 +18,7 @@ from flask import has_request_context
 from flask_login import current_user
 from sqlalchemy import select
 
-from . import audit, bills, matching, writeback
+from . import audit, bills, matching, verification, writeback
 from .errors import UserError
 from .extensions import db
 from .models import Bill, Enterprise, Image, utcnow
@@ -52,7 +52,9 @@ def after_submit(bill: Bill, actor: str) -> None:
         bills.event(bill, "recognise", actor, to="recognised")
         invoices = bills.bill_invoices(bill)
         others = bills.duplicate_bills(bill.enterprise_id, bill.id, matching.found_keys(invoices))
-        result = matching.evaluate(bill, invoices, others)
+        checks = (verification.results(bill.enterprise_id, matching.found_keys(invoices))
+                  if bill.enterprise.verify_invoices else None)
+        result = matching.evaluate(bill, invoices, others, checks)
         bill.match_result = result
         bills.event(bill, "match", actor, to=result["result"], detail=result)
         if result["result"] == matching.MATCHED:

@@ -332,8 +332,10 @@ def test_upload_and_get_bill_with_exact_values(app, api):
     assert (inv["amount"], inv["tax"], inv["total"]) == ("24519.05", "735.57", "25254.62")
     assert inv["duplicate_bills"] == []
     assert inv["source"] in ("pdf_text", "qr")
+    assert inv["verification"] is None  # 发票查验 is off by default
     assert set(inv) == {"image_id", "type", "code", "number", "date", "amount", "tax", "total", "check_code",
-                        "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "source", "duplicate_bills"}
+                        "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "source", "duplicate_bills",
+                        "verification"}
     assert up["invoices"] == body["invoices"]
     img = db.session.get(Image, image["id"])
     assert (img.origin, img.uploaded_by) == ("api", "api:erp-a")

@@ -113,3 +113,17 @@ def test_the_demo_erp_hands_over_its_waiting_bills(demo_app, sandboxes):
     pulled = {b.bill_no: (b.enterprise.image_mode, b.origin, b.submitter)
               for b in db.session.scalars(select(Bill).where(Bill.origin == "pull"))}
     assert pulled == {"FYBX0007": ("basic", "pull", "周九"), "FYBX0008": ("match", "pull", "吴十")}
+
+
+def test_the_demo_verifies_one_enterprises_invoices(demo_app, sandboxes):
+    """发票查验 is on for the basic-mode enterprise: the job shows 查验通过 and one 查验不符."""
+    from portal import verification
+    from portal.models import InvoiceVerification
+
+    _seed(demo_app, sandboxes)
+    on = {e.image_mode for e in db.session.scalars(select(Enterprise).where(Enterprise.verify_invoices.is_(True)))}
+    assert on == {demo.DEMO_VERIFY_MODE}
+    verification.verify_due()
+    results = {r.invoice_key: (r.status, r.code) for r in db.session.scalars(select(InvoiceVerification))}
+    assert results == {"052002100113:00008006": ("verified", "0000"), "012001800311:33207675": ("verified", "0000"),
+                       "033002000211:83089647": ("failed", "0006")}

@@ -68,6 +68,10 @@ DEFAULT_TIMEOUT: tuple[float, float] = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TI
 #: so a server dripping one byte every few seconds cannot hold a worker forever.
 DEFAULT_DOWNLOAD_DEADLINE = 120.0
 
+#: Upper bound on one whole invoice verification call (查验), and on the size of its answer.
+DEFAULT_CHECK_DEADLINE = 30.0
+MAX_CHECK_REPLY = 1024 * 1024
+
 _USER_AGENT = "portal-invoice-image/0.1 (+python-requests)"
 
 Timeout = float | tuple[float, float]
@@ -253,7 +257,7 @@ def _json_reply(resp: requests.Response, label: str) -> Any:
 
 
 class InvoiceCloudClient:
-    """Client for the invoice cloud's standard-edition open API (token endpoint for now)."""
+    """Client for the invoice cloud's standard-edition open API: access token and verification (查验)."""
 
     label = "发票云"
 
@@ -297,6 +301,71 @@ class InvoiceCloudClient:
             raise RemoteRefused(str(description), code=errcode)
         if not reply.get("access_token"):
             raise RemoteUnavailable(f"{self.label}的应答中缺少 access_token", code=errcode, unreachable=False)
+        return reply
+
+    def check_invoice(self, access_token: str, fields: Mapping[str, Any], *,
+                      deadline: float = DEFAULT_CHECK_DEADLINE) -> dict:
+        """查验: ``POST /m13/bill/invoice/sys/check?access_token=…`` with ``fields``; return the reply.
+
+        The reply is returned whatever its ``errcode`` (what a code means is the caller's rule,
+        :mod:`portal.verification`); RemoteUnavailable when the cloud cannot be reached, times out,
+        answers 5xx or something that is not a JSON object with an ``errcode``. Besides the
+        per-read timeout, ``deadline`` seconds bound the whole call (a cloud dripping its answer is
+        cut off), and an answer above :data:`MAX_CHECK_REPLY` bytes is refused.
+        """
+        url = f"{self.base_url}/m13/bill/invoice/sys/check"
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        adapter = _PinnedAdapter()  # only for its cut(): the cloud's address is the operator's setting
+        try:
+            adapter.pins[(host, port)] = _resolve(host, port, check=False)
+        except RemoteUnavailable:
+            raise RemoteUnavailable(f"无法解析{self.label}的主机名 {host}，请检查发票云地址") from None
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            adapter.cut()
+
+        too_slow = RemoteUnavailable(f"{self.label}（{_host_of(url)}）查验超时（整个请求超过 {deadline:g} 秒）")
+        watchdog = threading.Timer(max(deadline, 0.0), cut_off)
+        watchdog.daemon = True
+        # The watchdog cuts an open connection; a connect in progress is bounded by its own timeout.
+        timeout = (min(self.timeout[0], deadline), self.timeout[1])
+        with requests.Session() as session:
+            session.trust_env = False
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            watchdog.start()
+            try:
+                resp = _send(session, "POST", url, label=self.label, timeout=timeout, json=dict(fields),
+                             params={"access_token": access_token}, stream=True,
+                             headers={"User-Agent": _USER_AGENT, "Accept": "application/json"})
+                with resp:
+                    body = bytearray()
+                    for chunk in resp.iter_content(chunk_size=16 * 1024):
+                        body += chunk
+                        if len(body) > MAX_CHECK_REPLY:
+                            raise RemoteUnavailable(f"{self.label}的查验应答过大，已拒绝", unreachable=False)
+            except (RemoteUnavailable, requests.exceptions.RequestException, OSError) as exc:
+                if expired.is_set():
+                    raise too_slow from None
+                if isinstance(exc, IntegrationError):
+                    raise
+                raise RemoteUnavailable(f"读取{self.label}（{_host_of(url)}）的查验应答时连接中断或超时") from exc
+            finally:
+                watchdog.cancel()
+        if expired.is_set():
+            raise too_slow
+        try:
+            reply = _parse_json_bytes(bytes(body))
+        except (UnicodeDecodeError, ValueError):
+            _reject_server_error(resp, self.label)
+            raise _not_json(resp, self.label) from None
+        _reject_server_error(resp, self.label, reply)
+        if not isinstance(reply, dict) or "errcode" not in reply:
+            raise RemoteUnavailable(f"{self.label}返回了无法识别的查验应答（HTTP {resp.status_code}）", unreachable=False)
         return reply
 
 

@@ -1,7 +1,8 @@
 """One job model for the periodic work, with two executors.
 
 The work: pull the image user's pending tasks from each ERP connection, fetch the pushed files of
-sync-mode bills, run each due write-back job, clean the file store. The database rows
+sync-mode bills, verify due invoices with the invoice cloud (发票查验), run each due write-back job,
+clean the file store. The database rows
 (``writeback_jobs``, ``expected_invoices.fetch_*``, ``docking_connections.pull_*``) are the source
 of truth for what is due, running, failed (with the message) and how many attempts it took.
 
@@ -22,7 +23,7 @@ import logging
 from flask import current_app
 from sqlalchemy import select
 
-from .. import erp_pull, housekeeping, sync
+from .. import erp_pull, housekeeping, sync, verification
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import DockingConnection, Enterprise
@@ -30,11 +31,13 @@ from ..models import DockingConnection, Enterprise
 log = logging.getLogger("portal.jobs")
 
 #: Which RQ queue carries which job function (``flask worker --queues`` picks some).
-QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "cloud", "clean_storage": "housekeeping"}
+QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "cloud", "verify_invoices": "cloud",
+          "clean_storage": "housekeeping"}
 #: Every queue a worker listens to by default; ``recognise`` is reserved for upload recognition and OCR.
 QUEUE_NAMES = ("erp", "cloud", "recognise", "housekeeping")
 
-__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "connection_ids", "fetch_downloads", "pull_connection", "redis_url", "writeback"]
+__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "connection_ids", "fetch_downloads", "pull_connection",
+           "redis_url", "verify_invoices", "writeback"]
 
 
 def redis_url() -> str:
@@ -60,6 +63,12 @@ def pull_connection(conn_id: int) -> dict[str, int]:
 def fetch_downloads(limit: int = 100) -> int:
     """Fetch the due pushed files of sync-mode bills; return how many were attached."""
     return sync.fetch_pending(limit)
+
+
+def verify_invoices(limit: int = 100) -> int:
+    """Verify the due invoices of enterprises with 发票查验 on; return how many calls got a result."""
+    counts = verification.verify_due(limit)
+    return sum(counts[s] for s in ("verified", "failed", "void"))
 
 
 def writeback(job_id: int) -> str:

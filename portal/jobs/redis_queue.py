@@ -1,7 +1,7 @@
 """The RQ executor: due work goes by id onto named Redis queues; ``flask worker`` runs it.
 
 The database stays the source of truth. :func:`dispatch` puts one RQ job per docking connection
-(ERP pull), one for the sync downloads, one per due write-back job and, when due, one storage
+(ERP pull), one for the sync downloads, one for 发票查验, one per due write-back job and, when due, one storage
 cleaning; an RQ job whose work is already waiting on a queue is not queued twice. A worker
 (:class:`PortalWorker`) runs each job in a fresh app context. A worker killed mid-job loses nothing:
 RQ retries the job with backoff (:func:`retry_policy`) once it sees the worker gone, and sooner than that the
@@ -58,6 +58,10 @@ def job_timeout(function: str) -> int:
     cfg = current_app.config
     if function == "fetch_downloads":
         return int(float(cfg.get("FETCH_RUN_BUDGET", 300)) + float(cfg.get("FETCH_DEADLINE", 120))) + 60
+    if function == "verify_invoices":
+        # The run budget plus one token call (outbound timeouts) and one check call (its deadline).
+        connect, read = float(cfg.get("OUTBOUND_CONNECT_TIMEOUT", 5)), float(cfg.get("OUTBOUND_READ_TIMEOUT", 30))
+        return int(float(cfg.get("VERIFY_RUN_BUDGET", 120)) + connect + read + float(cfg.get("VERIFY_DEADLINE", 30))) + 60
     return max(60, int(float(cfg.get("WRITEBACK_LEASE", 600))))
 
 
@@ -88,6 +92,7 @@ def dispatch(limit: int = 50, clean: bool = False) -> dict[str, int]:
         for conn_id in connection_ids():
             counts["pull_connection"] += enqueue(conn, "pull_connection", conn_id, job_id=f"portal-pull-{conn_id}")
         counts["fetch_downloads"] += enqueue(conn, "fetch_downloads", job_id="portal-fetch-downloads")
+        counts["verify_invoices"] += enqueue(conn, "verify_invoices", job_id="portal-verify-invoices")
         for job_id in writeback_jobs.due_ids(utcnow(), limit):
             # Due while RQ still says "started": its worker died holding it (the DB lease ran out).
             counts["writeback"] += enqueue(conn, "writeback", job_id, job_id=f"portal-writeback-{job_id}",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import housekeeping
 from .. import writeback as writeback_jobs
 from ..extensions import db
-from . import connection_ids, fetch_downloads, log, pull_connection, redis_url
+from . import connection_ids, fetch_downloads, log, pull_connection, redis_url, verify_invoices
 
 __all__ = ["PassResult", "loop", "one_pass"]
 
@@ -24,17 +24,18 @@ class PassResult:
     executor: str  # "runner" or "rq"
     opened: int = 0
     fetched: int = 0
+    verified: int = 0
     writeback: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line in Chinese for the console."""
         if self.executor == "rq":
-            return ("已排队到 Redis：拉取星空待办 {pull_connection}，同步下载 {fetch_downloads}，回写 {writeback}，"
-                    "存储清理 {clean_storage}".format(**{k: self.enqueued.get(k, 0) for k in
-                                                   ("pull_connection", "fetch_downloads", "writeback",
-                                                    "clean_storage")}))
-        return (f"拉取星空待办：新开单据 {self.opened}；同步下载：{self.fetched}；"
+            return ("已排队到 Redis：拉取星空待办 {pull_connection}，同步下载 {fetch_downloads}，"
+                    "发票查验 {verify_invoices}，回写 {writeback}，存储清理 {clean_storage}".format(
+                        **{k: self.enqueued.get(k, 0) for k in ("pull_connection", "fetch_downloads",
+                                                                "verify_invoices", "writeback", "clean_storage")}))
+        return (f"拉取星空待办：新开单据 {self.opened}；同步下载：{self.fetched}；发票查验：{self.verified}；"
                 "回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                 .format(**self.writeback))
 
@@ -53,10 +54,12 @@ def one_pass(limit: int = 50) -> PassResult:
     fetched = fetch_downloads()
     # The same per-job step an RQ worker runs (writeback.run_job), batched: one ERP login per connection.
     counts = writeback_jobs.run_due(limit=limit)
-    log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; write-back done %d, failed %d, "
-             "waiting %d, skipped %d, taken %d", opened, fetched, counts["done"], counts["failed"],
-             counts["waiting"], counts["skipped"], counts["taken"])
-    return PassResult("runner", opened=opened, fetched=fetched, writeback=counts)
+    # Last: a slow invoice cloud (up to VERIFY_RUN_BUDGET) must not hold up the ERP write-back.
+    verified = verify_invoices()
+    log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; verified %d invoices; write-back "
+             "done %d, failed %d, waiting %d, skipped %d, taken %d", opened, fetched, verified, counts["done"],
+             counts["failed"], counts["waiting"], counts["skipped"], counts["taken"])
+    return PassResult("runner", opened=opened, fetched=fetched, verified=verified, writeback=counts)
 
 
 def _cleaning_due(now: float | None = None) -> bool:

@@ -8,6 +8,16 @@ answers a 302, for testing how downloads treat redirects. ``record`` and ``push_
 pushes as the receipt assistant sends them: the cloud's own invoice records (§B.5), signed and
 encrypted with a client's credentials.
 
+Verification (查验, §A.9): ``POST /m13/bill/invoice/sys/check?access_token=…`` checks the fields
+against the invoices the emulator knows (``add_invoice`` / ``POST /_sandbox/invoices``): a known
+invoice answers ``0000`` with ``data.cancelMark`` ``N`` (``Y`` when registered ``void``); a wrong
+date, amount or check code answers ``0006`` 发票信息不一致; an unknown invoice ``0009`` 查无此票;
+missing fields ``1005``; a missing or expired token ``1003`` (our code). The amount accepted
+follows the kind: the pre-tax amount for special / motor-vehicle / used-car invoices, the total
+(in ``invoiceMoney`` or ``totalAmount``) for 数电, either of the two for other classic invoices
+(the reference is unsure there). Stalls, HTTP 500 and malformed answers come from ``faults``
+(``match`` ``sys/check``).
+
 Errcodes: ``0000`` success; ``1200`` empty client_id (vendor text); ``1101`` unknown
 client_id (vendor code, our wording); ``1102`` bad signature and ``1201`` missing
 sign/timestamp (our codes: the vendor's are not public); ``0300`` expired licence;
@@ -30,6 +40,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -41,7 +52,7 @@ from portal.sandbox.base import SandboxApp, json_response, request_json
 from portal.sandbox.server import SandboxServer
 from portal.signing import verify_sign
 
-__all__ = ["CloudApp", "CloudClient", "CloudSandbox", "TOKEN_LIFETIME"]
+__all__ = ["CloudApp", "CloudClient", "CloudSandbox", "KnownInvoice", "TOKEN_LIFETIME"]
 
 TOKEN_LIFETIME = 7200
 
@@ -52,6 +63,14 @@ MSG_BAD_SIGN = "签名错误，请检查client_id与client_secret"
 MSG_MISSING_SIGN = "签名参数不完整：sign 与 timestamp 不能为空"
 MSG_EXPIRED = "【收票服务】许可已过期失效"
 MSG_BAD_BODY = "请求参数格式错误，应为 JSON"
+MSG_CHECK_OK = "查验成功"
+MSG_BAD_TOKEN = "access_token无效或已过期"
+MSG_CHECK_PARAMS = "查验参数不完整：发票号码、开票日期、金额不能为空"
+MSG_NOT_FOUND = "查无此票"
+MSG_MISMATCH = "发票信息不一致"
+
+#: Kinds whose verification takes the pre-tax amount (reference §A.9).
+PRE_TAX_KINDS = {"01", "08", "20", "03", "15"}
 
 
 @dataclass
@@ -77,6 +96,25 @@ class _StoredFile:
     download_name: str | None
 
 
+@dataclass
+class KnownInvoice:
+    """An invoice the emulated tax authority knows, for 查验."""
+
+    number: str
+    date: str  # yyyyMMdd
+    amount: str | None = None  # pre-tax
+    total: str | None = None  # tax included
+    code: str = ""
+    check_code: str = ""
+    kind: str = ""  # tax-bureau kind code (01 special, 04 ordinary, 31/32 数电 ...)
+    void: bool = False
+    seller_name: str = ""
+    buyer_name: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 class CloudApp(SandboxApp):
     """The invoice-cloud emulator (WSGI). Thread-safe; state lives in memory."""
 
@@ -87,6 +125,7 @@ class CloudApp(SandboxApp):
         self.register_control("clients", ("GET", "POST"), self._control_clients)
         self.register_control("files", ("GET", "POST"), self._control_files)
         self.register_control("tokens", ("GET",), self._control_tokens)
+        self.register_control("invoices", ("GET", "POST"), self._control_invoices)
 
     # -- state and helpers ---------------------------------------------------------------
 
@@ -95,6 +134,7 @@ class CloudApp(SandboxApp):
         self.clients: dict[str, CloudClient] = {}
         self.tokens: dict[str, tuple[str, float]] = {}
         self.files: dict[str, _StoredFile] = {}
+        self.invoices: dict[tuple[str, str], KnownInvoice] = {}
 
     def add_client(self, client_id: str, client_secret: str, encrypt_key: str = "", *, tax_no: str = "",
                    name: str = "", expired: bool = False) -> CloudClient:
@@ -115,6 +155,17 @@ class CloudApp(SandboxApp):
         with self.lock:
             self.files[name] = _StoredFile(content, content_type, download_name)
         return f"/files/{quote(name)}"
+
+    def add_invoice(self, number: str, date: str, *, amount: Any = None, total: Any = None, code: str = "",
+                    check_code: str = "", kind: str = "", void: bool = False, seller_name: str = "",
+                    buyer_name: str = "") -> KnownInvoice:
+        """Make an invoice known to 查验 (``date`` as yyyyMMdd or yyyy-MM-dd; amounts as text or numbers)."""
+        inv = KnownInvoice(str(number), str(date).replace("-", ""), None if amount is None else str(amount),
+                           None if total is None else str(total), code or "", check_code or "", kind or "",
+                           bool(void), seller_name, buyer_name)
+        with self.lock:
+            self.invoices[(inv.code, inv.number)] = inv
+        return inv
 
     def record(self, n: int = 1, **fields: Any) -> dict[str, Any]:
         """One invoice as the cloud keeps it (reference §B.5): its own type enum and field names."""
@@ -190,6 +241,15 @@ class CloudApp(SandboxApp):
         with self.lock:
             return [{"access_token": t, "client_id": c, "expires_at": e} for t, (c, e) in self.tokens.items()]
 
+    def _control_invoices(self, request: Request) -> Any:
+        if request.method == "GET":
+            with self.lock:
+                return [i.as_dict() for i in self.invoices.values()]
+        body = request_json(request, default={})
+        fields = {k: body[k] for k in ("amount", "total", "code", "check_code", "kind", "void", "seller_name",
+                                       "buyer_name") if k in body}
+        return self.add_invoice(body["number"], body["date"], **fields).as_dict()
+
     # -- protocol ------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
@@ -200,6 +260,10 @@ class CloudApp(SandboxApp):
                 raise MethodNotAllowed(valid_methods=["POST"])
             self.record_call(service="token")
             return self._token(request)
+        if path.rstrip("/") == "/m13/bill/invoice/sys/check":
+            if request.method != "POST":
+                raise MethodNotAllowed(valid_methods=["POST"])
+            return self._check(request)
         if path.startswith("/files/"):
             if request.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(valid_methods=["GET", "HEAD"])
@@ -238,6 +302,65 @@ class CloudApp(SandboxApp):
             self.tokens[token] = (client_id, time.time() + TOKEN_LIFETIME)
         return json_response({"errcode": "0000", "description": MSG_OK, "access_token": token,
                               "token_type": "bearer", "expires_in": TOKEN_LIFETIME})
+
+    def _check(self, request: Request) -> Response:
+        def answer(errcode: str, description: str, data: dict | None = None) -> Response:
+            body: dict[str, Any] = {"errcode": errcode, "description": description}
+            if data is not None:
+                body["data"] = data
+            return json_response(body)
+
+        owner = self.token_owner(request.args.get("access_token", ""))
+        try:
+            body = request_json(request, default={})
+        except ValueError:
+            body = None
+        self.record_call(service="check", client_id=owner,
+                         **({k: body.get(k) for k in ("invoiceCode", "invoiceNo", "invoiceDate", "invoiceMoney",
+                                                       "totalAmount", "checkCode")} if isinstance(body, dict) else {}))
+        if owner is None:
+            return answer("1003", MSG_BAD_TOKEN)
+        if not isinstance(body, dict):
+            return answer("0400", MSG_BAD_BODY)
+        code = str(body.get("invoiceCode") or "").strip()
+        number = str(body.get("invoiceNo") or "").strip()
+        date = str(body.get("invoiceDate") or "").strip()
+        money = [body.get("invoiceMoney"), body.get("totalAmount")]
+        if not number or not date or all(m in (None, "") for m in money):
+            return answer("1005", MSG_CHECK_PARAMS)
+        with self.lock:
+            known = self.invoices.get((code, number))
+        if known is None:
+            return answer("0009", MSG_NOT_FOUND)
+        if date != known.date:
+            return answer("0006", f"{MSG_MISMATCH}：开票日期不符")
+        if not self._amount_fits(known, body):
+            return answer("0006", f"{MSG_MISMATCH}：金额不符")
+        if known.check_code and str(body.get("checkCode") or "") not in ("", known.check_code[-6:]):
+            return answer("0006", f"{MSG_MISMATCH}：校验码不符")
+        return answer("0000", MSG_CHECK_OK, {
+            "invoiceCode": known.code, "invoiceNo": known.number, "invoiceDate": known.date,
+            "invoiceMoney": known.amount, "totalAmount": known.total, "checkCode": known.check_code,
+            "salerName": known.seller_name, "buyerName": known.buyer_name,
+            "cancelMark": "Y" if known.void else "N"})
+
+    @staticmethod
+    def _amount_fits(known: KnownInvoice, body: dict) -> bool:
+        """Whether the request's amount is the one the invoice's kind is verified with (see the module doc)."""
+        def same(value: Any, want: str | None) -> bool:
+            if want is None or value in (None, ""):
+                return False
+            try:
+                return Decimal(str(value)) == Decimal(want)
+            except InvalidOperation:
+                return False
+
+        given = body.get("invoiceMoney")
+        if not known.code and len(known.number) == 20:  # 数电: the total
+            return same(given, known.total) or same(body.get("totalAmount"), known.total)
+        if known.kind in PRE_TAX_KINDS:
+            return same(given, known.amount)
+        return same(given, known.amount) or same(given, known.total)
 
     def _file(self, request: Request, name: str) -> Response:
         with self.lock:
@@ -291,6 +414,10 @@ class CloudSandbox(SandboxServer):
     def file_url(self, name: str) -> str:
         """Absolute URL of a registered file."""
         return f"{self.url}/files/{quote(name)}"
+
+    def add_invoice(self, number: str, date: str, **kwargs: Any) -> KnownInvoice:
+        """See :meth:`CloudApp.add_invoice`."""
+        return self.app.add_invoice(number, date, **kwargs)
 
     def record(self, n: int = 1, **fields: Any) -> dict[str, Any]:
         """See :meth:`CloudApp.record`."""

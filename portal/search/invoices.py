@@ -235,7 +235,7 @@ def number_alternatives(q: str) -> list[NumberAlt]:
 # Only what the page shows (and the bill it links to), the bill number joined in.
 COLUMNS = (Invoice.id, Invoice.enterprise_id, Invoice.type, Invoice.code, Invoice.number, Invoice.date,
            Invoice.amount, Invoice.tax, Invoice.total, Invoice.seller_name, Invoice.buyer_name, Invoice.source,
-           Invoice.duplicate, Invoice.bill_id, Bill.bill_no)
+           Invoice.duplicate, Invoice.bill_id, Invoice.invoice_key, Bill.bill_no)
 # Drivers served by a per-enterprise index; the others are global single-column indexes.
 PER_ENTERPRISE = ("id", "date", "total", "number")
 # Seller names x enterprises walked as ordered branches at most (else one sorted read).

@@ -152,6 +152,17 @@ SCHEMAS: dict[str, Any] = {
                        "description": "识别来源"},
             "duplicate_bills": {"type": "array", "items": {"type": "string"},
                                 "description": "同一张发票所在的其他有效单据编号（重复报销）"},
+            "verification": {
+                "type": ["object", "null"],
+                "description": "发票云查验结果；企业未开启“发票查验”时为 null",
+                "properties": {
+                    "status": {"type": "string", "enum": ["verified", "failed", "void", "unverified"],
+                               "description": "verified 查验通过、failed 查验不符、void 已作废/红冲、unverified 未查验"},
+                    "code": {**_NULLABLE_STR, "description": "发票云返回的 errcode"},
+                    "message": {**_NULLABLE_STR, "description": "发票云的说明，或未能查验的原因"},
+                    "checked_at": {"type": ["string", "null"], "format": "date-time", "description": "查验时间（UTC）"},
+                },
+            },
         },
     },
     "Bill": {
@@ -174,7 +185,8 @@ SCHEMAS: dict[str, Any] = {
             "match": {"type": "object", "description": (
                 "影像匹配结果（仅在匹配后出现）：result、reasons（中文原因）、items；items[].status 为 matched、"
                 "missing_image、amount_mismatch（key 为 bill_amount 的一项比较单据金额与发票价税合计）、"
-                "unexpected_image、duplicate（重复报销）或 duplicate_in_bill（单据内重复）")},
+                "unexpected_image、duplicate（重复报销）、duplicate_in_bill（单据内重复）或 verify_failed"
+                "（发票查验不符或已作废/红冲）")},
         },
     },
     "UploadResult": {

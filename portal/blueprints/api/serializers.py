@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Iterable
 
-from ... import bills
+from ... import bills, verification
 from ...models import Bill, Image, Invoice
 
 
@@ -36,9 +36,12 @@ def image_json(image: Image) -> dict[str, Any]:
 
 
 def invoices_json(enterprise_id: int, bill_id: int, invoices: Iterable[Invoice]) -> list[dict[str, Any]]:
-    """Invoices of one bill, each with the other live bills that carry the same invoice (one query)."""
+    """Invoices of one bill, each with the other live bills that carry the same invoice (one query)
+    and, when the enterprise has 发票查验 on, its verification (one more; ``null`` when off)."""
     invoices = list(invoices)
     dups = bills.duplicate_bills(enterprise_id, bill_id, (i.invoice_key for i in invoices if i.invoice_key))
+    verifying = verification.enabled(enterprise_id)
+    checks = verification.results(enterprise_id, (i.invoice_key for i in invoices)) if verifying else {}
     return [
         {
             "image_id": inv.image_id,
@@ -56,6 +59,7 @@ def invoices_json(enterprise_id: int, bill_id: int, invoices: Iterable[Invoice])
             "buyer_tax_no": inv.buyer_tax_no,
             "source": inv.source,
             "duplicate_bills": dups.get(inv.invoice_key, []) if inv.invoice_key else [],
+            "verification": verification.as_json(checks.get(inv.invoice_key)) if verifying else None,
         }
         for inv in invoices
     ]

@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from ... import bills, review
+from ... import bills, review, verification
 from ...errors import fail
 from ...extensions import db
 from ...labels import invoice_type_label
@@ -31,6 +31,7 @@ BILL_ASSETS = service.AssetUrls("bills.image_thumb", "bills.image_page", "bills.
 
 bp.add_app_template_global(service.bill_url, "bill_url")
 bp.add_app_template_global(service, "bill_ui")
+bp.add_app_template_global(verification.verification_of, "verification_of")
 bp.add_app_template_filter(service.human_size, "human_size")
 bp.add_app_template_filter(invoice_type_label, "invoice_type")
 bp.add_app_template_filter(service.beijing_time, "beijing_time")

@@ -49,6 +49,7 @@ MATCH_ITEM_BADGES = {
     "unexpected_image": "badge-warn",
     "duplicate": "badge-err",
     "duplicate_in_bill": "badge-err",
+    "verify_failed": "badge-err",
 }
 MATCH_ITEM_STATUSES = {key: (MATCH_ITEMS[key], badge) for key, badge in MATCH_ITEM_BADGES.items()}
 

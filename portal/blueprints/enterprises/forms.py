@@ -26,6 +26,7 @@ class EnterpriseForm(FlaskForm):
                             validate_choice=False)
     # Choices are set per request (the connections this user may attach); 0 means none.
     docking_id = SelectField("对接业务系统", coerce=int, choices=[], default=0, validate_choice=False)
+    verify_invoices = BooleanField("发票查验")
 
     # On edit a blank or masked secret keeps the stored one; on add it is required.
     editing = False

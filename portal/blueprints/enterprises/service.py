@@ -27,6 +27,7 @@ def snapshot(ent: Enterprise) -> dict:
         "erp_orgs": ent.erp_orgs,
         "reject_on_return": ent.reject_on_return,
         "confirm_needs_second": ent.confirm_needs_second,
+        "verify_invoices": ent.verify_invoices,
     }
 
 
@@ -73,6 +74,7 @@ def create(form, user) -> Enterprise:
         docking_id=form.docking_id.data or None,
         encrypted_push_only=True,
         confirm_needs_second=True,
+        verify_invoices=bool(form.verify_invoices.data),
     )
     db.session.add(ent)
     db.session.flush()
@@ -111,6 +113,7 @@ def update(ent: Enterprise, form) -> None:
     ent.erp_orgs = form.erp_orgs.data or ""
     ent.reject_on_return = bool(form.reject_on_return.data)
     ent.confirm_needs_second = bool(form.confirm_needs_second.data)
+    ent.verify_invoices = bool(form.verify_invoices.data)
     after = snapshot(ent)
     # Secrets are recorded only as "changed", never by value.
     after["client_secret"] = "changed" if secret_changed else "kept"

@@ -6,6 +6,7 @@ from urllib.parse import quote
 from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import login_required
 
+from ... import verification
 from ...web.access import visible_enterprises
 from ...web.htmx import render, wants_fragment
 from ...search import invoices as service
@@ -33,6 +34,7 @@ def index():
     result = search.page(after=after, before=before)
     total = result.total if result.total is not None else search.count(
         budget_ms=current_app.config["INVOICES_COUNT_BUDGET_MS"])
+    verification.prime(result.rows)  # the 查验 column: one query for the page
     return render("invoices/index.html", "invoices/_results.html",
                   filters=filters, errors=errors, enterprises=enterprises, page=result, total=total,
                   type_label=service.type_label, money=service.money, bill_href=_bill_href(len(enterprises) > 1),
