@@ -81,6 +81,14 @@ INVOICE_SOURCES = {
 WRITEBACK_KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
 WRITEBACK_STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
 
+# 发票查验 with the invoice cloud (portal.verification): where an invoice's verification stands.
+VERIFICATION_STATUSES = {
+    "verified": "查验通过",
+    "failed": "查验不符",
+    "void": "已作废/红冲",
+    "unverified": "未查验",
+}
+
 # The system first review (portal.matching): the bill's result and each compared invoice's.
 MATCH_RESULTS = {"matched": "匹配成功", "match_failed": "匹配失败", "confirmed": "人工确认通过"}
 MATCH_ITEMS = {

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-from .labels import BILL_STATUSES, IMAGE_MODES, ROLES
+from .labels import BILL_STATUSES, IMAGE_MODES, ROLES, VERIFICATION_STATUSES
 
 
 def utcnow() -> datetime:
@@ -482,14 +482,6 @@ class WritebackJob(db.Model):
     bill: Mapped[Bill] = relationship()
 
 
-VERIFICATION_STATUSES = {
-    "verified": "查验通过",
-    "failed": "查验不符",
-    "void": "已作废/红冲",
-    "unverified": "未查验",
-}
-
-
 class InvoiceVerification(db.Model):
     """The invoice cloud's verification (查验) of one invoice key of one enterprise.
 
@@ -506,7 +498,7 @@ class InvoiceVerification(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"))
     invoice_key: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="unverified")  # VERIFICATION_STATUSES
+    status: Mapped[str] = mapped_column(String(16), default="unverified")  # labels.VERIFICATION_STATUSES
     code: Mapped[str | None] = mapped_column(String(16))  # the cloud's errcode
     message: Mapped[str | None] = mapped_column(String(500))  # the cloud's description, or why no answer came
     checked_at: Mapped[datetime | None] = mapped_column(DateTime)  # last answer that settled the status

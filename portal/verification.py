@@ -37,7 +37,8 @@ from sqlalchemy.exc import IntegrityError
 from . import integration
 from .crypto import decrypt
 from .extensions import db
-from .models import VERIFICATION_STATUSES, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
+from .labels import VERIFICATION_STATUSES
+from .models import Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
 log = logging.getLogger("portal.verification")
 
