@@ -573,13 +573,19 @@ class Search:
 
 @contextmanager
 def time_limit(ms: float | None):
-    """Abandon a SQLite statement run inside once ``ms`` milliseconds have passed: raise CountTimeout.
+    """Abandon a statement run inside once ``ms`` milliseconds have passed: raise CountTimeout.
 
     SQLite calls the progress handler every few thousand VM steps; a non-zero answer
-    interrupts the statement (a read only: nothing to roll back).  Other databases
-    run without the limit.
+    interrupts the statement (a read only: nothing to roll back).  PostgreSQL runs it
+    under ``SET LOCAL statement_timeout`` in a savepoint (see _pg_time_limit).  Other
+    databases run without the limit.
     """
-    raw = db.session.connection().connection.dbapi_connection
+    conn = db.session.connection()
+    if ms and conn.dialect.name == "postgresql":
+        with _pg_time_limit(conn, ms):
+            yield
+        return
+    raw = conn.connection.dbapi_connection
     if not ms or not isinstance(raw, sqlite3.Connection):
         yield
         return
@@ -601,3 +607,29 @@ def time_limit(ms: float | None):
         raise
     finally:
         raw.set_progress_handler(None, 0)
+
+
+@contextmanager
+def _pg_time_limit(conn, ms: float):
+    """PostgreSQL's form of time_limit: a savepoint whose ``statement_timeout`` is ``ms``.
+
+    A cancelled statement aborts only the savepoint (rolled back, which also undoes the
+    SET LOCAL); otherwise the connection's own timeout is put back before the savepoint is
+    released, so the rest of the request's transaction runs as before.
+    """
+    previous = conn.exec_driver_sql("SELECT current_setting('statement_timeout')").scalar()
+    nested = db.session.begin_nested()
+    # 0 would mean "no limit": a budget under a millisecond is one millisecond.
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, math.ceil(ms))}")
+    try:
+        yield
+    except OperationalError as exc:
+        nested.rollback()
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
+            raise CountTimeout() from None
+        raise
+    except BaseException:
+        nested.rollback()
+        raise
+    conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": previous})
+    nested.commit()
