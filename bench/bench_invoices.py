@@ -7,6 +7,8 @@ Usage::
     .venv/bin/python bench/bench_invoices.py --db /tmp/inv.sqlite3   # keep (and reuse) the database
     .venv/bin/python bench/bench_invoices.py --explain          # also print each query's plan
     .venv/bin/python bench/bench_invoices.py --what-if-indexes  # with the two indexes the report proposes
+    .venv/bin/python bench/bench_invoices.py --rows 1000000 \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_invoices   # on PostgreSQL (kept, reused)
 
 Builds a throw-away instance (PORTAL_INSTANCE in a temporary folder, SQLite migrated
 with the project's migrations), bulk-inserts invoices spread over 2 enterprises and
@@ -334,7 +336,10 @@ def measure(app, s: dict, iterations: int, explain: bool) -> list[dict]:
                 print(f"\n== {name}: {url}")
                 with app.app_context():
                     for stmt, params in statements:
-                        rows = db.session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params).all()
+                        pg = db.engine.dialect.name == "postgresql"
+                        explain_sql = ("EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN ") + stmt
+                        rows = db.session.connection().exec_driver_sql(explain_sql, params).all()
+                        db.session.rollback()
                         print("  " + " ".join(stmt.split())[:300])
                         for row in rows:
                             print("     ", row[-1])
@@ -353,6 +358,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="invoices to insert (default 100,000)")
     parser.add_argument("--iterations", type=int, default=60, help="timed requests per query (default 60)")
     parser.add_argument("--db", help="SQLite file to keep; reused when it exists (else a temporary one)")
+    parser.add_argument("--database-url", help="a PostgreSQL database instead of SQLite (created when missing, "
+                        "filled when empty, kept and reused otherwise)")
     parser.add_argument("--explain", action="store_true", help="print the query plan of each query's statements")
     parser.add_argument("--sqlite-pragma", action="append", default=[], metavar="NAME=VALUE",
                         help="also run this PRAGMA on every connection, e.g. mmap_size=1073741824 (repeatable)")
@@ -374,9 +381,13 @@ def main() -> None:
 
     key_file = db_path.with_suffix(".key")
     data_key = key_file.read_text() if key_file.exists() else Fernet.generate_key().decode()
+    url = f"sqlite:///{db_path}"
+    if args.database_url:
+        # A reused database's stored secrets are never decrypted here: any key does.
+        url, fresh = args.database_url, ensure_pg_database(args.database_url)
     app = create_app({
         "SECRET_KEY": "bench-secret-key", "DATA_KEY": data_key,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "STORAGE_DIR": str(Path(tmp.name) / "storage"),
+        "SQLALCHEMY_DATABASE_URI": url, "STORAGE_DIR": str(Path(tmp.name) / "storage"),
         "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
     })
     logging_quiet()
@@ -395,9 +406,14 @@ def main() -> None:
     with app.app_context():
         if fresh:
             upgrade()
-            key_file.write_text(data_key)
-            print(f"building {args.rows:,} invoices over {ENTERPRISES} enterprises / {BILLS:,} bills in {db_path} …", flush=True)
+            if not args.database_url:
+                key_file.write_text(data_key)
+            where = args.database_url or db_path
+            print(f"building {args.rows:,} invoices over {ENTERPRISES} enterprises / {BILLS:,} bills in {where} …", flush=True)
             build(args.rows)
+            if db.engine.dialect.name == "postgresql":
+                db.session.execute(db.text("ANALYZE"))
+                db.session.commit()
         s = sample(app)
         if args.what_if_indexes:
             for ddl in WHAT_IF_INDEXES:
@@ -436,6 +452,27 @@ def main() -> None:
             for ddl in WHAT_IF_INDEXES:
                 db.session.execute(db.text("DROP INDEX IF EXISTS " + ddl.split()[5]))
             db.session.commit()
+
+
+def ensure_pg_database(url: str) -> bool:
+    """Create the PostgreSQL database of ``url`` when missing; True when it holds no invoices yet."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first():
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    engine = create_engine(url)
+    try:
+        if "invoices" not in inspect(engine).get_table_names():
+            return True
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM (SELECT 1 FROM invoices LIMIT 1) x")).scalar() == 0
+    finally:
+        engine.dispose()
 
 
 def logging_quiet() -> None:
