@@ -138,12 +138,17 @@ def suite_database(tmp_path_factory):
 
 
 def _empty_tables() -> None:
-    """Leave the shared PostgreSQL database empty for the next test (the schema stays)."""
-    from sqlalchemy import text
+    """Leave the shared PostgreSQL database empty for the next test (the schema stays), ids from 1 again.
 
-    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    DELETE, children first, and a reset of every sequence, in one round trip: a test leaves a few rows,
+    and TRUNCATE of all tables (new files for each table and index) cost ~0.5 s per test under load
+    where this costs a few milliseconds.
+    """
+    statements = [f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)]
+    statements.append("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE c.relkind = 'S' AND n.nspname = current_schema()")
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql("; ".join(statements))
 
 
 @pytest.fixture

@@ -518,4 +518,5 @@ def test_statements_per_page_do_not_grow_with_the_rows(viewer, ents, factory, ap
         factory.invoice(bills[i % 10], seller_name="科技公司", date=date(2024, 2, 1))
     db.session.commit()
     assert [statements(u) for u in urls] == small
-    assert max(small) <= 9
+    # PostgreSQL's count time limit adds two round trips (savepoint + SET LOCAL, rollback to it).
+    assert max(small) <= 9 + (2 if db.engine.dialect.name == "postgresql" else 0)

@@ -611,25 +611,22 @@ def time_limit(ms: float | None):
 
 @contextmanager
 def _pg_time_limit(conn, ms: float):
-    """PostgreSQL's form of time_limit: a savepoint whose ``statement_timeout`` is ``ms``.
+    """PostgreSQL's form of time_limit: a savepoint with ``SET LOCAL statement_timeout = ms``.
 
-    A cancelled statement aborts only the savepoint (rolled back, which also undoes the
-    SET LOCAL); otherwise the connection's own timeout is put back before the savepoint is
-    released, so the rest of the request's transaction runs as before.
+    Rolling back to the savepoint afterwards (the statements inside only read) undoes both a
+    cancelled statement's abort and the SET LOCAL, so the rest of the request's transaction runs
+    as before. Two round trips in all, each with two statements.
     """
-    previous = conn.exec_driver_sql("SELECT current_setting('statement_timeout')").scalar()
-    nested = db.session.begin_nested()
     # 0 would mean "no limit": a budget under a millisecond is one millisecond.
-    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, math.ceil(ms))}")
+    conn.exec_driver_sql(f"SAVEPOINT portal_time_limit; SET LOCAL statement_timeout = {max(1, math.ceil(ms))}")
     try:
         yield
     except OperationalError as exc:
-        nested.rollback()
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")
         if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
             raise CountTimeout() from None
         raise
     except BaseException:
-        nested.rollback()
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")
         raise
-    conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": previous})
-    nested.commit()
+    conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")
