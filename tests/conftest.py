@@ -162,9 +162,22 @@ def app(tmp_path, monkeypatch, schema_template, cloud_sandbox, suite_database):
     with app.app_context():
         yield app
         db.session.remove()
+        _dispose_other_engines(app)
         if suite_database:
             _empty_tables()
         db.engine.dispose()
+
+
+def _dispose_other_engines(app) -> None:
+    """Close the pooled connections of every other app a test built (``create_app`` inside the test).
+
+    Left to the garbage collector they are closed at some later test (a ResourceWarning, an error
+    there) and, on the run's PostgreSQL database, stay open beside the next tests.
+    """
+    for other, engines in list(db._app_engines.items()):
+        if other is not app:
+            for engine in engines.values():
+                engine.dispose()
 
 
 def isolated(fn, *args, **kw):
