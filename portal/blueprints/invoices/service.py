@@ -27,7 +27,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from ...bills import BillError, parse_day, parse_money
 from ...extensions import db
-from ...models import INVOICE_TYPES, Bill, Invoice
+from ...models import INVOICE_TYPES, Bill, Invoice, InvoiceSeller
 from ...models import invoice_type_label as type_label
 
 PER_PAGE = 50
@@ -299,16 +299,15 @@ class Search:
     # ----------------------------------------------------------------- planning
 
     def _resolve_names(self) -> None:
-        """Seller names containing the fragment, read by skipping through the seller-name index.
+        """Seller names containing the fragment, from the enterprises' seller names (``invoice_sellers``).
 
-        One index seek per distinct name (a recursive CTE), instead of a LIKE over every invoice.
+        One scan of a small table (a few thousand names per enterprise, kept by triggers on
+        ``invoices``) instead of a LIKE over every invoice or a seek per distinct name.
         """
-        names = select(func.min(Invoice.seller_name).label("name")).cte("seller_names", recursive=True)
-        step = (select(Invoice.seller_name).where(Invoice.seller_name > names.c.name)
-                .order_by(Invoice.seller_name).limit(1).scalar_subquery())
-        names = names.union_all(select(step).where(names.c.name.is_not(None)))
         found = list(db.session.scalars(
-            select(names.c.name).where(names.c.name.contains(self.f.seller, autoescape=True)).limit(NAME_LIMIT + 1)))
+            select(InvoiceSeller.name).where(InvoiceSeller.enterprise_id.in_(self.ids),
+                                             InvoiceSeller.name.contains(self.f.seller, autoescape=True))
+            .distinct().order_by(InvoiceSeller.name).limit(NAME_LIMIT + 1)))
         if not found:
             self.empty = True
         elif len(found) <= NAME_LIMIT:
