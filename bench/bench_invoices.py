@@ -276,7 +276,7 @@ def queries(s: dict) -> list[tuple[str, bool, object]]:
     ]
 
 
-def measure(app, s: dict, iterations: int, explain: bool) -> list[dict]:
+def measure(app, s: dict, iterations: int, explain: bool, only: str | None = None) -> list[dict]:
     """Run every query ``iterations`` times, round-robin (so a burst of load elsewhere hits all alike).
 
     Returns per query: wall and thread-CPU milliseconds of each request, the index
@@ -315,7 +315,7 @@ def measure(app, s: dict, iterations: int, explain: bool) -> list[dict]:
             if "invoices" in statement and statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 statements.append((statement, parameters))
 
-    qs = queries(s)
+    qs = [q for q in queries(s) if not only or only in q[0]]
     out = [{"name": name, "wall": [], "cpu": [], "drivers": set(), "count": set()} for name, _, _ in qs]
     for n in range(iterations + 2):
         for (name, htmx, make), res in zip(qs, out):
@@ -365,6 +365,7 @@ def main() -> None:
     parser.add_argument("--db", help="SQLite file to keep; reused when it exists (else a temporary one)")
     parser.add_argument("--database-url", help="a PostgreSQL database instead of SQLite (created when missing, "
                         "filled when empty, kept and reused otherwise)")
+    parser.add_argument("--only", help="measure only the queries whose name contains this text")
     parser.add_argument("--explain", action="store_true", help="print the query plan of each query's statements")
     parser.add_argument("--sqlite-pragma", action="append", default=[], metavar="NAME=VALUE",
                         help="also run this PRAGMA on every connection, e.g. mmap_size=1073741824 (repeatable)")
@@ -433,7 +434,7 @@ def main() -> None:
     target = 30.0 if rows <= 150_000 else 60.0
     print(f"\n{rows:,} invoices; {args.iterations} timed requests per query (round-robin); "
           f"target p95 <= {target:.0f} ms; load average {os.getloadavg()[0]:.2f}\n")
-    results = measure(app, s, args.iterations, args.explain)
+    results = measure(app, s, args.iterations, args.explain, args.only)
     print(f"{'query':46} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'cpu p95':>8}  {'index':10} count shown")
     wall_all, cpu_all, misses = [], [], []
     for r in results:
