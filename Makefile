@@ -30,13 +30,13 @@ demo: $(STAMP)
 preflight: $(STAMP) browser
 	$(PY) scripts/preflight.py
 
-# The whole test suite; pytest exits 5 when it collected nothing, which fails here too.
+# The whole test suite twice, side by side: on SQLite (browser tests included) and on PostgreSQL
+# (PORTAL_TEST_DATABASE_URL, default the local server; a loud banner and exit 3 when it does not answer).
+# A failing pass fails the run, and so does one that collected nothing (pytest's 5).
 test: preflight
-	$(PY) -m pytest -q
-	@echo "make test: the suite ran on SQLite (tests/test_postgres.py on PostgreSQL); the whole suite on PostgreSQL is 'make test-postgres'"
+	$(PY) scripts/test_passes.py
 
-# The whole suite again with every test's database on PostgreSQL (PORTAL_TEST_DATABASE_URL, default the
-# local server). Not part of `make test`: one pass takes about twice as long as the SQLite pass.
+# The PostgreSQL pass alone (what `make test` runs beside the SQLite one).
 PG_SUITE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 test-postgres: preflight
 	PORTAL_TEST_DATABASE_URL=$${PORTAL_TEST_DATABASE_URL:-$(PG_SUITE_URL)} $(PY) -m pytest -q --ignore=tests/e2e

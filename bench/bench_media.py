@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from portal import media  # noqa: E402
+from portal.files import media  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 BATCH_SOURCE = "shudian_vat_special_sichuan_23512000000005197325.pdf"

@@ -83,7 +83,7 @@ DEFAULTS = {
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
     "RECOGNITION_OCR": False,
-    # The invoices list gives up an exact count that takes longer than this (SQLite only).
+    # The invoices list gives up an exact count that takes longer than this (SQLite and PostgreSQL).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,
     # Seconds a claimed write-back job belongs to its runner; a runner killed mid-job frees it after this.

@@ -396,6 +396,21 @@ class Invoice(db.Model):
     bill: Mapped[Bill] = relationship()
 
 
+class InvoiceSeller(db.Model):
+    """The seller names on one enterprise's invoices, kept by database triggers on ``invoices``.
+
+    The invoice list resolves a seller-name fragment here (a few thousand names per enterprise)
+    instead of skipping through the seller-name index of every invoice (migration 9c2f4e7a1b36
+    creates the triggers). A name stays after its last invoice is gone; it then matches no
+    invoice, which the search treats like any other name.
+    """
+
+    __tablename__ = "invoice_sellers"
+
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class ExpectedInvoice(db.Model):
     """An invoice a bill should carry: given by the ERP or pushed by the receipt assistant."""
 

@@ -138,12 +138,17 @@ def suite_database(tmp_path_factory):
 
 
 def _empty_tables() -> None:
-    """Leave the shared PostgreSQL database empty for the next test (the schema stays)."""
-    from sqlalchemy import text
+    """Leave the shared PostgreSQL database empty for the next test (the schema stays), ids from 1 again.
 
-    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    DELETE, children first, and a reset of every sequence, in one round trip: a test leaves a few rows,
+    and TRUNCATE of all tables (new files for each table and index) cost ~0.5 s per test under load
+    where this costs a few milliseconds.
+    """
+    statements = [f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)]
+    statements.append("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE c.relkind = 'S' AND n.nspname = current_schema()")
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql("; ".join(statements))
 
 
 @pytest.fixture
@@ -157,9 +162,22 @@ def app(tmp_path, monkeypatch, schema_template, cloud_sandbox, suite_database):
     with app.app_context():
         yield app
         db.session.remove()
+        _dispose_other_engines(app)
         if suite_database:
             _empty_tables()
         db.engine.dispose()
+
+
+def _dispose_other_engines(app) -> None:
+    """Close the pooled connections of every other app a test built (``create_app`` inside the test).
+
+    Left to the garbage collector they are closed at some later test (a ResourceWarning, an error
+    there) and, on the run's PostgreSQL database, stay open beside the next tests.
+    """
+    for other, engines in list(db._app_engines.items()):
+        if other is not app:
+            for engine in engines.values():
+                engine.dispose()
 
 
 def isolated(fn, *args, **kw):

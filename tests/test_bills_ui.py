@@ -511,6 +511,8 @@ def test_file_names_lose_control_and_bidi_characters_on_upload(scanner):
 ])
 def test_stored_names_with_control_characters_never_reach_content_disposition(scanner, stored, fallback, encoded):
     image = attach("BX-0001", PDF_00008006)
+    if db.engine.dialect.name == "postgresql":
+        stored = stored.replace("\x00", "")  # PostgreSQL text holds no NUL: no old row there can have one
     db.session.get(Image, image.id).filename = stored  # a row from before names were cleaned on upload
     db.session.commit()
     for url in (f"/bills/images/{image.id}/original",

@@ -27,6 +27,10 @@ def test_upgrade_from_empty_and_no_drift(tmp_path, monkeypatch):
             diff = compare_metadata(ctx, db.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
         assert conn.dialect.name == "sqlite"
+        # The seller-name triggers (a batch migration that recreates invoices would drop them).
+        triggers = set(db.session.scalars(db.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")))
+        assert {"invoice_sellers_on_insert", "invoice_sellers_on_update"} <= triggers
+        db.session.remove()
         with db.engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

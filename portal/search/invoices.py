@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import Select, and_, false, func, literal_column, or_, select, union_all
+from sqlalchemy import Integer, Select, and_, false, func, literal_column, or_, select, union_all
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
@@ -30,7 +30,7 @@ from ..extensions import db
 from ..invoice_fields import parse_day, parse_money
 from ..labels import INVOICE_TYPES
 from ..labels import invoice_type_label as type_label
-from ..models import Bill, Invoice
+from ..models import Bill, Invoice, InvoiceSeller
 
 PER_PAGE = 50
 SMALL_CAP = 1_000  # counted first: cheap, and exact for most searches
@@ -199,6 +199,15 @@ def _unindexed_sqlite(element, compiler, **kw):
     return "+" + compiler.process(element.element, **kw)
 
 
+@compiles(unindexed, "postgresql")
+def _unindexed_postgresql(element, compiler, **kw):
+    # An integer column plus 0: the same value, but no index on the column serves it. Ordering a
+    # narrow driver's rows by "id + 0" keeps PostgreSQL on the driver's index (then a small sort)
+    # instead of walking the primary key backwards in the hope of meeting matches early.
+    inner = compiler.process(element.element, **kw)
+    return f"({inner} + 0)" if isinstance(element.type, Integer) else inner
+
+
 @dataclass(frozen=True)
 class NumberAlt:
     """One reading of the number search: a number prefix (or exact number), maybe with a code."""
@@ -301,16 +310,15 @@ class Search:
     # ----------------------------------------------------------------- planning
 
     def _resolve_names(self) -> None:
-        """Seller names containing the fragment, read by skipping through the seller-name index.
+        """Seller names containing the fragment, from the enterprises' seller names (``invoice_sellers``).
 
-        One index seek per distinct name (a recursive CTE), instead of a LIKE over every invoice.
+        One scan of a small table (a few thousand names per enterprise, kept by triggers on
+        ``invoices``) instead of a LIKE over every invoice or a seek per distinct name.
         """
-        names = select(func.min(Invoice.seller_name).label("name")).cte("seller_names", recursive=True)
-        step = (select(Invoice.seller_name).where(Invoice.seller_name > names.c.name)
-                .order_by(Invoice.seller_name).limit(1).scalar_subquery())
-        names = names.union_all(select(step).where(names.c.name.is_not(None)))
         found = list(db.session.scalars(
-            select(names.c.name).where(names.c.name.contains(self.f.seller, autoescape=True)).limit(NAME_LIMIT + 1)))
+            select(InvoiceSeller.name).where(InvoiceSeller.enterprise_id.in_(self.ids),
+                                             InvoiceSeller.name.contains(self.f.seller, autoescape=True))
+            .distinct().order_by(InvoiceSeller.name).limit(NAME_LIMIT + 1)))
         if not found:
             self.empty = True
         elif len(found) <= NAME_LIMIT:
@@ -575,13 +583,19 @@ class Search:
 
 @contextmanager
 def time_limit(ms: float | None):
-    """Abandon a SQLite statement run inside once ``ms`` milliseconds have passed: raise CountTimeout.
+    """Abandon a statement run inside once ``ms`` milliseconds have passed: raise CountTimeout.
 
     SQLite calls the progress handler every few thousand VM steps; a non-zero answer
-    interrupts the statement (a read only: nothing to roll back).  Other databases
-    run without the limit.
+    interrupts the statement (a read only: nothing to roll back).  PostgreSQL runs it
+    under ``SET LOCAL statement_timeout`` in a savepoint (see _pg_time_limit).  Other
+    databases run without the limit.
     """
-    raw = db.session.connection().connection.dbapi_connection
+    conn = db.session.connection()
+    if ms and conn.dialect.name == "postgresql":
+        with _pg_time_limit(conn, ms):
+            yield
+        return
+    raw = conn.connection.dbapi_connection
     if not ms or not isinstance(raw, sqlite3.Connection):
         yield
         return
@@ -603,3 +617,26 @@ def time_limit(ms: float | None):
         raise
     finally:
         raw.set_progress_handler(None, 0)
+
+
+@contextmanager
+def _pg_time_limit(conn, ms: float):
+    """PostgreSQL's form of time_limit: a savepoint with ``SET LOCAL statement_timeout = ms``.
+
+    Rolling back to the savepoint afterwards (the statements inside only read) undoes both a
+    cancelled statement's abort and the SET LOCAL, so the rest of the request's transaction runs
+    as before. Two round trips in all, each with two statements.
+    """
+    # 0 would mean "no limit": a budget under a millisecond is one millisecond.
+    conn.exec_driver_sql(f"SAVEPOINT portal_time_limit; SET LOCAL statement_timeout = {max(1, math.ceil(ms))}")
+    try:
+        yield
+    except OperationalError as exc:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
+            raise CountTimeout() from None
+        raise
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")
+        raise
+    conn.exec_driver_sql("ROLLBACK TO SAVEPOINT portal_time_limit; RELEASE SAVEPOINT portal_time_limit")

@@ -44,6 +44,10 @@ def sort_order(columns: dict, default: str, default_desc: bool = True, tiebreak=
         desc = direction == "desc" if direction in ("asc", "desc") else default_desc
     column = columns[key]
     order = [column.desc() if desc else column.asc()]
+    if getattr(getattr(column, "expression", column), "nullable", False):
+        # Empty values sort as SQLite sorts them, on PostgreSQL too: first going up, last going down
+        # (only on nullable columns: NULLS LAST on the id would keep PostgreSQL off its index).
+        order = [order[0].nulls_last() if desc else order[0].nulls_first()]
     if tiebreak is not None and tiebreak is not column:
         order.append(tiebreak.desc() if desc else tiebreak.asc())
     return key, desc, order
