@@ -11,7 +11,7 @@ import yaml
 
 from portal.config import DEFAULTS
 from portal.jobs import QUEUE_NAMES
-from portal.storage import parse_storage_url
+from portal.files.storage import parse_storage_url
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
