@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, filework
+from . import audit, filework, ocr_jobs
 from .extensions import db
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob, utcnow
 from .recognition import Invoice as Reading
@@ -335,6 +335,7 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
             return Added(image, False)
     db.session.flush()
     keys = _store_readings(bill, image, file.readings)
+    ocr_jobs.mark(image, file.media_type, file.pages, file.readings)
     refresh_duplicates(bill.enterprise_id, keys)
     _touch_after_edit(bill, actor, "add")
     event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(file.readings)})
@@ -362,7 +363,7 @@ def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> se
                       code=r.code, number=r.number, date=r.date, amount=r.amount, tax=r.tax, total=r.total,
                       check_code=r.check_code, seller_name=r.seller_name, seller_tax_no=r.seller_tax_no,
                       buyer_name=r.buyer_name, buyer_tax_no=r.buyer_tax_no, source=r.source, invoice_key=key,
-                      raw=r.raw or None)
+                      raw=r.raw or None, needs_confirm=r.source == "ocr")
         db.session.add(inv)
         if key:
             keys.add(key)
@@ -489,6 +490,7 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     if any(before[f] != after[f] for f in MONEY_LABELS):
         check_sum(inv.amount, inv.tax, inv.total)
     inv.source = "manual"
+    inv.needs_confirm = False  # corrected by a person: nothing left to confirm
     inv.invoice_key = invoice_key(inv.code, inv.number)
     db.session.flush()
     refresh_duplicates(inv.enterprise_id, {k for k in (old_key, inv.invoice_key) if k})
@@ -639,6 +641,7 @@ def submit(bill: Bill, actor: str) -> None:
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能提交", 409)
     if not live_images(bill):
         raise BillError("还没有上传影像，不能提交", 409)
+    ocr_jobs.check_submit(bill)
     event(bill, "submit", actor, to="submitted")
     bill.submitted_at = utcnow()
     bill.return_reason = None

@@ -72,7 +72,15 @@ DEFAULTS = {
     "PROXY_FIX_HOPS": 0,
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
-    "RECOGNITION_OCR": False,
+    "RECOGNITION_OCR": False,  # OCR inside the upload request (slow); the default is the background job:
+    # an image or scanned PDF without a complete invoice is 识别中 until job recognise_image has run OCR on it.
+    "OCR_BACKGROUND": True,
+    "OCR_LEASE": 300,  # seconds a claimed OCR job belongs to its worker; a killed worker's job is due after this
+    "OCR_MAX_ATTEMPTS": 3,
+    "OCR_RETRY_BASE": 30,  # a failed OCR waits this long, doubling per attempt
+    "OCR_PAGE_SECONDS": 30.0,  # file-work budget of one page under OCR (the engine loads on first use)
+    "OCR_TOTAL_SECONDS": 300.0,
+    "OCR_QUEUE_SECONDS": 120.0,  # longest wait of a job for a free file-work child
     # The invoices list gives up an exact count that takes longer than this (SQLite only).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,

@@ -21,7 +21,7 @@ import logging
 
 from flask import current_app
 
-from .. import erp_pull, housekeeping, sync
+from .. import erp_pull, housekeeping, ocr_jobs, sync
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import DockingConnection
@@ -29,11 +29,13 @@ from ..models import DockingConnection
 log = logging.getLogger("portal.jobs")
 
 #: Which RQ queue carries which job function (``flask worker --queues`` picks some).
-QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "cloud", "clean_storage": "housekeeping"}
+QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "cloud", "clean_storage": "housekeeping",
+          "recognise_image": "recognise"}
 #: Every queue a worker listens to by default; ``recognise`` is reserved for upload recognition and OCR.
 QUEUE_NAMES = ("erp", "cloud", "recognise", "housekeeping")
 
-__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "fetch_downloads", "pull_connection", "redis_url", "writeback"]
+__all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "fetch_downloads", "pull_connection", "recognise_image",
+           "redis_url", "writeback"]
 
 
 def redis_url() -> str:
@@ -64,3 +66,8 @@ def clean_storage() -> tuple[int, int]:
     """Remove part files of killed uploads and blobs no row refers to; return both counts."""
     done = housekeeping.clean_storage()
     return done.temp_files, done.orphan_blobs
+
+
+def recognise_image(image_id: int) -> str:
+    """OCR one uploaded image that the fast readers could not complete (idempotent; see portal.ocr_jobs)."""
+    return ocr_jobs.run(image_id)

@@ -14,7 +14,7 @@ from flask import url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ... import bills
+from ... import bills, ocr_jobs
 from ...extensions import db
 from ...models import BILL_STATUSES, Bill, BillEvent, Image, Invoice
 from ...views import scope
@@ -60,6 +60,8 @@ EVENT_LABELS = {
     "rescan": "重新扫描",
     "delete": "单据被删除",
     "writeback": "回写 ERP",
+    "ocr": "OCR 识别完成",
+    "confirm_invoice": "确认 OCR 识别结果",
 }
 
 MATCH_RESULTS = {"matched": "匹配成功", "match_failed": "匹配失败", "confirmed": "人工确认通过"}
@@ -282,7 +284,10 @@ def describe(ev: BillEvent) -> str:
         return d.get("filename") or ""
     if ev.action == "reorder":
         return ""
-    if ev.action == "add_invoice":
+    if ev.action == "ocr":
+        return (f"{d.get('filename') or '（无文件名）'}，识别到 {d.get('invoices', 0)} 张发票"
+                + (f"，{d['to_confirm']} 张待确认" if d.get("to_confirm") else ""))
+    if ev.action in ("add_invoice", "confirm_invoice"):
         return f"发票号码 {d['number']}" if d.get("number") else ""
     if ev.action == "correct":
         changed = d.get("changed") or {}
@@ -362,3 +367,8 @@ def beijing_time(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if at is None:
         return "—"
     return (at + BEIJING).strftime(fmt)
+
+
+# Background OCR of an image (portal/ocr_jobs.py): the card's badge per state.
+OCR_STATES = ocr_jobs.STATE_LABELS
+OCR_PENDING = ocr_jobs.PENDING

@@ -5,7 +5,8 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import joinedload
 
-from ... import writeback
+from ... import ocr_jobs, writeback
+from ...jobs import redis_url
 from ...extensions import db
 from ...models import Bill, WritebackJob
 from ...views import paginate, render, roles_required, scope, toast, visible_enterprise_ids
@@ -44,7 +45,10 @@ def _context(state: str, q: str) -> dict:
     counts["attention"] = db.session.scalar(
         scope(select(func.count()).select_from(WritebackJob), WritebackJob.enterprise_id)
         .where(WritebackJob.state == "failed", WritebackJob.attempts >= writeback.max_attempts()))
-    return {"page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": writeback.KINDS,
+    ocr_rows, ocr_counts = ocr_jobs.job_rows(scope)
+    return {"ocr_rows": ocr_rows, "ocr_counts": ocr_counts, "ocr_executor": "RQ 队列 recognise" if redis_url() else "进程内任务",
+            "OCR_STATES": {"queued": "排队中", "running": "识别中", "failed": "识别失败"},
+            "page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": writeback.KINDS,
             "STATES": writeback.STATES, "counts": counts,
             "max_attempts": writeback.max_attempts(), "needs_attention": writeback.needs_attention}
 
