@@ -21,6 +21,7 @@ import dataclasses
 import importlib.util
 import logging
 import secrets
+import threading
 from datetime import timedelta
 from typing import Any, Iterable
 
@@ -168,6 +169,29 @@ def _claim(image_id: int) -> str | None:
     return token if claimed else None
 
 
+_ocr_pool: filework.Pool | None = None
+_ocr_pool_key: tuple | None = None
+_ocr_pool_lock = threading.Lock()
+
+
+def _pool() -> filework.Pool:
+    """This process's file-work pool for OCR: the upload pool's isolation, with OCR's memory budget.
+
+    The OCR engine maps well over a gigabyte of address space (its models and thread arenas), which the
+    upload pool's ``FILE_WORK_MEMORY`` would refuse (the engine then silently reads nothing); a separate
+    pool keeps that budget for the uploads and keeps the loaded engine in its child between jobs.
+    """
+    global _ocr_pool, _ocr_pool_key
+    cfg = current_app.config
+    key = (int(cfg.get("OCR_WORKERS") or 1), int(cfg.get("OCR_WORKERS") or 1), int(cfg.get("OCR_WORK_MEMORY") or 0))
+    with _ocr_pool_lock:
+        if _ocr_pool is None or _ocr_pool_key != key:
+            if _ocr_pool is not None:
+                _ocr_pool.close()
+            _ocr_pool, _ocr_pool_key = filework.Pool(*key), key
+        return _ocr_pool
+
+
 def _limits() -> limits_mod.Limits:
     """The file-work limits with OCR's longer time budgets (1–3 s a page, more when the engine loads)."""
     lim = limits_mod.from_config(current_app.config)
@@ -191,7 +215,7 @@ def run(image_id: int) -> str:
 
     try:
         data = storage().read(sha)
-        found = filework.pool(current_app.config).run(
+        found = _pool().run(
             "inspect", (data, True), limits=_limits(), tenant=tenant,
             wait=_seconds("OCR_QUEUE_SECONDS", 120))
     except filework.Refused as exc:
