@@ -214,9 +214,11 @@ def _worker_env(app, redis: str, tmp_path) -> dict:
 
 
 def _start_worker(env: dict, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "portal", "worker", "--burst",
-                             "--queues", "recognise"], env=env, cwd=log.parent, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    """``flask worker --burst`` on queue recognise, in a session of its own (killed with its file-work children)."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "portal", "worker", "--burst",
+                                 "--queues", "recognise"], env=env, cwd=log.parent, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def test_a_worker_recognises_the_upload_from_s3_and_a_killed_worker_finishes_once(
