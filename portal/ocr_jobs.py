@@ -228,7 +228,8 @@ def run(image_id: int) -> str:
 def _mine(image_id: int, token: str, **values: Any) -> bool:
     """Set ``values`` on the image if this claim still holds it (one atomic UPDATE; takes its row lock)."""
     return bool(db.session.execute(
-        update(Image).where(Image.id == image_id, Image.ocr_state == "running", Image.ocr_token == token)
+        update(Image).where(Image.id == image_id, Image.ocr_state == "running", Image.ocr_token == token,
+                            Image.removed.is_(False))  # taken off the bill meanwhile: its result is not wanted
         .values(**values), execution_options={"synchronize_session": False}).rowcount)
 
 

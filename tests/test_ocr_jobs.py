@@ -23,6 +23,7 @@ from portal.blueprints.api.serializers import bill_json
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
 from portal.models import AuditEvent, BillEvent, Image, Invoice
+from portal.recognition import Invoice as Reading
 
 from .conftest import DATA_KEY
 from .s3_plugin import bucket_keys
@@ -169,6 +170,18 @@ def test_a_claim_that_lost_its_lease_stores_nothing(ocr_on, scanner):
     image = image_of("BX-0001")
     assert (image.ocr_state, image.ocr_attempts) == ("done", 2)
     assert [i.number for i in ocr_invoices(image)] == ["87654321"]
+
+
+def test_an_image_removed_while_recognising_gets_no_readings(ocr_on, scanner):
+    upload(scanner, "BX-0001", PAPER)
+    image = image_of("BX-0001")
+    token = ocr_jobs._claim(image.id)
+    resp = scanner.post(f"/bills/BX-0001/images/{image.id}/remove", htmx=f"image-{image.id}")
+    assert resp.status_code == 200
+    reading = Reading(source="ocr", code="1100094140", number="87654321")
+    assert ocr_jobs._store(image.id, token, [reading]) == "skipped"
+    assert ocr_invoices(image_of("BX-0001")) == [] and ocr_jobs.due_ids() == []
+    assert scanner.post("/bills/BX-0001/submit").status_code == 409  # no images left, not "识别中"
 
 
 def test_a_failing_ocr_is_retried_then_failed_and_shows_on_the_jobs_page(ocr_on, world, browser, make_user):
