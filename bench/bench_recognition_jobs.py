@@ -13,7 +13,8 @@ the same in every mode — and the images without a complete invoice are left �
   runs until the last one exits (their start-up and OCR engine load included).
 
 Prints per mode: the upload stage, the OCR stage (jobs, seconds, jobs/s) and the whole (files/s), with
-ratios to in-process, and checks that every job ran exactly once (attempts == 1, one ``ocr`` event each).
+ratios to in-process, and checks that every image was recognised and its readings stored exactly once
+(one ``ocr`` event each; a job over its time budget is retried and counted).
 Exit status 1 when a check fails. Needs OCR (``pip install '.[ocr]'``), Redis, and ``rq``.
 """
 from __future__ import annotations
@@ -32,7 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 PG_SERVER = os.environ.get("PORTAL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("PORTAL_BENCH_REDIS", "redis://127.0.0.1:6379")
-LOCK = "portal-test-lock"  # the tests' claim on a Redis database number: the bench takes a free one too
+LOCK = "portal-test-lock"
+# A job over its time budget (several OCR processes on few cores) is retried soon, not after 30 s, so the
+# figures measure work, not backoff; five attempts so that none gives up under load.
+RETRIES = {"OCR_RETRY_BASE": 1, "OCR_MAX_ATTEMPTS": 5}  # the tests' claim on a Redis database number: the bench takes a free one too
 
 
 def corpus_files() -> list[tuple[str, bytes]]:
@@ -95,7 +99,7 @@ def run_mode(label: str, workers: int, args, tmp: Path, files, redis_url: str | 
     url, drop = make_database(args.sqlite, tmp, label)
     storage = tmp / f"storage-{label}"
     config = {"LOG_LEVEL": "WARNING", "SQLALCHEMY_DATABASE_URI": url, "STORAGE_DIR": str(storage),
-              "REDIS_URL": redis_url or ""}
+              "REDIS_URL": redis_url or "", **RETRIES}
     app = create_app(config)
     try:
         with app.app_context():
@@ -116,26 +120,41 @@ def run_mode(label: str, workers: int, args, tmp: Path, files, redis_url: str | 
             upload_s = time.perf_counter() - started
             jobs = db.session.scalar(select(func.count()).select_from(Image).where(Image.ocr_state == "queued"))
             started = time.perf_counter()
+            def left() -> int:
+                db.session.rollback()
+                return db.session.scalar(select(func.count()).select_from(Image).where(
+                    Image.ocr_state.in_(ocr_jobs.PENDING)))
+
             if workers == 0:
-                while ocr_jobs.due_ids(limit=1000):
-                    ocr_jobs.run_due(limit=1000)
+                while left():  # a job over its time budget is retried once due again
+                    if not ocr_jobs.run_due(limit=1000)["done"]:
+                        time.sleep(0.2)
             else:
                 env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+                env.update({f"PORTAL_{k}": str(v) for k, v in RETRIES.items()})
                 env.update(PORTAL_INSTANCE=os.environ["PORTAL_INSTANCE"], PORTAL_SQLALCHEMY_DATABASE_URI=url,
                            PORTAL_STORAGE_DIR=str(storage), PORTAL_REDIS_URL=redis_url, PORTAL_LOG_LEVEL="WARNING",
                            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-                procs = []
-                for n in range(workers):
-                    with open(tmp / f"worker-{label}-{n}.log", "wb") as out:
-                        procs.append(subprocess.Popen(
-                            [sys.executable, "-m", "flask", "--app", "portal", "worker", "--burst", "--queues",
-                             "recognise"], env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT))
-                for proc in procs:
-                    proc.wait()
+                from portal.jobs import redis_queue
+
+                while True:
+                    procs = []
+                    for n in range(workers):
+                        with open(tmp / f"worker-{label}-{n}.log", "ab") as out:
+                            procs.append(subprocess.Popen(
+                                [sys.executable, "-m", "flask", "--app", "portal", "worker", "--burst", "--queues",
+                                 "recognise"], env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT))
+                    for proc in procs:
+                        proc.wait()
+                    if not left():
+                        break
+                    # Jobs over their time budget wait for their retry; the pass queues them again when due.
+                    while not redis_queue.dispatch()["recognise_image"]:
+                        time.sleep(0.2)
             ocr_s = time.perf_counter() - started
             db.session.expire_all()
             states = dict(db.session.execute(select(Image.ocr_state, func.count()).group_by(Image.ocr_state)).all())
-            repeated = db.session.scalar(select(func.count()).select_from(Image).where(Image.ocr_attempts > 1))
+            retried = db.session.scalar(select(func.count()).select_from(Image).where(Image.ocr_attempts > 1))
             events = db.session.scalar(select(func.count()).select_from(BillEvent).where(BillEvent.action == "ocr"))
             db.session.remove()
             db.engine.dispose()
@@ -144,9 +163,10 @@ def run_mode(label: str, workers: int, args, tmp: Path, files, redis_url: str | 
             redis_client.flushdb()
             redis_client.set(LOCK, "bench", ex=3600)
         drop()
-    ok = states.get("queued", 0) == 0 and states.get("running", 0) == 0 and not repeated and events == jobs
+    # Every image recognised, and its readings stored exactly once (one "ocr" event each), retried or not.
+    ok = states.get("done", 0) == jobs and not set(states) - {None, "done"} and events == jobs
     return {"label": label, "upload_s": upload_s, "jobs": jobs, "ocr_s": ocr_s, "states": states, "ok": ok,
-            "repeated": repeated, "events": events}
+            "retried": retried, "events": events}
 
 
 def main() -> int:
@@ -188,7 +208,8 @@ def main() -> int:
         base_total = args.files / (base["upload_s"] + base["ocr_s"])
         print(f"{r['label']:<11} {r['upload_s']:>9.1f} {r['jobs']:>8} {r['ocr_s']:>8.1f} {jobs_rate:>7.2f} "
               f"{(jobs_rate / base_jobs if base_jobs else 0):>5.2f} {total_rate:>8.2f} {total_rate / base_total:>5.2f}  "
-              f"{'ok' if r['ok'] else 'FAILED'} (states {r['states']}, repeated {r['repeated']}, events {r['events']})")
+              f"{'ok' if r['ok'] else 'FAILED'} (states {r['states']}, retried after the time budget {r['retried']}, "
+              f"stored {r['events']}×)")
     return 0 if all(r["ok"] for r in results) else 1
 
 
