@@ -91,7 +91,7 @@ def run_mode(label: str, workers: int, args, tmp: Path, files, redis_url: str | 
     from flask_migrate import upgrade
     from sqlalchemy import func, select
 
-    from portal import bills, create_app, ocr_jobs
+    from portal import bills, create_app, ocr_jobs, ocr_state
     from portal.crypto import encrypt
     from portal.extensions import db
     from portal.models import BillEvent, Enterprise, Image
@@ -123,7 +123,7 @@ def run_mode(label: str, workers: int, args, tmp: Path, files, redis_url: str | 
             def left() -> int:
                 db.session.rollback()
                 return db.session.scalar(select(func.count()).select_from(Image).where(
-                    Image.ocr_state.in_(ocr_jobs.PENDING)))
+                    Image.ocr_state.in_(ocr_state.PENDING)))
 
             if workers == 0:
                 while left():  # a job over its time budget is retried once due again
@@ -176,9 +176,9 @@ def main() -> int:
     parser.add_argument("--sqlite", action="store_true", help="SQLite even when PostgreSQL answers")
     args = parser.parse_args()
 
-    from portal import ocr_jobs
+    from portal import ocr_state
 
-    if not ocr_jobs.installed():
+    if not ocr_state.installed():
         print("OCR 未安装（pip install '.[ocr]'）：没有可测的后台识别")
         return 1
     if not args.sqlite and not postgres_reachable():

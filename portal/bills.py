@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, filework, ocr_jobs
+from . import audit, filework, ocr_state
 from .extensions import db
 from .models import Bill, BillEvent, Blob, Enterprise, ExpectedInvoice, Image, Invoice, ScanPoint, WritebackJob, utcnow
 from .recognition import Invoice as Reading
@@ -335,7 +335,7 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
             return Added(image, False)
     db.session.flush()
     keys = _store_readings(bill, image, file.readings)
-    ocr_jobs.mark(image, file.media_type, file.pages, file.readings)
+    ocr_state.mark(image, file.media_type, file.pages, file.readings)
     refresh_duplicates(bill.enterprise_id, keys)
     _touch_after_edit(bill, actor, "add")
     event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(file.readings)})
@@ -631,6 +631,19 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
                  summary=f"退回单据 {bill.bill_no} 重扫：{reason[:100]}", actor=actor)
 
 
+def check_ocr_done(bill: Bill) -> None:
+    """BillError 409 while an image is 识别中 (background OCR) or an OCR'd invoice is still 待确认, naming them."""
+    images = live_images(bill)
+    busy = [img.filename or f"影像 {img.id}" for img in images if img.ocr_state in ocr_state.PENDING]
+    if busy:
+        raise BillError(f"影像正在识别中，请等待识别完成后再提交：{'、'.join(busy)}", 409)
+    unconfirmed = [(inv, img) for img in images for inv in img.invoices if inv.needs_confirm]
+    if unconfirmed:
+        names = "、".join(f"发票 {inv.number or '（无号码）'}（{img.filename or '影像 %d' % img.id}）"
+                         for inv, img in unconfirmed)
+        raise BillError(f"以下发票由 OCR 识别，尚未确认：{names}。请核对后点击“确认”或修改识别结果再提交", 409)
+
+
 def submit(bill: Bill, actor: str) -> None:
     """Submit the bill's images: run the checks of its enterprise's image mode and move it on."""
     from . import matching
@@ -641,7 +654,7 @@ def submit(bill: Bill, actor: str) -> None:
         raise BillError(f"单据当前状态为“{bill.status_label}”，不能提交", 409)
     if not live_images(bill):
         raise BillError("还没有上传影像，不能提交", 409)
-    ocr_jobs.check_submit(bill)
+    check_ocr_done(bill)
     event(bill, "submit", actor, to="submitted")
     bill.submitted_at = utcnow()
     bill.return_reason = None

@@ -2,8 +2,8 @@
 
 An upload recognises its file in the request with the fast readers (structured data, PDF text, QR).
 When an image or page gives no complete invoice (number, date, amount or total) and OCR is installed,
-:func:`mark` sets the image's ``ocr_state`` to ``queued`` (shown as 识别中) and the request answers at
-once. The job :func:`run` — ``portal.jobs.recognise_image``, run by the in-process runner's pass or by an
+:func:`portal.ocr_state.mark` sets the image's ``ocr_state`` to ``queued`` (shown as 识别中) and the
+request answers at once. The job :func:`run` — ``portal.jobs.recognise_image``, run by the in-process runner's pass or by an
 RQ worker on queue ``recognise`` — claims the image with a lease and a token, reads the file again with
 OCR in the file-work pool (:mod:`portal.filework`, its budgets; never in the web process), and stores
 the readings (source ``ocr``), replacing the upload's, only while its token still holds: a worker killed
@@ -13,23 +13,21 @@ claim finishes stores one set of readings. Failures are retried with backoff and
 
 Every invoice whose values came from OCR is ``needs_confirm`` (待确认) until a scanner confirms it
 (:func:`confirm_invoice`, audited) or corrects it; a bill with images 识别中 or unconfirmed invoices
-is not submitted (:func:`check_submit`).
+is not submitted (:func:`portal.bills.check_ocr_done`).
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import secrets
 import threading
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any
 
-from flask import current_app, has_app_context
-from sqlalchemy import and_, event as sa_event, func, or_, select, update
-from sqlalchemy.orm import Session
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
 
-from . import audit, filework
+from . import audit, bills, filework
 from . import limits as limits_mod
 from .extensions import db
 from .models import Bill, Image, Invoice, utcnow
@@ -38,95 +36,15 @@ from .storage import StorageError
 
 log = logging.getLogger("portal.ocr_jobs")
 
-__all__ = ["ACTOR", "PENDING", "STATE_LABELS", "check_submit", "confirm_invoice", "due_ids", "enabled", "installed",
-           "mark", "needs_ocr", "run", "run_due"]
+__all__ = ["ACTOR", "confirm_invoice", "due_ids", "job_id", "job_rows", "run", "run_due"]
 
 ACTOR = "ocr"  # the actor of the job's bill events
-#: States in which the image is still being recognised (the card polls, submit waits).
-PENDING = ("queued", "running")
-STATE_LABELS = {"queued": "识别中", "running": "识别中", "done": "识别完成", "failed": "识别失败",
-                "unavailable": "OCR 未安装"}
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/tiff")
-PDF = "application/pdf"
 SIGNATURE = ("type", "code", "number", "date", "amount", "tax", "total", "check_code", "seller_name",
              "seller_tax_no", "buyer_name", "buyer_tax_no")
-_KICK = "portal_ocr_kick"  # session.info key: images to put on the RQ queue once the upload commits
-_installed: bool | None = None
-
-
-# --------------------------------------------------------------------------- configuration
-
-def installed() -> bool:
-    """Whether the OCR engine is installed (found, not imported: the web process never loads it)."""
-    global _installed
-    if _installed is None:
-        _installed = importlib.util.find_spec("rapidocr_onnxruntime") is not None
-    return _installed
-
-
-def enabled() -> bool:
-    """Background OCR is on (``OCR_BACKGROUND``) and not already done in the request (``RECOGNITION_OCR``)."""
-    cfg = current_app.config
-    return bool(cfg.get("OCR_BACKGROUND", True)) and not cfg.get("RECOGNITION_OCR")
 
 
 def _seconds(name: str, default: float) -> float:
     return float(current_app.config.get(name) or default)
-
-
-# --------------------------------------------------------------------------- at upload
-
-def needs_ocr(media_type: str, pages: int, readings: Iterable[Reading]) -> bool:
-    """True when an image frame (or, for a PDF, the whole file) gave no complete invoice."""
-    readings = list(readings)
-    if media_type in IMAGE_TYPES:
-        complete = {r.page or 0 for r in readings if r.is_complete}
-        return any(page not in complete for page in range(max(1, pages)))
-    if media_type == PDF:  # a scan without a text layer; list pages next to invoices need no OCR
-        return not any(r.is_complete for r in readings)
-    return False
-
-
-def mark(image: Image, media_type: str, pages: int, readings: Iterable[Reading]) -> None:
-    """Mark a freshly attached image for OCR when it needs it (识别中), or say that OCR is not installed."""
-    if not enabled() or not needs_ocr(media_type, pages, readings):
-        image.ocr_state = None
-        return
-    if not installed():
-        image.ocr_state = "unavailable"
-        return
-    image.ocr_state, image.ocr_due_at, image.ocr_attempts = "queued", utcnow(), 0
-    image.ocr_error = image.ocr_lease_until = image.ocr_token = image.ocr_finished_at = None
-    db.session.flush()
-    db.session.info.setdefault(_KICK, set()).add(image.id)
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _kick_after_commit(session: Session) -> None:
-    """With Redis, put the images an upload just marked on queue ``recognise`` (else the next pass does)."""
-    ids = session.info.pop(_KICK, None)
-    if not ids or not has_app_context():
-        return
-    from .jobs import redis_url
-
-    if not redis_url():
-        return
-    try:
-        from .jobs import redis_queue
-
-        conn = redis_queue.connect()
-        try:
-            for image_id in sorted(ids):
-                redis_queue.enqueue(conn, "recognise_image", image_id, job_id=job_id(image_id), rerun_started=True)
-        finally:
-            conn.close()
-    except Exception:  # Redis away: the image stays queued in the DB and the next dispatching pass sends it
-        log.warning("could not queue OCR of images %s", sorted(ids), exc_info=True)
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_KICK, None)
 
 
 def job_id(image_id: int) -> str:
@@ -211,10 +129,8 @@ def run(image_id: int) -> str:
     db.session.commit()  # no transaction stays open while OCR runs
     if attempts > int(current_app.config.get("OCR_MAX_ATTEMPTS") or 3):
         return _failed(image_id, token, "识别多次中断，已停止重试", final=True)
-    from .bills import storage
-
     try:
-        data = storage().read(sha)
+        data = bills.storage().read(sha)
         found = _pool().run(
             "inspect", (data, True), limits=_limits(), tenant=tenant,
             wait=_seconds("OCR_QUEUE_SECONDS", 120))
@@ -256,8 +172,6 @@ def _signature(inv: Any) -> tuple:
 
 def _store(image_id: int, token: str, readings: list[Reading]) -> str:
     """Replace the image's recognised invoices by the OCR run's, once (the claim's token must still hold)."""
-    from . import bills
-
     if not _mine(image_id, token, ocr_state="done", ocr_error=None, ocr_lease_until=None,
                  ocr_finished_at=utcnow()):
         db.session.rollback()
@@ -293,8 +207,6 @@ def _store(image_id: int, token: str, readings: list[Reading]) -> str:
 
 def confirm_invoice(inv: Invoice, actor: str) -> None:
     """A scanner confirms an OCR'd invoice as read (待确认 → confirmed); audited. Commits nothing."""
-    from . import bills
-
     bill = db.session.get(Bill, inv.bill_id)
     bills.require_editable(bill)
     if not inv.needs_confirm:
@@ -306,21 +218,6 @@ def confirm_invoice(inv: Invoice, actor: str) -> None:
     audit.record("confirm", "invoice", inv.id, enterprise_id=inv.enterprise_id,
                  summary=f"确认单据 {bill.bill_no} 的 OCR 识别发票 {label}", after={"needs_confirm": False},
                  actor=actor)
-
-
-def check_submit(bill: Bill) -> None:
-    """BillError 409 while an image is 识别中 or an OCR'd invoice is still 待确认, naming them."""
-    from . import bills
-
-    images = bills.live_images(bill)
-    busy = [img.filename or f"影像 {img.id}" for img in images if img.ocr_state in PENDING]
-    if busy:
-        raise bills.BillError(f"影像正在识别中，请等待识别完成后再提交：{'、'.join(busy)}", 409)
-    open_ = [(inv, img) for img in images for inv in img.invoices if inv.needs_confirm]
-    if open_:
-        names = "、".join(f"发票 {inv.number or '（无号码）'}（{img.filename or '影像 %d' % img.id}）"
-                         for inv, img in open_)
-        raise bills.BillError(f"以下发票由 OCR 识别，尚未确认：{names}。请核对后点击“确认”或修改识别结果再提交", 409)
 
 
 def job_rows(visible: Any, limit: int = 50) -> tuple[list[tuple[Image, Bill]], dict[str, int]]:

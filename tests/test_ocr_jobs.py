@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import select
 
-from portal import bills, ocr_jobs
+from portal import bills, ocr_jobs, ocr_state
 from portal.blueprints.api.serializers import bill_json
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
@@ -30,7 +30,7 @@ from .s3_plugin import bucket_keys
 from .test_bills_ui import bill, scanner, upload, world  # noqa: F401  (fixtures)
 from .test_jobs import ROOT, on_redis, redis_url  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not ocr_jobs.installed(), reason="OCR（rapidocr-onnxruntime）未安装")
+pytestmark = pytest.mark.skipif(not ocr_state.installed(), reason="OCR（rapidocr-onnxruntime）未安装")
 
 PAPER = "vat_special_paper_sample_87654321.jpg"
 PNG_QR = "vat_e_ordinary_tianjin_33207675.png"
@@ -64,7 +64,9 @@ def test_upload_answers_at_once_and_one_pass_fills_the_card_with_values_to_confi
     elapsed = time.monotonic() - started
     html = resp.get_data(as_text=True)
     assert resp.status_code == 201, html
-    assert elapsed < 5, elapsed  # no OCR in the request (OCR of this page takes seconds)
+    # No OCR in the request: it answers with the card 识别中 and no readings (below). The bound is loose
+    # because the file-work child starts cold here on a shared 2-core box; OCR of this page alone takes 4–30 s.
+    assert elapsed < 15, elapsed
     assert "识别中" in html and 'hx-trigger="every 2s"' in html
     image = image_of("BX-0001")
     assert f'hx-get="/bills/BX-0001/images/{image.id}/card"' in html
@@ -134,7 +136,7 @@ def test_an_image_whose_qr_reads_is_not_queued(ocr_on, scanner):
 
 
 def test_without_ocr_installed_the_card_says_so_and_nothing_is_queued(ocr_on, scanner, monkeypatch):
-    monkeypatch.setattr(ocr_jobs, "_installed", False)
+    monkeypatch.setattr(ocr_state, "_installed", False)
     resp = upload(scanner, "BX-0001", PAPER)
     html = resp.get_data(as_text=True)
     assert resp.status_code == 201 and "OCR 未安装" in html and "every 2s" not in html

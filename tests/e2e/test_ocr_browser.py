@@ -6,14 +6,14 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from portal import ocr_jobs
+from portal import ocr_state
 from portal.jobs import runner
 from portal.models import Image, Invoice
 from tests.conftest import CORPUS
 from tests.e2e.conftest import login
 from tests.e2e.test_upload_browser import BILL_NO, DROP, _make_bill, _payload
 
-pytestmark = pytest.mark.skipif(not ocr_jobs.installed(), reason="OCR（rapidocr-onnxruntime）未安装")
+pytestmark = pytest.mark.skipif(not ocr_state.installed(), reason="OCR（rapidocr-onnxruntime）未安装")
 PAPER = "vat_special_paper_sample_87654321.jpg"
 
 

@@ -14,7 +14,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from ... import bills, matching, ocr_jobs
+from ... import bills, matching, ocr_jobs, ocr_state
 from ...errors import fail
 from ...extensions import db
 from ...models import Bill, Image, Invoice, invoice_type_label
@@ -354,7 +354,7 @@ def image_card(bill_no: str, image_id: int):
     image = db.session.get(Image, image_id)
     if image is None or image.bill_id != bill.id or image.removed:
         abort(404)
-    done = image.ocr_state not in ocr_jobs.PENDING
+    done = image.ocr_state not in ocr_state.PENDING
     # The first answer without 识别中 ends the polling; the page's head and history then refresh too.
     return render("_image_card.html", headers=_trigger() if done and _htmx() else None, **_card_context(bill, image))
 

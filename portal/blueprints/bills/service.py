@@ -14,7 +14,7 @@ from flask import url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ... import bills, ocr_jobs
+from ... import bills, ocr_state
 from ...extensions import db
 from ...models import BILL_STATUSES, Bill, BillEvent, Image, Invoice
 from ...views import scope
@@ -370,5 +370,5 @@ def beijing_time(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 # Background OCR of an image (portal/ocr_jobs.py): the card's badge per state.
-OCR_STATES = ocr_jobs.STATE_LABELS
-OCR_PENDING = ocr_jobs.PENDING
+OCR_STATES = ocr_state.STATE_LABELS
+OCR_PENDING = ocr_state.PENDING
