@@ -85,6 +85,7 @@ DEFAULTS = {
     "OCR_WORKERS": 1,
     "OCR_WORK_MEMORY": 3 * 1024 * 1024 * 1024,
     "OCR_QUEUE_SECONDS": 120.0,  # longest wait of a job for a free file-work child
+    "OCR_PASS_SECONDS": 60.0,  # the in-process runner starts no further OCR in one pass after this
     # The invoices list gives up an exact count that takes longer than this (SQLite only).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,

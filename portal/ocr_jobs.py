@@ -3,9 +3,10 @@
 An upload recognises its file in the request with the fast readers (structured data, PDF text, QR).
 When an image or page gives no complete invoice (number, date, amount or total) and OCR is installed,
 :func:`portal.ocr_state.mark` sets the image's ``ocr_state`` to ``queued`` (shown as 识别中) and the
-request answers at once. The job :func:`run` — ``portal.jobs.recognise_image``, run by the in-process runner's pass or by an
-RQ worker on queue ``recognise`` — claims the image with a lease and a token, reads the file again with
-OCR in the file-work pool (:mod:`portal.filework`, its budgets; never in the web process), and stores
+request answers at once. The job :func:`run` — ``portal.jobs.recognise_image``, run by the in-process
+runner's pass or by an RQ worker on queue ``recognise`` — claims the image with a lease and a token, reads
+the file again with OCR in a file-work pool of its own (:class:`portal.filework.Pool`: a budgeted child
+process, never the web process), and stores
 the readings (source ``ocr``), replacing the upload's, only while its token still holds: a worker killed
 mid-job leaves ``running`` with a lease that runs out, the next pass makes it due again, and whichever
 claim finishes stores one set of readings. Failures are retried with backoff and kept
@@ -21,6 +22,7 @@ import dataclasses
 import logging
 import secrets
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -65,9 +67,16 @@ def due_ids(now=None, limit: int = 50) -> list[int]:
 
 
 def run_due(limit: int = 50) -> dict[str, int]:
-    """The runner's share of a pass: OCR every due image in turn; counts per outcome."""
+    """The runner's share of a pass: OCR due images in turn; counts per outcome.
+
+    No new image is started after ``OCR_PASS_SECONDS`` (one always is): the pass's other work (write-backs, ERP pulls)
+    is not held up by a pile of scans; the rest is due on the next pass.
+    """
     counts = {"done": 0, "retry": 0, "failed": 0, "skipped": 0}
-    for image_id in due_ids(limit=limit):
+    ends = time.monotonic() + _seconds("OCR_PASS_SECONDS", 60)
+    for n, image_id in enumerate(due_ids(limit=limit)):
+        if n and time.monotonic() > ends:  # one at least, however long the last pass took
+            break
         counts[run(image_id)] += 1
     return counts
 

@@ -174,6 +174,15 @@ def test_a_claim_that_lost_its_lease_stores_nothing(ocr_on, scanner):
     assert [i.number for i in ocr_invoices(image)] == ["87654321"]
 
 
+def test_a_pass_starts_no_further_ocr_after_its_budget(ocr_on, scanner):
+    upload(scanner, "BX-0001", PAPER)
+    upload(scanner, "BX-0002", PAPER)
+    ocr_on.config["OCR_PASS_SECONDS"] = 0.001  # write-backs and pulls of the pass are not held up
+    assert runner.one_pass().recognised == {"done": 1, "retry": 0, "failed": 0, "skipped": 0}
+    assert len(ocr_jobs.due_ids()) == 1  # the other one is due on the next pass
+    assert runner.one_pass().recognised["done"] == 1 and ocr_jobs.due_ids() == []
+
+
 def test_an_image_removed_while_recognising_gets_no_readings(ocr_on, scanner):
     upload(scanner, "BX-0001", PAPER)
     image = image_of("BX-0001")
