@@ -160,18 +160,24 @@ def test_a_claim_that_lost_its_lease_stores_nothing(ocr_on, scanner):
     upload(scanner, "BX-0001", PAPER)
     image = image_of("BX-0001")
     ocr_on.config["OCR_LEASE"] = 0.2
-    stale = ocr_jobs._claim(image.id)  # a worker that took the job and then hung or died
+    stale = ocr_jobs._claim(image.id)  # a worker that took the job and then hung
     assert stale and ocr_jobs._claim(image.id) is None  # held while the lease runs
     time.sleep(0.3)
     assert ocr_jobs.due_ids() == [image.id]
     ocr_on.config["OCR_LEASE"] = 300
-    assert ocr_jobs.run(image.id) == "done"  # the next claim takes over and finishes
-    assert ocr_jobs._store(image.id, stale, []) == "skipped"  # the stale claim's result is dropped
+    fresh = ocr_jobs._claim(image.id)  # another worker takes it over
+    assert fresh and fresh != stale and ocr_jobs.due_ids() == []
+    reading = Reading(source="ocr", type="01", code="1100094140", number="87654321")
+    # The hung worker wakes up first: its result and its failure are both dropped.
+    assert ocr_jobs._store(image.id, stale, [reading]) == "skipped"
     assert ocr_jobs._failed(image.id, stale, "x") == "skipped"
+    assert ocr_invoices(image_of("BX-0001")) == [] and image_of("BX-0001").ocr_state == "running"
+    assert ocr_jobs._store(image.id, fresh, [reading]) == "done"
+    assert ocr_jobs._store(image.id, fresh, [reading]) == "skipped"  # and only once
     assert ocr_jobs.run(image.id) == "skipped"
     image = image_of("BX-0001")
     assert (image.ocr_state, image.ocr_attempts) == ("done", 2)
-    assert [i.number for i in ocr_invoices(image)] == ["87654321"]
+    assert [(i.number, i.needs_confirm) for i in ocr_invoices(image)] == [("87654321", True)]
 
 
 def test_a_pass_starts_no_further_ocr_after_its_budget(ocr_on, scanner):
