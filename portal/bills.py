@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit
+from . import audit, ocr_state
 from .errors import UserError
 from .extensions import db
 from .files import filework
@@ -294,6 +294,7 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
             return Added(image, False)
     db.session.flush()
     keys = _store_readings(bill, image, file.readings)
+    ocr_state.mark(image, file.media_type, file.pages, file.readings)
     refresh_duplicates(bill.enterprise_id, keys)
     _touch_after_edit(bill, actor, "add")
     event(bill, "add_image", actor, detail={"image_id": image.id, "filename": image.filename, "invoices": len(file.readings)})
@@ -321,7 +322,7 @@ def _store_readings(bill: Bill, image: Image, readings: Iterable[Reading]) -> se
                       code=r.code, number=r.number, date=r.date, amount=r.amount, tax=r.tax, total=r.total,
                       check_code=r.check_code, seller_name=r.seller_name, seller_tax_no=r.seller_tax_no,
                       buyer_name=r.buyer_name, buyer_tax_no=r.buyer_tax_no, source=r.source, invoice_key=key,
-                      raw=r.raw or None)
+                      raw=r.raw or None, needs_confirm=r.source == "ocr")
         db.session.add(inv)
         if key:
             keys.add(key)
@@ -447,6 +448,7 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     if any(before[f] != after[f] for f in MONEY_FIELDS):
         check_sum(inv.amount, inv.tax, inv.total)
     inv.source = "manual"
+    inv.needs_confirm = False  # corrected by a person: nothing left to confirm
     inv.invoice_key = invoice_key(inv.code, inv.number)
     db.session.flush()
     refresh_duplicates(inv.enterprise_id, {k for k in (old_key, inv.invoice_key) if k})
@@ -585,3 +587,16 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
                                                 "message": "已排队：在星空驳回该单据的影像审核任务"})
     audit.record("return", "bill", bill.id, enterprise_id=bill.enterprise_id,
                  summary=f"退回单据 {bill.bill_no} 重扫：{reason[:100]}", actor=actor)
+
+
+def check_ocr_done(bill: Bill) -> None:
+    """UserError 409 while an image is 识别中 (background OCR) or an OCR'd invoice is still 待确认, naming them."""
+    images = live_images(bill)
+    busy = [img.filename or f"影像 {img.id}" for img in images if img.ocr_state in ocr_state.PENDING]
+    if busy:
+        raise UserError(f"影像正在识别中，请等待识别完成后再提交：{'、'.join(busy)}", 409)
+    unconfirmed = [(inv, img) for img in images for inv in img.invoices if inv.needs_confirm]
+    if unconfirmed:
+        names = "、".join(f"发票 {inv.number or '（无号码）'}（{img.filename or '影像 %d' % img.id}）"
+                         for inv, img in unconfirmed)
+        raise UserError(f"以下发票由 OCR 识别，尚未确认：{names}。请核对后点击“确认”或修改识别结果再提交", 409)

@@ -82,7 +82,20 @@ DEFAULTS = {
     "PROXY_FIX_HOPS": 0,
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
-    "RECOGNITION_OCR": False,
+    "RECOGNITION_OCR": False,  # OCR inside the upload request (slow); the default is the background job:
+    # an image or scanned PDF without a complete invoice is 识别中 until job recognise_image has run OCR on it.
+    "OCR_BACKGROUND": True,
+    "OCR_LEASE": 300,  # seconds a claimed OCR job belongs to its worker; a killed worker's job is due after this
+    "OCR_MAX_ATTEMPTS": 3,
+    "OCR_RETRY_BASE": 30,  # a failed OCR waits this long, doubling per attempt
+    "OCR_PAGE_SECONDS": 60.0,  # file-work budget of one page under OCR (the engine loads on first use)
+    "OCR_TOTAL_SECONDS": 300.0,
+    # OCR runs in its own file-work children: this many per job process, each with this address-space
+    # budget above its baseline (the engine maps ~1.4 GB; FILE_WORK_MEMORY would starve it).
+    "OCR_WORKERS": 1,
+    "OCR_WORK_MEMORY": 3 * 1024 * 1024 * 1024,
+    "OCR_QUEUE_SECONDS": 120.0,  # longest wait of a job for a free file-work child
+    "OCR_PASS_SECONDS": 60.0,  # the in-process runner starts no further OCR in one pass after this
     # The invoices list gives up an exact count that takes longer than this (SQLite and PostgreSQL).
     "INVOICES_COUNT_BUDGET_MS": 8,
     "WRITEBACK_MAX_ATTEMPTS": 12,

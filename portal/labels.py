@@ -73,13 +73,15 @@ INVOICE_SOURCES = {
     "xml": "XML",
     "ofd": "OFD",
     "manual": "人工录入",
-    "ocr": "OCR 识别（待确认）",
+    "ocr": "OCR 识别",
     "erp": "ERP",
 }
 
 # Write-back jobs (portal.writeback): what a job does, and where it stands.
 WRITEBACK_KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
 WRITEBACK_STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
+# Background OCR of an upload (portal.ocr_jobs), as the jobs page shows it.
+OCR_JOB_STATES = {"queued": "排队中", "running": "识别中", "failed": "识别失败"}
 
 # 发票查验 with the invoice cloud (portal.verification): where an invoice's verification stands.
 VERIFICATION_STATUSES = {
@@ -121,6 +123,8 @@ BILL_EVENTS = {
     "rescan": "重新扫描",
     "delete": "单据被删除",
     "writeback": "回写 ERP",
+    "ocr": "OCR 识别完成",
+    "confirm_invoice": "确认 OCR 识别结果",
 }
 
 RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}

@@ -332,7 +332,7 @@ class Image(db.Model):
     """A file attached to a bill (影像)."""
 
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("bill_id", "sha256"),)
+    __table_args__ = (UniqueConstraint("bill_id", "sha256"), Index("ix_images_ocr_due", "ocr_state", "ocr_due_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"), index=True)
@@ -346,6 +346,14 @@ class Image(db.Model):
     # normal | added_after_return | removed_after_return  (影像退扫状态)
     rescan_state: Mapped[str] = mapped_column(String(24), default="normal")
     origin: Mapped[str] = mapped_column(String(16), default="upload")  # upload | api | push | link
+    # Background OCR (portal/ocr_jobs.py): None (not needed) | queued | running | done | failed | unavailable
+    ocr_state: Mapped[str | None] = mapped_column(String(16))
+    ocr_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ocr_error: Mapped[str | None] = mapped_column(Text)
+    ocr_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ocr_lease_until: Mapped[datetime | None] = mapped_column(DateTime)  # a running job's claim ends here
+    ocr_token: Mapped[str | None] = mapped_column(String(32))  # which claim may store the result
+    ocr_finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     blob: Mapped[Blob] = relationship(lazy="joined")
     invoices: Mapped[list[Invoice]] = relationship(back_populates="image", lazy="selectin", order_by="Invoice.id")
@@ -388,6 +396,10 @@ class Invoice(db.Model):
     invoice_key: Mapped[str | None] = mapped_column(String(64))
     # Denormalised: true while another live bill carries the same key.
     duplicate: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # 待确认: values read by OCR, until a scanner confirms (confirmed_by/at) or corrects them.
+    needs_confirm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    confirmed_by: Mapped[str | None] = mapped_column(String(100))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

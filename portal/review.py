@@ -35,6 +35,7 @@ def submit(bill: Bill, actor: str) -> None:
         raise UserError(f"单据当前状态为“{bill.status_label}”，不能提交", 409)
     if not bills.live_images(bill):
         raise UserError("还没有上传影像，不能提交", 409)
+    bills.check_ocr_done(bill)
     bills.event(bill, "submit", actor, to="submitted")
     bill.submitted_at = utcnow()
     bill.return_reason = None

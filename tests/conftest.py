@@ -57,6 +57,8 @@ def _config(tmp: Path, **extra) -> dict:
         "LOGIN_THROTTLE_LIMIT": 5,
         # Cheap scrypt parameters keep the suite fast; production uses werkzeug's defaults.
         "PASSWORD_HASH_METHOD": "scrypt:1024:8:1",
+        # Uploads of QR-less photos would wait for the OCR job (识别中); the tests of background OCR turn it on.
+        "OCR_BACKGROUND": False,
     }
     if _suite_db:
         # Every app of a test, the `app` fixture's and any a test builds itself, shares the run's database.

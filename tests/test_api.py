@@ -324,7 +324,7 @@ def test_upload_and_get_bill_with_exact_values(app, api):
     assert body["status"] == "uploaded"
     [image] = body["images"]
     assert image == {"id": up["images"][0]["id"], "sha256": up["images"][0]["sha256"],
-                     "media_type": "application/pdf", "pages": 1, "filename": PDF_8006}
+                     "media_type": "application/pdf", "pages": 1, "filename": PDF_8006, "recognition": None}
     assert len(image["sha256"]) == 64
     [inv] = body["invoices"]
     assert inv["image_id"] == image["id"]
@@ -334,8 +334,9 @@ def test_upload_and_get_bill_with_exact_values(app, api):
     assert inv["source"] in ("pdf_text", "qr")
     assert inv["verification"] is None  # 发票查验 is off by default
     assert set(inv) == {"image_id", "type", "code", "number", "date", "amount", "tax", "total", "check_code",
-                        "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "source", "duplicate_bills",
-                        "verification"}
+                        "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "source", "needs_confirmation",
+                        "duplicate_bills", "verification"}
+    assert inv["needs_confirmation"] is False
     assert up["invoices"] == body["invoices"]
     img = db.session.get(Image, image["id"])
     assert (img.origin, img.uploaded_by) == ("api", "api:erp-a")

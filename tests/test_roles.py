@@ -83,6 +83,8 @@ ROUTES = [
     ("POST", "/bills/B-1/images/{image}/remove", BACK_TO_BILL),
     ("POST", "/bills/B-1/order", BACK_TO_BILL),
     ("POST", "/bills/B-1/invoices/{invoice}", BACK_TO_BILL),  # every field may be cleared
+    ("POST", "/bills/B-1/invoices/{invoice}/confirm", BACK_TO_BILL),  # nothing to confirm: no change
+    ("GET", "/bills/B-1/images/{image}/card", PAGE),  # what a 识别中 card polls
     ("POST", "/bills/B-1/images/{image}/invoices", DESK_FORM),
     ("POST", "/bills/B-1/submit", BACK_TO_BILL),
     ("POST", "/bills/B-1/return", DESK_FORM),  # no reason

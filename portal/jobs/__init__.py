@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
+from flask import current_app, has_app_context
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from .. import erp_pull, housekeeping, sync, verification
+from .. import erp_pull, housekeeping, ocr_jobs, ocr_state, sync, verification
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import DockingConnection, Enterprise
@@ -32,12 +34,12 @@ log = logging.getLogger("portal.jobs")
 
 #: Which RQ queue carries which job function (``flask worker --queues`` picks some).
 QUEUES = {"pull_connection": "erp", "writeback": "erp", "fetch_downloads": "cloud", "verify_invoices": "cloud",
-          "clean_storage": "housekeeping"}
-#: Every queue a worker listens to by default; ``recognise`` is reserved for upload recognition and OCR.
+          "clean_storage": "housekeeping", "recognise_image": "recognise"}
+#: Every queue a worker listens to by default; ``recognise`` carries upload recognition and OCR.
 QUEUE_NAMES = ("erp", "cloud", "recognise", "housekeeping")
 
 __all__ = ["QUEUES", "QUEUE_NAMES", "clean_storage", "connection_ids", "fetch_downloads", "pull_connection",
-           "redis_url", "verify_invoices", "writeback"]
+           "recognise_image", "redis_url", "verify_invoices", "writeback"]
 
 
 def redis_url() -> str:
@@ -80,3 +82,33 @@ def clean_storage() -> tuple[int, int]:
     """Remove part files of killed uploads and blobs no row refers to; return both counts."""
     done = housekeeping.clean_storage()
     return done.temp_files, done.orphan_blobs
+
+
+def recognise_image(image_id: int) -> str:
+    """OCR one uploaded image that the fast readers could not complete (idempotent; see portal.ocr_jobs)."""
+    return ocr_jobs.run(image_id)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _queue_marked_images(session: Session) -> None:
+    """With Redis, put the images an upload just marked 识别中 on queue ``recognise`` (else the next pass runs them)."""
+    ids = ocr_state.take_marked(session)
+    if not ids or not has_app_context() or not redis_url():
+        return
+    try:
+        from . import redis_queue  # only a deployment with Redis needs the rq package
+
+        conn = redis_queue.connect()
+        try:
+            for image_id in sorted(ids):
+                redis_queue.enqueue(conn, "recognise_image", image_id, job_id=ocr_jobs.job_id(image_id),
+                                    rerun_started=True)
+        finally:
+            conn.close()
+    except Exception:  # Redis away: the image stays queued in the DB and the next dispatching pass sends it
+        log.warning("could not queue OCR of images %s", sorted(ids), exc_info=True)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_marked_images(session: Session) -> None:
+    ocr_state.take_marked(session)

@@ -18,6 +18,7 @@ from rq import Queue, Retry, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from .. import ocr_jobs
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import utcnow
@@ -62,6 +63,8 @@ def job_timeout(function: str) -> int:
         # The run budget plus one token call (outbound timeouts) and one check call (its deadline).
         connect, read = float(cfg.get("OUTBOUND_CONNECT_TIMEOUT", 5)), float(cfg.get("OUTBOUND_READ_TIMEOUT", 30))
         return int(float(cfg.get("VERIFY_RUN_BUDGET", 120)) + connect + read + float(cfg.get("VERIFY_DEADLINE", 30))) + 60
+    if function == "recognise_image":  # the claim's lease: after that another worker may take the image over
+        return max(60, int(float(cfg.get("OCR_LEASE", 300))))
     return max(60, int(float(cfg.get("WRITEBACK_LEASE", 600))))
 
 
@@ -97,6 +100,10 @@ def dispatch(limit: int = 50, clean: bool = False) -> dict[str, int]:
             # Due while RQ still says "started": its worker died holding it (the DB lease ran out).
             counts["writeback"] += enqueue(conn, "writeback", job_id, job_id=f"portal-writeback-{job_id}",
                                            rerun_started=True)
+        for image_id in ocr_jobs.due_ids(utcnow(), limit):
+            # Queued, or running with a lease that ran out: its worker died holding it.
+            counts["recognise_image"] += enqueue(conn, "recognise_image", image_id, job_id=ocr_jobs.job_id(image_id),
+                                                 rerun_started=True)
         if clean:
             counts["clean_storage"] += enqueue(conn, "clean_storage", job_id="portal-clean-storage")
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .. import housekeeping
+from .. import housekeeping, ocr_jobs
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from . import connection_ids, fetch_downloads, log, pull_connection, redis_url, verify_invoices
@@ -26,18 +26,22 @@ class PassResult:
     fetched: int = 0
     verified: int = 0
     writeback: dict[str, int] = field(default_factory=dict)
+    recognised: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line in Chinese for the console."""
         if self.executor == "rq":
             return ("已排队到 Redis：拉取星空待办 {pull_connection}，同步下载 {fetch_downloads}，"
-                    "发票查验 {verify_invoices}，回写 {writeback}，存储清理 {clean_storage}".format(
-                        **{k: self.enqueued.get(k, 0) for k in ("pull_connection", "fetch_downloads",
-                                                                "verify_invoices", "writeback", "clean_storage")}))
-        return (f"拉取星空待办：新开单据 {self.opened}；同步下载：{self.fetched}；发票查验：{self.verified}；"
+                    "发票查验 {verify_invoices}，回写 {writeback}，OCR 识别 {recognise_image}，存储清理 {clean_storage}".format(
+                        **{k: self.enqueued.get(k, 0) for k in ("pull_connection", "fetch_downloads", "verify_invoices",
+                                                                "writeback", "recognise_image", "clean_storage")}))
+        line = (f"拉取星空待办：新开单据 {self.opened}；同步下载：{self.fetched}；发票查验：{self.verified}；"
                 "回写：完成 {done}，失败 {failed}，等待附件 {waiting}，跳过 {skipped}，被其他进程处理 {taken}"
                 .format(**self.writeback))
+        if any(self.recognised.values()):
+            line += "；OCR 识别：完成 {done}，待重试 {retry}，失败 {failed}".format(**self.recognised)
+        return line
 
 
 def one_pass(limit: int = 50) -> PassResult:
@@ -54,12 +58,14 @@ def one_pass(limit: int = 50) -> PassResult:
     fetched = fetch_downloads()
     # The same per-job step an RQ worker runs (writeback.run_job), batched: one ERP login per connection.
     counts = writeback_jobs.run_due(limit=limit)
+    recognised = ocr_jobs.run_due(limit)
     # Last: a slow invoice cloud (up to VERIFY_RUN_BUDGET) must not hold up the ERP write-back.
     verified = verify_invoices()
     log.info("pass: opened %d bills from ERP tasks; fetched %d pushed files; verified %d invoices; write-back "
              "done %d, failed %d, waiting %d, skipped %d, taken %d", opened, fetched, verified, counts["done"],
              counts["failed"], counts["waiting"], counts["skipped"], counts["taken"])
-    return PassResult("runner", opened=opened, fetched=fetched, verified=verified, writeback=counts)
+    return PassResult("runner", opened=opened, fetched=fetched, verified=verified, writeback=counts,
+                      recognised=recognised)
 
 
 def _cleaning_due(now: float | None = None) -> bool:

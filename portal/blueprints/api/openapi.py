@@ -123,6 +123,13 @@ SCHEMAS: dict[str, Any] = {
                                                       "application/ofd", "application/xml"]},
             "pages": {"type": "integer", "minimum": 1},
             "filename": {"type": "string", "description": "上传时的原始文件名"},
+            "recognition": {
+                "type": ["object", "null"],
+                "description": "后台 OCR 识别状态：null 表示无需 OCR；queued/running 识别中，done 完成，failed 失败，"
+                               "unavailable 未安装 OCR",
+                "properties": {"state": {"type": "string", "enum": ["queued", "running", "done", "failed", "unavailable"]},
+                               "attempts": {"type": "integer"}, "error": _NULLABLE_STR},
+            },
         },
     },
     "UploadedImage": {
@@ -148,8 +155,9 @@ SCHEMAS: dict[str, Any] = {
             "seller_tax_no": _NULLABLE_STR,
             "buyer_name": _NULLABLE_STR,
             "buyer_tax_no": _NULLABLE_STR,
-            "source": {"type": "string", "enum": ["push", "qr", "pdf_text", "xml", "ofd", "manual", "erp"],
+            "source": {"type": "string", "enum": ["push", "qr", "pdf_text", "xml", "ofd", "ocr", "manual", "erp"],
                        "description": "识别来源"},
+            "needs_confirmation": {"type": "boolean", "description": "待确认：由 OCR 识别，扫描岗尚未确认或修改"},
             "duplicate_bills": {"type": "array", "items": {"type": "string"},
                                 "description": "同一张发票所在的其他有效单据编号（重复报销）"},
             "verification": {

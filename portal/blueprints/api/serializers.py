@@ -32,6 +32,9 @@ def image_json(image: Image) -> dict[str, Any]:
         "media_type": image.blob.media_type,
         "pages": image.blob.pages,
         "filename": image.filename,
+        # Background OCR: null (not needed), queued/running (识别中), done, failed (with the error), unavailable.
+        "recognition": image.ocr_state and {"state": image.ocr_state, "attempts": image.ocr_attempts,
+                                            "error": image.ocr_error},
     }
 
 
@@ -58,6 +61,7 @@ def invoices_json(enterprise_id: int, bill_id: int, invoices: Iterable[Invoice])
             "buyer_name": inv.buyer_name,
             "buyer_tax_no": inv.buyer_tax_no,
             "source": inv.source,
+            "needs_confirmation": bool(inv.needs_confirm),  # 待确认: read by OCR, not yet confirmed or corrected
             "duplicate_bills": dups.get(inv.invoice_key, []) if inv.invoice_key else [],
             "verification": verification.as_json(checks.get(inv.invoice_key)) if verifying else None,
         }

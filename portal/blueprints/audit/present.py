@@ -32,7 +32,7 @@ OBJECT_TYPES = {
 # System actors (no person behind them) and the prefixes of callers named by their client_id.
 SYSTEM_ACTORS = {
     "writeback": "回写任务", "demo": "演示数据", "demo_scanner": "演示数据（扫描岗）", "erp-pull": "星空拉取",
-    "cli": "命令行", "system": "系统",
+    "cli": "命令行", "system": "系统", "ocr": "OCR 识别任务",
 }
 ACTOR_PREFIXES = {"push:": "收票助手推送", "api:": "ERP 接口"}
 

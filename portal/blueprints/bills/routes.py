@@ -12,7 +12,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from ... import bills, review, verification
+from ... import bills, ocr_jobs, ocr_state, review, verification
 from ...errors import fail
 from ...extensions import db
 from ...labels import invoice_type_label
@@ -276,6 +276,26 @@ def correct_invoice(bill_no: str, invoice_id: int):
                       invoice_forms={inv.id: form}, open_invoice=inv.id)
 
 
+@bp.post("/<bill_no>/invoices/<int:invoice_id>/confirm")
+@roles_required(*DESK_ROLES)
+def confirm_invoice(bill_no: str, invoice_id: int):
+    """Confirm an OCR'd invoice as read (待确认 → 已确认); audited. htmx gets the invoice block."""
+    bill = _desk_bill(bill_no)
+    inv = db.session.get(Invoice, invoice_id)
+    if inv is None or inv.bill_id != bill.id or (inv.image is not None and inv.image.removed):
+        abort(404)
+    try:
+        ocr_jobs.confirm_invoice(inv, service.actor())
+    except bills.BillError as err:
+        return _refused(bill, err)
+    db.session.commit()
+    inv = db.session.get(Invoice, invoice_id)
+    message = f"已确认发票 {inv.number or ''} 的识别结果"
+    if _htmx():
+        return render("_invoice.html", headers=_trigger(message), **_invoice_context(bill, inv))
+    return _back(bill, message)
+
+
 def _invoice_context(bill: Bill, inv: Invoice, form: InvoiceForm | None = None, error: str | None = None) -> dict:
     return dict(bill=bill, inv=inv, editable=service.may_edit_images(bill), dups=service.duplicate_map(bill, [inv]),
                 repeats=service.repeated_in_bill(bills.bill_invoices(bill)),
@@ -317,6 +337,19 @@ def add_invoice(bill_no: str, image_id: int):
                       **_card_context(bill, image, form=form, error=error))
     return _show_page(bill, status=status, error=error or "发票信息有误，请检查后重新保存",
                       manual_forms={image.id: form}, open_manual=image.id)
+
+
+@bp.get("/<bill_no>/images/<int:image_id>/card")
+@login_required
+def image_card(bill_no: str, image_id: int):
+    """One image's card: what the card polls while OCR runs (识别中); the bill page refreshes once it is done."""
+    bill = _bill_or_404(bill_no)
+    image = db.session.get(Image, image_id)
+    if image is None or image.bill_id != bill.id or image.removed:
+        abort(404)
+    done = image.ocr_state not in ocr_state.PENDING
+    # The first answer without 识别中 ends the polling; the page's head and history then refresh too.
+    return render("_image_card.html", headers=_trigger() if done and _htmx() else None, **_card_context(bill, image))
 
 
 def _blank_manual_form() -> ManualInvoiceForm:

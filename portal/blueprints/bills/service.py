@@ -14,7 +14,7 @@ from flask import url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from ... import bills, matching
+from ... import bills, matching, ocr_state
 from ...extensions import db
 from ...labels import BILL_EVENTS, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
 from ...models import Bill, BillEvent, Image, Invoice
@@ -234,7 +234,10 @@ def describe(ev: BillEvent) -> str:
         return d.get("filename") or ""
     if ev.action == "reorder":
         return ""
-    if ev.action == "add_invoice":
+    if ev.action == "ocr":
+        return (f"{d.get('filename') or '（无文件名）'}，识别到 {d.get('invoices', 0)} 张发票"
+                + (f"，{d['to_confirm']} 张待确认" if d.get("to_confirm") else ""))
+    if ev.action in ("add_invoice", "confirm_invoice"):
         return f"发票号码 {d['number']}" if d.get("number") else ""
     if ev.action == "correct":
         changed = d.get("changed") or {}
@@ -312,3 +315,8 @@ def beijing_time(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if at is None:
         return "—"
     return (at + BEIJING).strftime(fmt)
+
+
+# Background OCR of an image (portal/ocr_jobs.py): the card's badge per state.
+OCR_STATES = ocr_state.STATE_LABELS
+OCR_PENDING = ocr_state.PENDING

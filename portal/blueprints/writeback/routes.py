@@ -5,10 +5,11 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import joinedload
 
-from ... import writeback
+from ... import ocr_jobs, writeback
 from ...errors import UserError
+from ...jobs import redis_url
 from ...extensions import db
-from ...labels import WRITEBACK_KINDS, WRITEBACK_STATES
+from ...labels import OCR_JOB_STATES, WRITEBACK_KINDS, WRITEBACK_STATES
 from ...models import Bill, WritebackJob
 from ...web.access import roles_required, scope, visible_enterprise_ids
 from ...web.lists import paginate
@@ -48,7 +49,10 @@ def _context(state: str, q: str) -> dict:
     counts["attention"] = db.session.scalar(
         scope(select(func.count()).select_from(WritebackJob), WritebackJob.enterprise_id)
         .where(WritebackJob.state == "failed", WritebackJob.attempts >= writeback.max_attempts()))
-    return {"page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": WRITEBACK_KINDS,
+    ocr_rows, ocr_counts = ocr_jobs.job_rows(scope)
+    return {"ocr_rows": ocr_rows, "ocr_counts": ocr_counts, "ocr_executor": "RQ 队列 recognise" if redis_url() else "进程内任务",
+            "OCR_STATES": OCR_JOB_STATES,
+            "page": page, "state": state, "q": q, "FILTERS": FILTERS, "KINDS": WRITEBACK_KINDS,
             "STATES": WRITEBACK_STATES, "counts": counts,
             "max_attempts": writeback.max_attempts(), "needs_attention": writeback.needs_attention}
 
