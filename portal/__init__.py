@@ -42,6 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     serving.register(app)
 
     from .blueprints import register_blueprints
+    from .jobs import ocr_dispatch  # noqa: F401  (its commit hooks queue OCR of uploads on Redis)
 
     register_blueprints(app)
 

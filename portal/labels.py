@@ -80,7 +80,9 @@ INVOICE_SOURCES = {
 # Write-back jobs (portal.writeback): what a job does, and where it stands.
 WRITEBACK_KINDS = {"attachment": "上传附件", "approve": "工作流审批", "reject": "工作流驳回", "status": "回写状态"}
 WRITEBACK_STATES = {"pending": "待处理", "running": "处理中", "failed": "失败", "done": "已完成"}
-# Background OCR of an upload (portal.ocr_jobs), as the jobs page shows it.
+# Background OCR of an upload (portal.ocr_state): the image card, and the jobs page.
+OCR_STATES = {"queued": "识别中", "running": "识别中", "done": "识别完成", "failed": "识别失败",
+              "unavailable": "OCR 未安装"}
 OCR_JOB_STATES = {"queued": "排队中", "running": "识别中", "failed": "识别失败"}
 
 # 发票查验 with the invoice cloud (portal.verification): where an invoice's verification stands.

@@ -18,12 +18,10 @@ from .extensions import db
 from .models import Image, utcnow
 from .recognition import Invoice as Reading
 
-__all__ = ["PENDING", "STATE_LABELS", "enabled", "installed", "mark", "needs_ocr", "take_marked"]
+__all__ = ["PENDING", "enabled", "installed", "mark", "needs_ocr", "take_marked"]
 
 #: States in which the image is still being recognised (the card polls, submit waits).
 PENDING = ("queued", "running")
-STATE_LABELS = {"queued": "识别中", "running": "识别中", "done": "识别完成", "failed": "识别失败",
-                "unavailable": "OCR 未安装"}
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/tiff")
 PDF = "application/pdf"
 _MARKED = "portal_ocr_marked"  # session.info key: images marked in this transaction

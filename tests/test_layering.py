@@ -27,6 +27,7 @@ LOCAL_IMPORT_ALLOWED = {
     # Only a deployment with ``REDIS_URL`` needs the optional ``rq`` package this module wraps.
     ("portal.jobs.runner", "portal.jobs.redis_queue"),
     ("portal.jobs.cli", "portal.jobs.redis_queue"),
+    ("portal.jobs.ocr_dispatch", "portal.jobs.redis_queue"),
 }
 # The sandbox emulators are a separate program (``python -m portal.sandbox``) playing the
 # outside systems; they load the portal pieces they imitate only when asked to.

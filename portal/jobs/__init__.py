@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, has_app_context
-from sqlalchemy import event as sa_event
+from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from .. import erp_pull, housekeeping, ocr_jobs, ocr_state, sync, verification
+from .. import erp_pull, housekeeping, ocr_jobs, sync, verification
 from .. import writeback as writeback_jobs
 from ..extensions import db
 from ..models import DockingConnection, Enterprise
@@ -87,28 +85,3 @@ def clean_storage() -> tuple[int, int]:
 def recognise_image(image_id: int) -> str:
     """OCR one uploaded image that the fast readers could not complete (idempotent; see portal.ocr_jobs)."""
     return ocr_jobs.run(image_id)
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _queue_marked_images(session: Session) -> None:
-    """With Redis, put the images an upload just marked 识别中 on queue ``recognise`` (else the next pass runs them)."""
-    ids = ocr_state.take_marked(session)
-    if not ids or not has_app_context() or not redis_url():
-        return
-    try:
-        from . import redis_queue  # only a deployment with Redis needs the rq package
-
-        conn = redis_queue.connect()
-        try:
-            for image_id in sorted(ids):
-                redis_queue.enqueue(conn, "recognise_image", image_id, job_id=ocr_jobs.job_id(image_id),
-                                    rerun_started=True)
-        finally:
-            conn.close()
-    except Exception:  # Redis away: the image stays queued in the DB and the next dispatching pass sends it
-        log.warning("could not queue OCR of images %s", sorted(ids), exc_info=True)
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_marked_images(session: Session) -> None:
-    ocr_state.take_marked(session)

@@ -291,7 +291,7 @@ def confirm_invoice(bill_no: str, invoice_id: int):
     db.session.commit()
     inv = db.session.get(Invoice, invoice_id)
     message = f"已确认发票 {inv.number or ''} 的识别结果"
-    if _htmx():
+    if is_htmx():
         return render("_invoice.html", headers=_trigger(message), **_invoice_context(bill, inv))
     return _back(bill, message)
 
@@ -349,7 +349,7 @@ def image_card(bill_no: str, image_id: int):
         abort(404)
     done = image.ocr_state not in ocr_state.PENDING
     # The first answer without 识别中 ends the polling; the page's head and history then refresh too.
-    return render("_image_card.html", headers=_trigger() if done and _htmx() else None, **_card_context(bill, image))
+    return render("_image_card.html", headers=_trigger() if done and is_htmx() else None, **_card_context(bill, image))
 
 
 def _blank_manual_form() -> ManualInvoiceForm:

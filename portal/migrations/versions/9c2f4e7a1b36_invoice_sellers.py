@@ -1,7 +1,7 @@
 """invoice_sellers: each enterprise's seller names, kept by triggers, for the seller-fragment search
 
 Revision ID: 9c2f4e7a1b36
-Revises: e2b7c5a9d013
+Revises: e1a7c3b95d20
 Create Date: 2026-11-30 03:35:00
 
 The invoice list's seller-name fragment used to be resolved by skipping through the seller-name index
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 
 revision = "9c2f4e7a1b36"
-down_revision = "e2b7c5a9d013"
+down_revision = "e1a7c3b95d20"
 branch_labels = None
 depends_on = None
 

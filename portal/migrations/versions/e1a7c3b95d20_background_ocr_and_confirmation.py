@@ -1,7 +1,7 @@
 """Background OCR of uploaded images (state, attempts, lease) and 待确认 on OCR'd invoices
 
 Revision ID: e1a7c3b95d20
-Revises: 9c2f4e7a1b36
+Revises: e2b7c5a9d013
 Create Date: 2026-11-30 03:20:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "e1a7c3b95d20"
-down_revision = "9c2f4e7a1b36"
+down_revision = "e2b7c5a9d013"
 branch_labels = None
 depends_on = None
 
