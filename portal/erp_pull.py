@@ -22,7 +22,9 @@ from sqlalchemy import select
 from . import audit, bills
 from .crypto import decrypt
 from .extensions import db
-from .integration import GalaxyClient, IntegrationError, allowed_hosts_from_config, timeout_from_config
+from .integration.errors import IntegrationError
+from .integration.galaxy import GalaxyClient
+from .integration.http import allowed_hosts_from_config, timeout_from_config
 from .models import Bill, DockingConnection, Enterprise, Image, utcnow
 
 log = logging.getLogger("portal.erp")

@@ -3,7 +3,7 @@
 The push receiver only stores the invoices (fast, no outbound call); the files
 named by their ``downloadUrl`` are fetched here, by the job runner calling
 :func:`fetch_pending` (or ``flask --app portal sync run``). Each file is fetched
-through :func:`portal.integration.fetch_file` (timeouts, size cap, host
+through :func:`portal.integration.download.fetch_file` (timeouts, size cap, host
 allow-list, deadline), attached and recognised like any upload, and committed on its own,
 so one bad file never costs the others. A bill whose pushed files are all
 attached is submitted automatically, which completes it and writes it back.
@@ -19,8 +19,11 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import and_, or_, select
 
-from . import bills, housekeeping, integration, review
+from . import bills, housekeeping, review
 from .extensions import db
+from .integration.download import fetch_file
+from .integration.errors import IntegrationError
+from .integration.http import DEFAULT_DOWNLOAD_DEADLINE, timeout_from_config
 from .models import Bill, Enterprise, ExpectedInvoice, utcnow
 
 log = logging.getLogger("portal.sync")
@@ -36,8 +39,8 @@ def _fetch_options() -> dict:
     return {
         "max_bytes": int(cfg["FETCH_MAX_BYTES"]),
         "allowed_hosts": hosts or None,  # empty = any public host
-        "timeout": integration.timeout_from_config(cfg),
-        "deadline": float(cfg.get("FETCH_DEADLINE", integration.DEFAULT_DOWNLOAD_DEADLINE)),
+        "timeout": timeout_from_config(cfg),
+        "deadline": float(cfg.get("FETCH_DEADLINE", DEFAULT_DOWNLOAD_DEADLINE)),
     }
 
 
@@ -102,8 +105,8 @@ def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
         url = row.download_url
         db.session.commit()
         try:
-            data, name = integration.fetch_file(url, **options)
-        except integration.IntegrationError as exc:
+            data, name = fetch_file(url, **options)
+        except IntegrationError as exc:
             _failed(row_id, exc.message, now)
             continue
         try:

@@ -40,8 +40,9 @@ from .errors import UserError
 from .extensions import db
 from .files import media
 from .files.storage import BlobNotFound
-from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
-                          timeout_from_config)
+from .integration.errors import IntegrationError, RemoteRefused, RemoteUnavailable
+from .integration.galaxy import GalaxyClient
+from .integration.http import allowed_hosts_from_config, timeout_from_config
 from .labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
 

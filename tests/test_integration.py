@@ -11,17 +11,11 @@ import time
 
 import pytest
 
-from portal.integration import (
-    DEFAULT_TIMEOUT,
-    GalaxyClient,
-    IntegrationError,
-    InvoiceCloudClient,
-    RemoteRefused,
-    RemoteUnavailable,
-    fetch_file,
-    host_allowed,
-    timeout_from_config,
-)
+from portal.integration.download import fetch_file
+from portal.integration.errors import IntegrationError, RemoteRefused, RemoteUnavailable
+from portal.integration.galaxy import GalaxyClient
+from portal.integration.http import DEFAULT_TIMEOUT, host_allowed, timeout_from_config
+from portal.integration.invoice_cloud import InvoiceCloudClient
 from portal.sandbox.seed import TEST_CLOUD_CLIENT, TEST_EXPIRED_CLIENT, TEST_GALAXY
 
 FAST = (1.0, 2.0)

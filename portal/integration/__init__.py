@@ -12,28 +12,10 @@ Rules this module keeps for the rest of the code base (STYLE.md rule 9):
   remote's own message, or a Chinese description when the remote said nothing usable;
 * secrets (passwords, client secrets) never appear in exceptions or log lines.
 
+Modules: :mod:`.errors` (the IntegrationError family), :mod:`.http` (timeouts and budgets,
+allow-lists, pinned transport), :mod:`.invoice_cloud`, :mod:`.galaxy`, :mod:`.download`
+(``fetch_file``). Callers import from the module that owns a name.
+
 Nothing here imports Flask: callers pass configuration in, so the module is usable from
 views, background workers, the CLI and the tests alike.
 """
-
-from __future__ import annotations
-
-from .download import fetch_file
-from .errors import IntegrationError, RemoteRefused, RemoteUnavailable
-from .galaxy import GalaxyClient
-from .http import DEFAULT_DOWNLOAD_DEADLINE, DEFAULT_TIMEOUT, allowed_hosts_from_config, host_allowed, timeout_from_config
-from .invoice_cloud import InvoiceCloudClient
-
-__all__ = [
-    "DEFAULT_DOWNLOAD_DEADLINE",
-    "DEFAULT_TIMEOUT",
-    "GalaxyClient",
-    "IntegrationError",
-    "InvoiceCloudClient",
-    "RemoteRefused",
-    "RemoteUnavailable",
-    "allowed_hosts_from_config",
-    "fetch_file",
-    "host_allowed",
-    "timeout_from_config",
-]

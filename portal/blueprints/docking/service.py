@@ -12,7 +12,9 @@ from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
 from ...errors import UserError
 from ...extensions import db
-from ...integration import GalaxyClient, IntegrationError, allowed_hosts_from_config
+from ...integration.errors import IntegrationError
+from ...integration.galaxy import GalaxyClient
+from ...integration.http import allowed_hosts_from_config
 from ...models import DockingConnection, Enterprise, User
 
 #: Shown when a bound ops tries to change a connection other enterprises rely on too.
