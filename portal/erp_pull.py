@@ -179,7 +179,8 @@ def pull_connection(conn: DockingConnection) -> PullResult:
         try:
             with GalaxyClient(conn.base_url, conn.acct_id, conn.username, password,
                               timeout=timeout_from_config(current_app.config),
-                              allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS")) as client:
+                              allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"),
+                              max_reply=current_app.config["ERP_MAX_REPLY_BYTES"]) as client:
                 found, problems = _read_erp(client, conn)
             result.errors += problems
         except IntegrationError as exc:

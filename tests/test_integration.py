@@ -134,6 +134,31 @@ def test_data_centers_in_every_encoding(galaxy, client, encoding):
     assert galaxy.login_count == 0  # no login needed
 
 
+GALAXY_ENCODINGS = ["json", "gzip", "base64gzip", "content-gzip"]
+SMALL_CAP = 64 * 1024
+
+
+@pytest.mark.parametrize("encoding", GALAXY_ENCODINGS)
+def test_galaxy_reply_under_the_cap_is_read_in_every_encoding(galaxy, encoding):
+    galaxy.app.set_data_center_encoding(encoding, padding=SMALL_CAP // 2)
+    with other_client(galaxy) as small:
+        small.max_reply = SMALL_CAP
+        [item] = small.data_centers()
+    assert item["Id"] == TEST_GALAXY.acct_id
+
+
+@pytest.mark.parametrize("encoding", GALAXY_ENCODINGS)
+def test_galaxy_reply_over_the_cap_is_refused_also_when_it_only_inflates_past_it(galaxy, encoding):
+    # 4 MB of blanks: sent plain it is over the cap on the wire; gzipped it is a few KB that
+    # inflate to 4 MB (a gzip bomb), refused while unpacking.
+    galaxy.app.set_data_center_encoding(encoding, padding=4 * 1024 * 1024)
+    with other_client(galaxy) as small:
+        small.max_reply = SMALL_CAP
+        with pytest.raises(RemoteUnavailable, match="应答超过大小上限 64.0 KB，已拒绝") as info:
+            small.data_centers()
+    assert info.value.unreachable is False
+
+
 def test_login_success_keeps_session_cookie_and_header(galaxy, client):
     reply = client.login()
     assert reply["LoginResultType"] == 1

@@ -13,7 +13,7 @@ import requests
 
 from .errors import IntegrationError, PolicyRefused, RemoteRefused, RemoteUnavailable
 from .http import (DEFAULT_DOWNLOAD_DEADLINE, _USER_AGENT, Timeout, _host_of, _normalise_timeout, _PinnedAdapter,
-                   _resolve, _send, host_allowed)
+                   _resolve, _send, host_allowed, human_size)
 
 
 def _check_download_url(url: str, allowed_hosts: list[str] | None) -> tuple[str, int]:
@@ -30,14 +30,6 @@ def _check_download_url(url: str, allowed_hosts: list[str] | None) -> tuple[str,
     if allowed_hosts is not None and not host_allowed(url, allowed_hosts):
         raise PolicyRefused(f"下载地址的主机 {parts.hostname} 不在允许的列表中")
     return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
-
-
-def _human_size(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n} 字节"
 
 
 def _filename_from(resp: requests.Response, url: str) -> str | None:
@@ -141,14 +133,14 @@ def _read_body(resp: requests.Response, url: str, label: str, max_bytes: int, ex
         raise RemoteRefused(f"下载文件失败：{label}（{host}）返回 HTTP {resp.status_code}", code=resp.status_code)
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise IntegrationError(f"文件大小 {_human_size(int(declared))} 超过上限 {_human_size(max_bytes)}，已拒绝下载")
+        raise IntegrationError(f"文件大小 {human_size(int(declared))} 超过上限 {human_size(max_bytes)}，已拒绝下载")
     chunks: list[bytes] = []
     received = 0
     try:
         for chunk in resp.iter_content(chunk_size=64 * 1024):
             received += len(chunk)
             if received > max_bytes:
-                raise IntegrationError(f"文件超过大小上限 {_human_size(max_bytes)}，已停止下载")
+                raise IntegrationError(f"文件超过大小上限 {human_size(max_bytes)}，已停止下载")
             if expired.is_set():
                 raise too_slow(host)
             chunks.append(chunk)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import logging
+import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from .errors import IntegrationError, RemoteRefused, RemoteUnavailable
-from .http import _USER_AGENT, Timeout, _host_of, _normalise_timeout, _parse_json_bytes, _send, host_allowed
+from .http import (DEFAULT_GALAXY_MAX_REPLY, _USER_AGENT, ReplyTooLarge, Timeout, _host_of, _normalise_timeout,
+                   _parse_json_bytes, _send, gunzip_capped, host_allowed, human_size, read_capped,
+                   transport_errors)
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +33,21 @@ _LOGIN_FALLBACK = {
 }
 
 
-def _decode_galaxy_body(content: bytes) -> Any:
+def _decode_galaxy_body(content: bytes, max_bytes: int = DEFAULT_GALAXY_MAX_REPLY) -> Any:
     """Decode a Galaxy reply: plain JSON, raw gzip, or base64 text of gzip (``H4sI...``).
 
     Some Galaxy installations compress GetDataCenterList without a Content-Encoding
-    header, and some wrap that in base64; requests cannot know, so we sniff.
+    header, and some wrap that in base64; requests cannot know, so we sniff. Unpacking
+    stops at ``max_bytes`` (:class:`ReplyTooLarge`): a small answer must not inflate
+    into gigabytes.
     """
     data = content
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        data = gunzip_capped(data, max_bytes)
     else:
         stripped = data.strip().strip(b'"')
         if stripped.startswith(b"H4sI"):
-            data = gzip.decompress(base64.b64decode(stripped))
+            data = gunzip_capped(base64.b64decode(stripped), max_bytes)
     body = _parse_json_bytes(data)
     # A JSON string holding JSON happens with hand-rolled plug-ins; unwrap one level.
     if isinstance(body, str) and body[:1] in ("[", "{"):
@@ -138,8 +142,11 @@ class GalaxyClient:
         lcid: int = 2052,
         timeout: Timeout | None = None,
         allowed_hosts: list[str] | None = None,
+        max_reply: int = DEFAULT_GALAXY_MAX_REPLY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Largest reply read, as received and once unpacked; a bigger one is refused.
+        self.max_reply = int(max_reply)
         #: When given, only hosts matching it are called (see :func:`host_allowed`).
         self.allowed_hosts = allowed_hosts
         self.acct_id = acct_id
@@ -212,14 +219,25 @@ class GalaxyClient:
             timeout=self.timeout,
             data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
             allow_redirects=False,
+            stream=True,
         )
         host = _host_of(url)
-        if 300 <= resp.status_code < 400:
-            raise RemoteUnavailable(f"{self.label}（{host}）要求跳转到其他地址，已拒绝：请直接填写星空的前缀地址",
-                                    unreachable=False)
+        too_large = RemoteUnavailable(f"{self.label}（{host}）的应答超过大小上限 {human_size(self.max_reply)}，已拒绝"
+                                      "（ERP_MAX_REPLY_BYTES）", unreachable=False)
+        with resp:
+            if 300 <= resp.status_code < 400:
+                raise RemoteUnavailable(f"{self.label}（{host}）要求跳转到其他地址，已拒绝：请直接填写星空的前缀地址",
+                                        unreachable=False)
+            try:
+                with transport_errors(self.label, url, self.timeout):
+                    content = read_capped(resp, self.max_reply)
+            except ReplyTooLarge:
+                raise too_large from None
         try:
-            reply = _decode_galaxy_body(resp.content)
-        except (OSError, EOFError, binascii.Error, UnicodeDecodeError, ValueError):
+            reply = _decode_galaxy_body(content, self.max_reply)
+        except ReplyTooLarge:
+            raise too_large from None
+        except (OSError, EOFError, binascii.Error, UnicodeDecodeError, ValueError, zlib.error):
             reply = None
             if resp.status_code < 500:
                 raise RemoteUnavailable(f"{self.label}（{host}）的应答不是星空 WebAPI 的内容，请检查前缀地址",

@@ -4,10 +4,12 @@ host allow-lists, and connections pinned to an address checked once (no DNS rebi
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +36,10 @@ DEFAULT_DOWNLOAD_DEADLINE = 120.0
 #: Upper bound on one whole invoice verification call (查验), and on the size of its answer.
 DEFAULT_CHECK_DEADLINE = 30.0
 MAX_CHECK_REPLY = 1024 * 1024
+
+#: Largest Galaxy reply read, as received and again once unpacked (gzip, base64 of gzip); the
+#: deployment sets it as ``ERP_MAX_REPLY_BYTES``.
+DEFAULT_GALAXY_MAX_REPLY = 32 * 1024 * 1024
 
 _USER_AGENT = "portal-invoice-image/0.1 (+python-requests)"
 
@@ -88,9 +94,16 @@ def _send(
     **kwargs: Any,
 ) -> requests.Response:
     """Send one request and translate transport failures into the exception family."""
+    with transport_errors(label, url, timeout):
+        return session.request(method, url, timeout=timeout, **kwargs)
+
+
+@contextlib.contextmanager
+def transport_errors(label: str, url: str, timeout: tuple[float, float]) -> Iterator[None]:
+    """Translate a transport failure inside the block (sending, or reading a streamed body)."""
     host = _host_of(url)
     try:
-        return session.request(method, url, timeout=timeout, **kwargs)
+        yield
     except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.InvalidURL) as exc:
         raise IntegrationError(f"{label}地址格式不正确：{url}") from exc
@@ -104,6 +117,57 @@ def _send(
         raise RemoteUnavailable(f"无法连接到{label}（{host}），请检查地址和网络") from exc
     except requests.exceptions.RequestException as exc:
         raise RemoteUnavailable(f"请求{label}（{host}）失败：{type(exc).__name__}") from exc
+
+
+def human_size(n: int) -> str:
+    """A byte count as people read it: ``1.5 MB``, ``12.0 KB``, ``300 字节``."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} 字节"
+
+
+class ReplyTooLarge(Exception):
+    """An answer grew past its cap while being read or unpacked (callers word the refusal)."""
+
+
+def read_capped(resp: requests.Response, max_bytes: int, *, chunk_size: int = 64 * 1024) -> bytes:
+    """The body of a ``stream=True`` answer, raising :class:`ReplyTooLarge` past ``max_bytes``.
+
+    A declared ``Content-Length`` above the cap is refused before reading; a ``Content-Encoding``
+    is undone chunk by chunk (urllib3 inflates at most one chunk's worth per read), so the cap
+    holds for the decoded bytes too.
+    """
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ReplyTooLarge()
+    body = bytearray()
+    for chunk in resp.iter_content(chunk_size=chunk_size):
+        body += chunk
+        if len(body) > max_bytes:
+            raise ReplyTooLarge()
+    return bytes(body)
+
+
+def gunzip_capped(data: bytes, max_bytes: int) -> bytes:
+    """``gzip.decompress`` that stops at ``max_bytes`` of output (:class:`ReplyTooLarge`).
+
+    Like ``gzip.decompress`` it joins concatenated members and raises ``EOFError`` on a
+    truncated stream; a corrupt one raises ``zlib.error``.
+    """
+    out = bytearray()
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += inflater.decompress(data, max_bytes + 1 - len(out))
+        if len(out) > max_bytes:
+            raise ReplyTooLarge()
+        if not inflater.eof:
+            if inflater.unconsumed_tail:  # output budget spent with input left over
+                raise ReplyTooLarge()
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        data = inflater.unused_data.lstrip(b"\x00")  # gzip pads members with zeros
+    return bytes(out)
 
 
 def _parse_json_bytes(content: bytes) -> Any:

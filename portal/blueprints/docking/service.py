@@ -63,7 +63,8 @@ def _timeout() -> tuple[float, float]:
 def client(base_url: str, acct_id: str, username: str, password: str) -> GalaxyClient:
     """A Galaxy client with the deployment's timeouts."""
     return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout(),
-                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
+                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"),
+                        max_reply=current_app.config["ERP_MAX_REPLY_BYTES"])
 
 
 def data_centers(base_url: str) -> tuple[list[dict], str | None]:
