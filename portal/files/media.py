@@ -11,11 +11,11 @@ pdfium (``pypdfium2``), OFDs through :mod:`portal.files.ofd`, rasters through Pi
 and XML files become a small "card" listing their key fields.
 
 pdfium is not thread-safe, not even across documents: every pdfium call in the process
-must hold :data:`portal.files.guards.PDFIUM_LOCK`.
+must hold :data:`portal.files.limits.PDFIUM_LOCK`.
 
 Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.files.limits.current`,
 the one limits set every reader and renderer shares; the guarded XML, zip and image
-parsers are those of :mod:`portal.files.guards`.  These functions do the work in the calling
+parsers are those of :mod:`portal.files.limits`.  These functions do the work in the calling
 process; the app runs them in budgeted child processes (:mod:`portal.files.filework`).
 
 No Flask imports.
@@ -33,8 +33,8 @@ from xml.etree.ElementTree import Element
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal.files import guards, limits, ofd, pdf_fonts
-from portal.files.guards import PDFIUM_LOCK
+from portal.files import limits, ofd, pdf_fonts
+from portal.files.limits import PDFIUM_LOCK
 
 __all__ = [
     "ACCEPTED",
@@ -218,8 +218,8 @@ def parse_xml(data: bytes) -> Element:
     are over the XML size limit.
     """
     try:
-        return guards.parse_xml(data)
-    except guards.UnsafeFile as exc:
+        return limits.parse_xml(data)
+    except limits.UnsafeFile as exc:
         raise MediaError(str(exc)) from exc
     except Exception as exc:  # ParseError, unknown or wrong encodings, ...
         raise MediaError(MSG_CORRUPT) from exc
@@ -268,8 +268,8 @@ def _check_pixels(im: Image.Image) -> None:
     if width <= 0 or height <= 0:
         raise MediaError(MSG_CORRUPT)
     try:
-        guards.check_image(im)
-    except guards.UnsafeFile as exc:
+        limits.check_image(im)
+    except limits.UnsafeFile as exc:
         raise MediaError(str(exc)) from exc
 
 
@@ -502,12 +502,12 @@ def _check_max_side(max_side: int) -> None:
         raise ValueError(f"max_side must be an int in 1..{MAX_SIDE_LIMIT}")
 
 
-def page_count(data: bytes | guards.SafeZip, media_type: str, *, max_pages: int | None = None) -> int:
+def page_count(data: bytes | limits.SafeZip, media_type: str, *, max_pages: int | None = None) -> int:
     """Number of pages (PDF pages, TIFF frames, OFD pages; 1 for JPEG/PNG/XML).
 
     Also proves the file is readable: raises :class:`MediaError` for corrupt, encrypted
     or oversized files and when the count exceeds ``max_pages`` (default: the limits'
-    ``max_pages``).  An OFD may come as the :class:`~portal.files.guards.SafeZip` another
+    ``max_pages``).  An OFD may come as the :class:`~portal.files.limits.SafeZip` another
     reader already opened.
     """
     if max_pages is None:

@@ -9,7 +9,7 @@ from xml.etree.ElementTree import Element
 
 from PIL import Image
 
-from portal.files.guards import SafeZip
+from portal.files.limits import SafeZip
 
 from .drawing import _Painter
 from .geometry import _box, _compose, _translate

@@ -8,7 +8,7 @@ import struct
 
 from PIL import Image
 
-from portal.files.guards import PDFIUM_LOCK
+from portal.files.limits import PDFIUM_LOCK
 
 
 def _jbig2_to_image(data: bytes, target_px: tuple[int, int], max_pixels: int) -> Image.Image | None:

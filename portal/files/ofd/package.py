@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 from xml.etree.ElementTree import Element
 
-from portal.files.guards import SafeZip, UnsafeFile, parse_xml, safe_member_name
+from portal.files.limits import SafeZip, UnsafeFile, parse_xml, safe_member_name
 
 
 class OFDError(ValueError):
@@ -49,7 +49,7 @@ _safe_member_name = safe_member_name
 
 
 class OFDPackage:
-    """Read-only OFD view over the one :class:`~portal.files.guards.SafeZip` (limits from config).
+    """Read-only OFD view over the one :class:`~portal.files.limits.SafeZip` (limits from config).
 
     ``source`` may be the bytes or an archive already opened by another reader of the
     same upload, so an OFD is inflated once however many readers look at it.
