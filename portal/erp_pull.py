@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from . import audit, bills
 from .crypto import decrypt
+from .errors import UserError
 from .extensions import db
 from .integration.errors import IntegrationError
 from .integration.galaxy import GalaxyClient
@@ -140,7 +141,7 @@ def _apply(conn: DockingConnection, ents: list[Enterprise], found: list[dict], r
             try:
                 with db.session.begin_nested():
                     opened = bills.open_bill(ent, data, actor=ACTOR)
-            except bills.BillError as exc:
+            except UserError as exc:
                 result.errors.append(f"{item['bill_no']}：{exc.message}")
                 continue
             bill = opened.bill

@@ -20,6 +20,7 @@ from flask.cli import AppGroup
 from sqlalchemy import and_, or_, select
 
 from . import bills, housekeeping, review
+from .errors import UserError
 from .extensions import db
 from .integration.download import fetch_file
 from .integration.errors import IntegrationError
@@ -111,7 +112,7 @@ def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
             continue
         try:
             attached += _attach(row_id, bill_id, data, name)
-        except bills.BillError as exc:
+        except UserError as exc:
             db.session.rollback()
             _failed(row_id, exc.message, now)
             continue
@@ -179,7 +180,7 @@ def _submit_when_complete(bill_id: int) -> None:
     try:
         review.submit(bill, ACTOR)
         db.session.commit()
-    except bills.BillError as exc:
+    except UserError as exc:
         db.session.rollback()
         log.warning("sync: automatic submit of bill %s refused: %s", bill_id, exc.message)
     except Exception:

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from portal import bills, erp_pull
 from portal.crypto import encrypt
+from portal.errors import UserError
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, DockingConnection
 from portal.sandbox.seed import TEST_GALAXY
@@ -100,7 +101,7 @@ def test_a_withdrawn_task_withdraws_the_bill_and_its_return_reopens_it(erp, gala
     bill = _bills()["FYBX0401"]
     assert bill.status == "withdrawn" and bill.status_label == "已撤回"
     assert [i.id for i in bills.live_images(bill)] == [image.id]  # images kept
-    with pytest.raises(bills.BillError, match="撤回"):
+    with pytest.raises(UserError, match="撤回"):
         bills.add_file(bill, corpus("vat_e_special_guizhou_00008006.pdf"), "b.pdf", "s1")
     assert erp.pull().withdrawn == 0  # withdrawn once, not again
     galaxy.app.add_task(FORM, "FYBX0401", erp.user_id)  # submitted again in the ERP
