@@ -14,9 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from . import audit, bills
@@ -207,15 +205,3 @@ def pull_all() -> dict[int, PullResult]:
     ids = db.session.scalars(select(DockingConnection.id).where(
         DockingConnection.id.in_(select(Enterprise.docking_id)))).all()
     return {conn_id: pull_connection(db.session.get(DockingConnection, conn_id)) for conn_id in ids}
-
-
-erp_cli = AppGroup("erp", help="从星空工作流拉取待影像审核的单据（pull）。")
-
-
-@erp_cli.command("pull")
-def pull_command() -> None:
-    """Read every connection's pending image tasks once and print what changed."""
-    for conn_id, result in pull_all().items():
-        conn = db.session.get(DockingConnection, conn_id)
-        click.echo(f"{conn.name}：待办 {result.tasks}，新开单据 {result.opened}，撤回 {result.withdrawn}，"
-                   f"重新打开 {result.reopened}" + (f"；问题：{'；'.join(result.errors)}" if result.errors else ""))

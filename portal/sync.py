@@ -14,12 +14,10 @@ import datetime as dt
 import logging
 import time
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import and_, or_, select
 
-from . import bills, housekeeping, review
+from . import bills, review
 from .errors import UserError
 from .extensions import db
 from .integration.download import fetch_file
@@ -186,25 +184,3 @@ def _submit_when_complete(bill_id: int) -> None:
     except Exception:
         db.session.rollback()
         log.exception("sync: automatic submit of bill %s failed", bill_id)
-
-
-# --------------------------------------------------------------------------- CLI
-
-sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的文件并附到单据（run）。")
-
-
-@sync_cli.command("run")
-@click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
-# --loop SECONDS like `jobs run`; --every is the older spelling, still accepted.
-@click.option("--loop", "--every", "every", type=float, default=0, metavar="SECONDS",
-              help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；0 = 只运行一轮")
-def run_command(limit: int, every: float) -> None:
-    """Fetch the pending pushed files once (or every N seconds until interrupted)."""
-    while True:
-        if every > 0:
-            housekeeping.clean_if_due()  # a long-running runner: at start-up, then periodically
-        n = fetch_pending(limit)
-        click.echo(f"已附加 {n} 个文件")
-        if every <= 0:
-            return
-        time.sleep(every)

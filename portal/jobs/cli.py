@@ -1,10 +1,16 @@
-"""``flask --app portal jobs run [--loop SECONDS]``, its alias ``writeback run``, and ``flask worker``."""
+"""The background commands: ``jobs run [--loop SECONDS]`` (alias ``writeback run``), ``worker``,
+``sync run``, ``erp pull`` and ``storage clean``; :func:`portal.cli.register` attaches them."""
 from __future__ import annotations
+
+import time
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .. import erp_pull, housekeeping, sync
+from ..extensions import db
+from ..models import DockingConnection
 from . import QUEUE_NAMES, redis_url
 from .runner import loop, one_pass
 
@@ -61,3 +67,47 @@ def worker_command(queues: str, burst: bool) -> None:
     worker = PortalWorker(make_queues(conn, names), connection=conn, app=current_app._get_current_object())
     # The scheduler moves jobs whose retry waits (RQ's backoff) back onto their queue when due.
     worker.work(burst=burst, with_scheduler=True)
+
+
+sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的文件并附到单据（run）。")
+
+
+@sync_cli.command("run")
+@click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
+# --loop SECONDS like `jobs run`; --every is the older spelling, still accepted.
+@click.option("--loop", "--every", "every", type=float, default=0, metavar="SECONDS",
+              help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；0 = 只运行一轮")
+def sync_run_command(limit: int, every: float) -> None:
+    """Fetch the pending pushed files once (or every N seconds until interrupted)."""
+    while True:
+        if every > 0:
+            housekeeping.clean_if_due()  # a long-running runner: at start-up, then periodically
+        n = sync.fetch_pending(limit)
+        click.echo(f"已附加 {n} 个文件")
+        if every <= 0:
+            return
+        time.sleep(every)
+
+
+erp_cli = AppGroup("erp", help="从星空工作流拉取待影像审核的单据（pull）。")
+
+
+@erp_cli.command("pull")
+def pull_command() -> None:
+    """Read every connection's pending image tasks once and print what changed."""
+    for conn_id, result in erp_pull.pull_all().items():
+        conn = db.session.get(DockingConnection, conn_id)
+        click.echo(f"{conn.name}：待办 {result.tasks}，新开单据 {result.opened}，撤回 {result.withdrawn}，"
+                   f"重新打开 {result.reopened}" + (f"；问题：{'；'.join(result.errors)}" if result.errors else ""))
+
+
+storage_cli = AppGroup("storage", help="文件存储维护（clean）。")
+
+
+@storage_cli.command("clean")
+@click.option("--older-than", type=float, default=None, metavar="SECONDS",
+              help="只清理超过 SECONDS 秒未写入的文件（默认取配置 STORAGE_CLEAN_AGE）")
+def clean_command(older_than: float | None) -> None:
+    """Remove part files of interrupted uploads and stored files no row refers to."""
+    done = housekeeping.clean_storage(older_than)
+    click.echo(f"已清理 {done.temp_files} 个中断上传的临时文件、{done.orphan_blobs} 个无记录引用的文件")
