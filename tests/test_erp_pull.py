@@ -145,6 +145,24 @@ def test_cli_pull_prints_what_it_did(erp, app):
     assert out.exit_code == 0 and "待办 1，新开单据 1" in out.output
 
 
+def test_cli_pull_loops_with_the_common_loop_option(erp, app, monkeypatch):
+    erp.bill("FYBX0802", 200802)
+    db.session.commit()
+    real_pull_all, rounds = erp_pull.pull_all, []
+
+    def pull_all_then_stop():
+        rounds.append(1)
+        if len(rounds) > 2:
+            raise KeyboardInterrupt
+        return real_pull_all()
+
+    monkeypatch.setattr(erp_pull, "pull_all", pull_all_then_stop)
+    out = app.test_cli_runner().invoke(args=["erp", "pull", "--loop", "0.01"])
+    assert out.exit_code == 0, out.output
+    assert "待办 1，新开单据 1" in out.output and "待办 1，新开单据 0" in out.output  # two real rounds
+    assert out.output.rstrip().endswith("已停止") and len(rounds) == 3
+
+
 def test_pull_honours_the_erp_allow_list(erp, app, galaxy):
     erp.bill("FYBX0901", 200901)
     app.config["ERP_ALLOWED_HOSTS"] = "erp.example.com"

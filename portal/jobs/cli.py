@@ -18,13 +18,36 @@ jobs_cli = AppGroup("jobs", help="后台任务：拉取星空待办、同步下�
 # The command the README used before there was a `jobs` group; it does exactly what `jobs run` does.
 writeback_cli = AppGroup("writeback", help="ERP 回写任务（run，与 jobs run 相同）。")
 
-_LOOP = click.option("--loop", "every", type=float, default=None, metavar="SECONDS",
-                     help="每隔 SECONDS 秒运行一次，直到 Ctrl-C")
+
+def loop_option(*old_spellings: str):
+    """``--loop SECONDS``, the one way every command here repeats: absent or 0 = one round.
+
+    ``old_spellings`` are earlier names of the option that scripts still use (``sync run --every``).
+    """
+    return click.option("--loop", *old_spellings, "every", type=float, default=None, metavar="SECONDS",
+                        help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；不写或 0 = 只运行一轮")
+
+
+def repeat(every: float | None, one_round, *, before_each=None) -> None:
+    """Run ``one_round()`` once, or every ``every`` seconds until Ctrl-C (then print 已停止)."""
+    try:
+        while True:
+            if before_each is not None:
+                before_each()
+            one_round()
+            if not every or every <= 0:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        click.echo("已停止")
+
+
+_LOOP = loop_option()
 _LIMIT = click.option("--limit", type=int, default=50, show_default=True, help="每次最多处理的回写任务数")
 
 
 def _run(every: float | None, limit: int) -> None:
-    if every is None:
+    if not every or every <= 0:
         click.echo(one_pass(limit).summary())
         return
     try:
@@ -74,31 +97,33 @@ sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的�
 
 @sync_cli.command("run")
 @click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
-# --loop SECONDS like `jobs run`; --every is the older spelling, still accepted.
-@click.option("--loop", "--every", "every", type=float, default=0, metavar="SECONDS",
-              help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；0 = 只运行一轮")
-def sync_run_command(limit: int, every: float) -> None:
-    """Fetch the pending pushed files once (or every N seconds until interrupted)."""
-    while True:
-        if every > 0:
-            housekeeping.clean_if_due()  # a long-running runner: at start-up, then periodically
-        n = sync.fetch_pending(limit)
-        click.echo(f"已附加 {n} 个文件")
-        if every <= 0:
-            return
-        time.sleep(every)
+@loop_option("--every")
+def sync_run_command(limit: int, every: float | None) -> None:
+    """Fetch the pending pushed files once (or every SECONDS seconds until interrupted)."""
+    looping = bool(every and every > 0)
+
+    def one_round() -> None:
+        click.echo(f"已附加 {sync.fetch_pending(limit)} 个文件")
+
+    # A long-running runner cleans the file store at start-up, then periodically.
+    repeat(every, one_round, before_each=housekeeping.clean_if_due if looping else None)
 
 
 erp_cli = AppGroup("erp", help="从星空工作流拉取待影像审核的单据（pull）。")
 
 
 @erp_cli.command("pull")
-def pull_command() -> None:
-    """Read every connection's pending image tasks once and print what changed."""
-    for conn_id, result in erp_pull.pull_all().items():
-        conn = db.session.get(DockingConnection, conn_id)
-        click.echo(f"{conn.name}：待办 {result.tasks}，新开单据 {result.opened}，撤回 {result.withdrawn}，"
-                   f"重新打开 {result.reopened}" + (f"；问题：{'；'.join(result.errors)}" if result.errors else ""))
+@loop_option()
+def pull_command(every: float | None) -> None:
+    """Read every connection's pending image tasks once (or every SECONDS seconds) and print what changed."""
+
+    def one_round() -> None:
+        for conn_id, result in erp_pull.pull_all().items():
+            conn = db.session.get(DockingConnection, conn_id)
+            click.echo(f"{conn.name}：待办 {result.tasks}，新开单据 {result.opened}，撤回 {result.withdrawn}，"
+                       f"重新打开 {result.reopened}" + (f"；问题：{'；'.join(result.errors)}" if result.errors else ""))
+
+    repeat(every, one_round)
 
 
 storage_cli = AppGroup("storage", help="文件存储维护（clean）。")
