@@ -1,7 +1,7 @@
 """Bills and their images: the domain rules shared by the ERP API, the scan desk and the push.
 
 Every function here works inside the caller's transaction and commits only
-where it says so; a refused file raises :class:`BillError` before anything is
+where it says so; a refused file raises :class:`UserError` before anything is
 written to the database, so nothing is ever half-stored.
 """
 from __future__ import annotations
@@ -33,9 +33,6 @@ from .recognition import Invoice as Reading
 EDITABLE = {"pending", "uploaded", "returned", "match_failed"}
 MEDIA_LABEL = "JPEG、PNG、TIFF、PDF、OFD、XML"
 
-
-# A refused request about a bill is a plain UserError; the name stays for the bill rules' callers.
-BillError = UserError
 
 
 # --------------------------------------------------------------------------- storage
@@ -75,18 +72,18 @@ RETURN_REASON_MAX = 500
 
 
 def check_bill_no(value: Any) -> str:
-    """``value`` if it is a usable bill number; BillError 422 naming the rule otherwise."""
+    """``value`` if it is a usable bill number; UserError 422 naming the rule otherwise."""
     text = "" if value is None else str(value)
     if not text.strip():
-        raise BillError("bill_no 不能为空")
+        raise UserError("bill_no 不能为空")
     if (text != text.strip() or len(text) > BILL_NO_MAX or not _BILL_NO.fullmatch(text)
             or ".." in text or text == "."):
-        raise BillError(BILL_NO_RULE)
+        raise UserError(BILL_NO_RULE)
     return text
 
 
 def limited_text(value: Any, field: str, limit: int) -> str | None:
-    """``value`` as stripped text (None when empty); BillError 422 naming ``field`` when over ``limit``.
+    """``value`` as stripped text (None when empty); UserError 422 naming ``field`` when over ``limit``.
 
     Cutting would store something the sender never wrote, and storing it whole
     would let one request fill the database and every page that shows it.
@@ -95,7 +92,7 @@ def limited_text(value: Any, field: str, limit: int) -> str | None:
         return None
     text = str(value).strip()
     if len(text) > limit:
-        raise BillError(f"{field} 不能超过 {limit} 个字符（收到 {len(text)} 个）")
+        raise UserError(f"{field} 不能超过 {limit} 个字符（收到 {len(text)} 个）")
     return text or None
 
 
@@ -138,10 +135,10 @@ def open_bill(ent: Enterprise, data: dict, actor: str) -> Opened:
         point = db.session.scalar(select(ScanPoint).where(ScanPoint.enterprise_id == ent.id,
                                                           ScanPoint.code == text["scan_point"]))
         if point is None:
-            raise BillError(f"扫描点 {text['scan_point']} 不存在")
+            raise UserError(f"扫描点 {text['scan_point']} 不存在")
     expected = data.get("expected_invoices") or []
     if not isinstance(expected, list):
-        raise BillError("expected_invoices 应为数组")
+        raise UserError("expected_invoices 应为数组")
     bill = Bill(
         enterprise_id=ent.id,
         bill_no=bill_no,
@@ -186,13 +183,13 @@ def expected_from_push(enterprise_id: int, item: Any, index: int, *, origin: str
 # --------------------------------------------------------------------------- images
 
 def require_editable(bill: Bill) -> None:
-    """Raise BillError 409 unless the scan desk may still change the bill's images."""
+    """Raise UserError 409 unless the scan desk may still change the bill's images."""
     if bill.status == "deleted":
-        raise BillError("单据已被 ERP 删除，不能再修改影像", 409)
+        raise UserError("单据已被 ERP 删除，不能再修改影像", 409)
     if bill.status == "withdrawn":
-        raise BillError("单据已在星空中撤回，不能修改影像；星空重新提交后会自动重新打开", 409)
+        raise UserError("单据已在星空中撤回，不能修改影像；星空重新提交后会自动重新打开", 409)
     if bill.status not in EDITABLE:
-        raise BillError(f"单据当前状态为“{bill.status_label}”，不能修改影像；如需重扫请先退回", 409)
+        raise UserError(f"单据当前状态为“{bill.status_label}”，不能修改影像；如需重扫请先退回", 409)
 
 
 def _touch_after_edit(bill: Bill, actor: str, what: str) -> None:
@@ -226,20 +223,20 @@ def prepare_file(data: bytes, filename: str, *, tenant: int | None = None) -> Pr
     Sniffing, page counting and recognition run in a budgeted child process
     (:mod:`portal.files.filework`) on behalf of ``tenant`` (the enterprise id), so a hostile
     file costs its uploader a refusal, not the other tenants their uploads.
-    Refusals raise BillError (too large 413, unsupported 415, damaged, unsafe or over
+    Refusals raise UserError (too large 413, unsupported 415, damaged, unsafe or over
     budget 422, no worker free 503) before anything reaches the file store or the database.
     """
     cfg = current_app.config
     if len(data) > cfg["MAX_FILE_BYTES"]:
-        raise BillError(f"文件 {filename} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
+        raise UserError(f"文件 {filename} 过大（上限 {cfg['MAX_FILE_BYTES'] // (1024 * 1024)} MB）", 413)
     if not data:
-        raise BillError(f"文件 {filename} 是空文件", 422)
+        raise UserError(f"文件 {filename} 是空文件", 422)
     try:
         found = filework.inspect(data, config=cfg, tenant=tenant)
     except filework.Refused as exc:
-        raise BillError(f"{filename}：{exc.message}", exc.status) from None
+        raise UserError(f"{filename}：{exc.message}", exc.status) from None
     if found.media_type is None:
-        raise BillError(f"不支持的文件类型：{filename}（仅支持 {MEDIA_LABEL}，按文件内容判断）", 415)
+        raise UserError(f"不支持的文件类型：{filename}（仅支持 {MEDIA_LABEL}，按文件内容判断）", 415)
     return Prepared(data, filename, hashlib.sha256(data).hexdigest(), found.media_type, found.pages, found.readings)
 
 
@@ -266,9 +263,9 @@ def attach(bill: Bill, file: Prepared, actor: str, *, origin: str = "upload", ch
     try:
         storage().put(file.data)
     except TooLarge:
-        raise BillError(f"文件 {file.filename} 过大", 413) from None
+        raise UserError(f"文件 {file.filename} 过大", 413) from None
     except StorageError as exc:  # the object store refused, is unreachable, or stored something else
-        raise BillError(f"文件 {file.filename} 未能保存：{exc}", 503) from None
+        raise UserError(f"文件 {file.filename} 未能保存：{exc}", 503) from None
     # Reserved before anything else is written: the bill's row lock is then the first lock this
     # request takes, so uploads to one bill queue here and never hold a blob row another waits on.
     position = _reserve_positions(bill, 1)[0]
@@ -334,7 +331,7 @@ def remove_image(bill: Bill, image: Image, actor: str) -> None:
     """Take an image off the bill; the file and the row stay for the audit trail."""
     require_editable(bill)
     if image.bill_id != bill.id or image.removed:
-        raise BillError("影像不存在", 404)
+        raise UserError("影像不存在", 404)
     keys = {i.invoice_key for i in image.invoices if i.invoice_key}
     db.session.execute(Invoice.__table__.delete().where(Invoice.image_id == image.id))
     image.removed = True
@@ -400,7 +397,7 @@ CODE_RULE = "发票代码应为 10 位或 12 位数字"
 def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
     """The :data:`CORRECTABLE` fields present in ``values``, parsed: money, dates, stripped text (empty → None).
 
-    Raises BillError naming the first field that does not parse.
+    Raises UserError naming the first field that does not parse.
     """
     parsed: dict[str, Any] = {}
     for f in CORRECTABLE:
@@ -418,11 +415,11 @@ def _parse_invoice_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_sum(amount: Decimal | None, tax: Decimal | None, total: Decimal | None) -> None:
-    """BillError 422 when all three are given and 金额 + 税额 ≠ 价税合计 (a typo in one of them)."""
+    """UserError 422 when all three are given and 金额 + 税额 ≠ 价税合计 (a typo in one of them)."""
     if amount is None or tax is None or total is None:
         return
     if amount + tax != total:
-        raise BillError(f"金额（不含税）{amount:.2f} + 税额 {tax:.2f} = {amount + tax:.2f}，"
+        raise UserError(f"金额（不含税）{amount:.2f} + 税额 {tax:.2f} = {amount + tax:.2f}，"
                         f"与价税合计 {total:.2f} 不一致，请核对")
 
 
@@ -437,9 +434,9 @@ def correct_invoice(inv: Invoice, values: dict[str, Any], actor: str) -> None:
     # Looser than a typed-in invoice: recognition may have stored other lengths, and a
     # correction of another field must not be refused for them.
     if inv.number and (not inv.number.isdigit() or len(inv.number) > 20):
-        raise BillError(NUMBER_RULE)
+        raise UserError(NUMBER_RULE)
     if inv.code and (not inv.code.isdigit() or len(inv.code) > 12):
-        raise BillError(CODE_RULE)
+        raise UserError(CODE_RULE)
     after = {f: _plain(getattr(inv, f)) for f in CORRECTABLE}
     if after == before:
         return
@@ -470,15 +467,15 @@ def add_manual_invoice(image: Image, values: dict[str, Any], actor: str) -> Invo
     bill = db.session.get(Bill, image.bill_id)
     require_editable(bill)
     if image.removed:
-        raise BillError("影像不存在", 404)
+        raise UserError("影像不存在", 404)
     fields = _parse_invoice_values(values)
     number, code = fields.get("number"), fields.get("code")
     if not number:
-        raise BillError("请填写发票号码")
+        raise UserError("请填写发票号码")
     if not number.isdigit() or len(number) not in (8, 20):
-        raise BillError(NUMBER_RULE)
+        raise UserError(NUMBER_RULE)
     if code and (not code.isdigit() or len(code) not in (10, 12)):
-        raise BillError(CODE_RULE)
+        raise UserError(CODE_RULE)
     check_sum(fields.get("amount"), fields.get("tax"), fields.get("total"))
     inv = Invoice(enterprise_id=bill.enterprise_id, bill_id=bill.id, image_id=image.id, source="manual",
                   invoice_key=invoice_key(code, number), **fields)
@@ -568,13 +565,13 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
     """Return a bill for rescan (影像退回) with a reason; a new round starts."""
     reason = (reason or "").strip()
     if not reason:
-        raise BillError("请填写退回原因")
+        raise UserError("请填写退回原因")
     if len(reason) > RETURN_REASON_MAX:
-        raise BillError(f"退回原因不能超过 {RETURN_REASON_MAX} 个字符（收到 {len(reason)} 个）")
+        raise UserError(f"退回原因不能超过 {RETURN_REASON_MAX} 个字符（收到 {len(reason)} 个）")
     if bill.status in ("deleted", "pending", "withdrawn"):
-        raise BillError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
+        raise UserError(f"单据当前状态为“{bill.status_label}”，不能退回", 409)
     if bill.status == "returned":
-        raise BillError("单据已经退回，等待重扫", 409)
+        raise UserError("单据已经退回，等待重扫", 409)
     bill.return_reason = reason
     bill.round += 1
     event(bill, "return", actor, to="returned", detail={"reason": reason})

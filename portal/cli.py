@@ -61,24 +61,11 @@ def list_users():
 
 
 def register(app: Flask) -> None:
-    """Attach the command groups to ``app``."""
-    app.cli.add_command(users_cli)
+    """Attach every command group to ``app``: the one list of ``flask --app portal`` commands."""
     from . import demo
-
-    app.cli.add_command(demo.demo_cli)
-    from .jobs.cli import jobs_cli, worker_command, writeback_cli
-    from .sync import sync_cli
-
-    app.cli.add_command(jobs_cli)
-    app.cli.add_command(writeback_cli)
-    app.cli.add_command(worker_command)
-    app.cli.add_command(sync_cli)
-    from .erp_pull import erp_cli
-
-    app.cli.add_command(erp_cli)
-    from .housekeeping import storage_cli
-
-    app.cli.add_command(storage_cli)
+    from .jobs import cli as jobs
     from .serving import serve_command
 
-    app.cli.add_command(serve_command)
+    for command in (users_cli, demo.demo_cli, jobs.jobs_cli, jobs.writeback_cli, jobs.worker_command, jobs.sync_cli,
+                    jobs.erp_cli, jobs.storage_cli, serve_command):
+        app.cli.add_command(command)

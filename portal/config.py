@@ -54,6 +54,7 @@ DEFAULTS = {
     # link-local and mapped addresses are refused unless their host is listed here.
     "FETCH_ALLOWED_HOSTS": "",
     "ERP_ALLOWED_HOSTS": "",  # Galaxy hosts the portal may call: comma-separated host, host:port, *.suffix; empty = any
+    "ERP_MAX_REPLY_BYTES": 32 * 1024 * 1024,  # largest Galaxy reply read, as received and once unzipped
     "FETCH_MAX_BYTES": 30 * 1024 * 1024,
     "FETCH_DEADLINE": 120.0,  # seconds for one whole download: connect, headers and body
     "FETCH_RUN_BUDGET": 300.0,  # seconds after which one sync run starts no further download

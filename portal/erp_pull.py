@@ -14,15 +14,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from . import audit, bills
 from .crypto import decrypt
+from .errors import UserError
 from .extensions import db
-from .integration import GalaxyClient, IntegrationError, allowed_hosts_from_config, timeout_from_config
+from .integration.errors import IntegrationError
+from .integration.galaxy import GalaxyClient
+from .integration.http import allowed_hosts_from_config, timeout_from_config
 from .models import Bill, DockingConnection, Enterprise, Image, utcnow
 
 log = logging.getLogger("portal.erp")
@@ -138,7 +139,7 @@ def _apply(conn: DockingConnection, ents: list[Enterprise], found: list[dict], r
             try:
                 with db.session.begin_nested():
                     opened = bills.open_bill(ent, data, actor=ACTOR)
-            except bills.BillError as exc:
+            except UserError as exc:
                 result.errors.append(f"{item['bill_no']}：{exc.message}")
                 continue
             bill = opened.bill
@@ -177,7 +178,8 @@ def pull_connection(conn: DockingConnection) -> PullResult:
         try:
             with GalaxyClient(conn.base_url, conn.acct_id, conn.username, password,
                               timeout=timeout_from_config(current_app.config),
-                              allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS")) as client:
+                              allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"),
+                              max_reply=current_app.config["ERP_MAX_REPLY_BYTES"]) as client:
                 found, problems = _read_erp(client, conn)
             result.errors += problems
         except IntegrationError as exc:
@@ -203,15 +205,3 @@ def pull_all() -> dict[int, PullResult]:
     ids = db.session.scalars(select(DockingConnection.id).where(
         DockingConnection.id.in_(select(Enterprise.docking_id)))).all()
     return {conn_id: pull_connection(db.session.get(DockingConnection, conn_id)) for conn_id in ids}
-
-
-erp_cli = AppGroup("erp", help="从星空工作流拉取待影像审核的单据（pull）。")
-
-
-@erp_cli.command("pull")
-def pull_command() -> None:
-    """Read every connection's pending image tasks once and print what changed."""
-    for conn_id, result in pull_all().items():
-        conn = db.session.get(DockingConnection, conn_id)
-        click.echo(f"{conn.name}：待办 {result.tasks}，新开单据 {result.opened}，撤回 {result.withdrawn}，"
-                   f"重新打开 {result.reopened}" + (f"；问题：{'；'.join(result.errors)}" if result.errors else ""))

@@ -14,9 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from . import bills
@@ -87,15 +85,3 @@ def clean_if_due(now: float | None = None) -> Cleaned | None:
         log.exception("storage cleaning failed")
         db.session.rollback()
         return None
-
-
-storage_cli = AppGroup("storage", help="文件存储维护（clean）。")
-
-
-@storage_cli.command("clean")
-@click.option("--older-than", type=float, default=None, metavar="SECONDS",
-              help="只清理超过 SECONDS 秒未写入的文件（默认取配置 STORAGE_CLEAN_AGE）")
-def clean_command(older_than: float | None) -> None:
-    """Remove part files of interrupted uploads and stored files no row refers to."""
-    done = clean_storage(older_than)
-    click.echo(f"已清理 {done.temp_files} 个中断上传的临时文件、{done.orphan_blobs} 个无记录引用的文件")

@@ -3,7 +3,7 @@
 The push receiver only stores the invoices (fast, no outbound call); the files
 named by their ``downloadUrl`` are fetched here, by the job runner calling
 :func:`fetch_pending` (or ``flask --app portal sync run``). Each file is fetched
-through :func:`portal.integration.fetch_file` (timeouts, size cap, host
+through :func:`portal.integration.download.fetch_file` (timeouts, size cap, host
 allow-list, deadline), attached and recognised like any upload, and committed on its own,
 so one bad file never costs the others. A bill whose pushed files are all
 attached is submitted automatically, which completes it and writes it back.
@@ -14,13 +14,15 @@ import datetime as dt
 import logging
 import time
 
-import click
 from flask import current_app
-from flask.cli import AppGroup
 from sqlalchemy import and_, or_, select
 
-from . import bills, housekeeping, integration, review
+from . import bills, review
+from .errors import UserError
 from .extensions import db
+from .integration.download import fetch_file
+from .integration.errors import IntegrationError
+from .integration.http import DEFAULT_DOWNLOAD_DEADLINE, timeout_from_config
 from .models import Bill, Enterprise, ExpectedInvoice, utcnow
 
 log = logging.getLogger("portal.sync")
@@ -36,8 +38,8 @@ def _fetch_options() -> dict:
     return {
         "max_bytes": int(cfg["FETCH_MAX_BYTES"]),
         "allowed_hosts": hosts or None,  # empty = any public host
-        "timeout": integration.timeout_from_config(cfg),
-        "deadline": float(cfg.get("FETCH_DEADLINE", integration.DEFAULT_DOWNLOAD_DEADLINE)),
+        "timeout": timeout_from_config(cfg),
+        "deadline": float(cfg.get("FETCH_DEADLINE", DEFAULT_DOWNLOAD_DEADLINE)),
     }
 
 
@@ -102,13 +104,13 @@ def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
         url = row.download_url
         db.session.commit()
         try:
-            data, name = integration.fetch_file(url, **options)
-        except integration.IntegrationError as exc:
+            data, name = fetch_file(url, **options)
+        except IntegrationError as exc:
             _failed(row_id, exc.message, now)
             continue
         try:
             attached += _attach(row_id, bill_id, data, name)
-        except bills.BillError as exc:
+        except UserError as exc:
             db.session.rollback()
             _failed(row_id, exc.message, now)
             continue
@@ -176,31 +178,9 @@ def _submit_when_complete(bill_id: int) -> None:
     try:
         review.submit(bill, ACTOR)
         db.session.commit()
-    except bills.BillError as exc:
+    except UserError as exc:
         db.session.rollback()
         log.warning("sync: automatic submit of bill %s refused: %s", bill_id, exc.message)
     except Exception:
         db.session.rollback()
         log.exception("sync: automatic submit of bill %s failed", bill_id)
-
-
-# --------------------------------------------------------------------------- CLI
-
-sync_cli = AppGroup("sync", help="影像同步提单人：下载推送发票的文件并附到单据（run）。")
-
-
-@sync_cli.command("run")
-@click.option("--limit", default=100, show_default=True, help="每轮最多下载的文件数")
-# --loop SECONDS like `jobs run`; --every is the older spelling, still accepted.
-@click.option("--loop", "--every", "every", type=float, default=0, metavar="SECONDS",
-              help="每隔 SECONDS 秒再运行一轮，直到 Ctrl-C；0 = 只运行一轮")
-def run_command(limit: int, every: float) -> None:
-    """Fetch the pending pushed files once (or every N seconds until interrupted)."""
-    while True:
-        if every > 0:
-            housekeeping.clean_if_due()  # a long-running runner: at start-up, then periodically
-        n = fetch_pending(limit)
-        click.echo(f"已附加 {n} 个文件")
-        if every <= 0:
-            return
-        time.sleep(every)

@@ -2,7 +2,7 @@
 
 Enterprises with ``verify_invoices`` on have each recognised (uploaded) and pushed invoice verified
 through the invoice cloud with the enterprise's own authorization: a token, then
-``POST /m13/bill/invoice/sys/check`` (:meth:`portal.integration.InvoiceCloudClient.check_invoice`).
+``POST /m13/bill/invoice/sys/check`` (:meth:`portal.integration.invoice_cloud.InvoiceCloudClient.check_invoice`).
 The job (:func:`verify_due`, run by both job executors) never runs inside a request.
 
 Results are kept per enterprise and invoice key (:class:`~portal.models.InvoiceVerification`), so a
@@ -34,9 +34,11 @@ from flask import current_app, g
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from . import integration
 from .crypto import decrypt
 from .extensions import db
+from .integration.errors import IntegrationError, RemoteRefused
+from .integration.http import timeout_from_config
+from .integration.invoice_cloud import InvoiceCloudClient
 from .labels import VERIFICATION_STATUSES
 from .models import Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
@@ -312,9 +314,9 @@ def _store(row: InvoiceVerification, status: str, code: str | None, message: str
         row.checked_at = now
 
 
-def _client() -> integration.InvoiceCloudClient:
+def _client() -> InvoiceCloudClient:
     cfg = current_app.config
-    return integration.InvoiceCloudClient(cfg["INVOICE_CLOUD_URL"], timeout=integration.timeout_from_config(cfg))
+    return InvoiceCloudClient(cfg["INVOICE_CLOUD_URL"], timeout=timeout_from_config(cfg))
 
 
 def verify_due(limit: int = 100, now: dt.datetime | None = None) -> dict[str, int]:
@@ -331,7 +333,7 @@ def verify_due(limit: int = 100, now: dt.datetime | None = None) -> dict[str, in
         return counts
     client = _client()
     ends_at = time.monotonic() + _cfg("VERIFY_RUN_BUDGET", 120.0)
-    tokens: dict[int, str | integration.IntegrationError] = {}
+    tokens: dict[int, str | IntegrationError] = {}
     for ent_id, key in due:
         if time.monotonic() > ends_at:
             break
@@ -345,20 +347,20 @@ def verify_due(limit: int = 100, now: dt.datetime | None = None) -> dict[str, in
     return counts
 
 
-def _token(client: integration.InvoiceCloudClient, tokens: dict, ent: Enterprise) -> str:
+def _token(client: InvoiceCloudClient, tokens: dict, ent: Enterprise) -> str:
     """The run's access token of ``ent`` (fetched once per run; a refusal is remembered too)."""
     if ent.id not in tokens:
         try:
             tokens[ent.id] = client.fetch_token(ent.client_id, decrypt(ent.client_secret_enc))["access_token"]
-        except integration.IntegrationError as exc:
+        except IntegrationError as exc:
             tokens[ent.id] = exc
     token = tokens[ent.id]
-    if isinstance(token, integration.IntegrationError):
+    if isinstance(token, IntegrationError):
         raise token
     return token
 
 
-def _verify_one(client: integration.InvoiceCloudClient, tokens: dict, ent_id: int, key: str,
+def _verify_one(client: InvoiceCloudClient, tokens: dict, ent_id: int, key: str,
                 now: dt.datetime) -> str:
     ent = db.session.get(Enterprise, ent_id)
     fields, reason = None, "未找到该发票"
@@ -374,9 +376,9 @@ def _verify_one(client: integration.InvoiceCloudClient, tokens: dict, ent_id: in
     try:
         reply = client.check_invoice(_token(client, tokens, ent), fields, deadline=_cfg("VERIFY_DEADLINE", 30.0))
         status, code, message = interpret(reply)
-    except integration.RemoteRefused as exc:  # the token was refused: credentials or licence
+    except RemoteRefused as exc:  # the token was refused: credentials or licence
         status, code, message = UNVERIFIED, str(exc.code) if exc.code else None, f"发票云拒绝了令牌申请：{exc.message}"
-    except integration.IntegrationError as exc:
+    except IntegrationError as exc:
         status, code, message = UNVERIFIED, None, f"未能完成查验：{exc.message}"
     _store(row, status, code, message, now, fields)
     db.session.commit()

@@ -40,8 +40,9 @@ from .errors import UserError
 from .extensions import db
 from .files import media
 from .files.storage import BlobNotFound
-from .integration import (GalaxyClient, IntegrationError, RemoteRefused, RemoteUnavailable, allowed_hosts_from_config,
-                          timeout_from_config)
+from .integration.errors import IntegrationError, RemoteRefused, RemoteUnavailable
+from .integration.galaxy import GalaxyClient
+from .integration.http import allowed_hosts_from_config, timeout_from_config
 from .labels import WRITEBACK_KINDS, WRITEBACK_STATES
 from .models import Bill, Blob, DockingConnection, Enterprise, Image, WritebackJob, utcnow
 
@@ -295,7 +296,8 @@ class _Run:
                 raise IntegrationError("无法解密对接业务系统的密码（数据密钥已更换），请在“对接业务系统”中重新填写密码") from None
             client = GalaxyClient(conn.base_url, conn.acct_id, conn.username, password,
                                   timeout=timeout_from_config(current_app.config),
-                                  allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
+                                  allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"),
+                                  max_reply=current_app.config["ERP_MAX_REPLY_BYTES"])
             self.connections[conn.id] = _Connection(client)
         return self.connections[conn.id]
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from portal import bills, links
+from portal.errors import UserError
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
@@ -226,7 +227,7 @@ def test_over_long_correction_text_is_refused_and_nothing_stored(scanner, field,
     resp = scanner.post(f"/bills/BX-0001/invoices/{inv.id}", {field: "x" * (limit + 1)}, htmx=f"invoice-{inv.id}")
     assert resp.status_code == 422 and f"{label}不能超过 {limit} 个字符" in resp.get_data(as_text=True)
     # The domain rule holds for callers without the form, too.
-    with pytest.raises(bills.BillError, match=f"{label} 不能超过 {limit} 个字符"):
+    with pytest.raises(UserError, match=f"{label} 不能超过 {limit} 个字符"):
         bills.correct_invoice(db.session.get(Invoice, inv.id), {field: "x" * (limit + 1)}, "tester")
     db.session.rollback()
     inv = db.session.get(Invoice, inv.id)
@@ -237,7 +238,7 @@ def test_over_long_typed_in_text_is_refused(scanner):
     image = attach("BX-0001", PAPER_87654321)
     resp = _manual(scanner, "BX-0001", image.id, {**MANUAL, "seller_name": "卖" * 201})
     assert resp.status_code == 422 and "销方名称不能超过 200 个字符" in resp.get_data(as_text=True)
-    with pytest.raises(bills.BillError, match="销方名称 不能超过 200 个字符"):
+    with pytest.raises(UserError, match="销方名称 不能超过 200 个字符"):
         bills.add_manual_invoice(db.session.get(Image, image.id), {**MANUAL, "seller_name": "卖" * 201}, "tester")
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
@@ -286,7 +287,7 @@ def test_an_over_long_return_reason_is_refused_whole(scanner):
     scanner.post("/bills/BX-0001/submit")
     resp = scanner.post("/bills/BX-0001/return", {"reason": "糊" * 501})
     assert resp.status_code == 422 and "退回原因不能超过 500 个字符" in resp.get_data(as_text=True)
-    with pytest.raises(bills.BillError, match="退回原因不能超过 500 个字符"):
+    with pytest.raises(UserError, match="退回原因不能超过 500 个字符"):
         bills.return_bill(bill("BX-0001"), "糊" * 501, "tester")
     db.session.rollback()
     b = bill("BX-0001")

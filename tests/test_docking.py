@@ -47,6 +47,16 @@ def test_data_centres_of_an_unreachable_server(as_ops, galaxy):
     assert "获取数据中心失败" in html
 
 
+def test_data_centres_reply_is_capped_by_the_deployment_setting(app, as_ops, galaxy):
+    # 1 MB of blanks, gzipped to a few KB: under the default cap, over the configured one.
+    galaxy.app.set_data_center_encoding("gzip", padding=1024 * 1024)
+    url = {"base_url": galaxy.url + "/k3cloud/"}
+    assert TEST_GALAXY.acct_name in as_ops.post("/docking/datacenters", url, htmx="acct-field").data.decode()
+    app.config["ERP_MAX_REPLY_BYTES"] = 256 * 1024
+    html = html_lib.unescape(as_ops.post("/docking/datacenters", url, htmx="acct-field").data.decode())
+    assert "获取数据中心失败" in html and "应答超过大小上限 256.0 KB，已拒绝" in html
+
+
 @pytest.mark.parametrize("change,message", [
     ({}, "连接成功"),
     ({"password": "wrong-password"}, MSG_BAD_PASSWORD),

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from portal import bills, erp_pull
 from portal.crypto import encrypt
+from portal.errors import UserError
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, DockingConnection
 from portal.sandbox.seed import TEST_GALAXY
@@ -100,7 +101,7 @@ def test_a_withdrawn_task_withdraws_the_bill_and_its_return_reopens_it(erp, gala
     bill = _bills()["FYBX0401"]
     assert bill.status == "withdrawn" and bill.status_label == "已撤回"
     assert [i.id for i in bills.live_images(bill)] == [image.id]  # images kept
-    with pytest.raises(bills.BillError, match="撤回"):
+    with pytest.raises(UserError, match="撤回"):
         bills.add_file(bill, corpus("vat_e_special_guizhou_00008006.pdf"), "b.pdf", "s1")
     assert erp.pull().withdrawn == 0  # withdrawn once, not again
     galaxy.app.add_task(FORM, "FYBX0401", erp.user_id)  # submitted again in the ERP
@@ -142,6 +143,24 @@ def test_cli_pull_prints_what_it_did(erp, app):
     db.session.commit()
     out = app.test_cli_runner().invoke(args=["erp", "pull"])
     assert out.exit_code == 0 and "待办 1，新开单据 1" in out.output
+
+
+def test_cli_pull_loops_with_the_common_loop_option(erp, app, monkeypatch):
+    erp.bill("FYBX0802", 200802)
+    db.session.commit()
+    real_pull_all, rounds = erp_pull.pull_all, []
+
+    def pull_all_then_stop():
+        rounds.append(1)
+        if len(rounds) > 2:
+            raise KeyboardInterrupt
+        return real_pull_all()
+
+    monkeypatch.setattr(erp_pull, "pull_all", pull_all_then_stop)
+    out = app.test_cli_runner().invoke(args=["erp", "pull", "--loop", "0.01"])
+    assert out.exit_code == 0, out.output
+    assert "待办 1，新开单据 1" in out.output and "待办 1，新开单据 0" in out.output  # two real rounds
+    assert out.output.rstrip().endswith("已停止") and len(rounds) == 3
 
 
 def test_pull_honours_the_erp_allow_list(erp, app, galaxy):

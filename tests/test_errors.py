@@ -55,7 +55,6 @@ def test_refusal_types_are_user_errors():
     from portal.blueprints.public.routes import BillDeleted, LinkRefused
     from portal.push import PushError
 
-    assert issubclass(bills.BillError, UserError)
     api = ApiError(401, "invalid_token", "令牌无效")
     assert (api.status, api.code, api.message) == (401, "invalid_token", "令牌无效")
     push = PushError("1003", "签名错误")

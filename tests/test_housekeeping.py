@@ -5,6 +5,7 @@ import os
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
 
 from portal import bills, demo, housekeeping
@@ -136,7 +137,8 @@ def test_the_writeback_runner_cleans_when_it_starts(app, monkeypatch):
     assert not os.path.exists(part) and not store.exists(orphan)
 
 
-def test_the_sync_runner_cleans_when_it_starts_looping(app, monkeypatch):
+@pytest.mark.parametrize("spelling", ["--loop", "--every"])
+def test_the_sync_runner_cleans_when_it_starts_looping(app, monkeypatch, spelling):
     from portal import sync
 
     store = bills.storage()
@@ -146,5 +148,6 @@ def test_the_sync_runner_cleans_when_it_starts_looping(app, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sync, "fetch_pending", stop_in_first_pass)
-    app.test_cli_runner().invoke(args=["sync", "run", "--every", "60"])
+    result = app.test_cli_runner().invoke(args=["sync", "run", spelling, "60"])
+    assert "已停止" in result.output
     assert not os.path.exists(part) and not store.exists(orphan)

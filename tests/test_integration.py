@@ -11,17 +11,11 @@ import time
 
 import pytest
 
-from portal.integration import (
-    DEFAULT_TIMEOUT,
-    GalaxyClient,
-    IntegrationError,
-    InvoiceCloudClient,
-    RemoteRefused,
-    RemoteUnavailable,
-    fetch_file,
-    host_allowed,
-    timeout_from_config,
-)
+from portal.integration.download import fetch_file
+from portal.integration.errors import IntegrationError, RemoteRefused, RemoteUnavailable
+from portal.integration.galaxy import GalaxyClient
+from portal.integration.http import DEFAULT_TIMEOUT, host_allowed, timeout_from_config
+from portal.integration.invoice_cloud import InvoiceCloudClient
 from portal.sandbox.seed import TEST_CLOUD_CLIENT, TEST_EXPIRED_CLIENT, TEST_GALAXY
 
 FAST = (1.0, 2.0)
@@ -138,6 +132,31 @@ def test_data_centers_in_every_encoding(galaxy, client, encoding):
     [item] = client.data_centers()
     assert (item["Id"], item["Name"]) == (TEST_GALAXY.acct_id, TEST_GALAXY.acct_name)
     assert galaxy.login_count == 0  # no login needed
+
+
+GALAXY_ENCODINGS = ["json", "gzip", "base64gzip", "content-gzip"]
+SMALL_CAP = 64 * 1024
+
+
+@pytest.mark.parametrize("encoding", GALAXY_ENCODINGS)
+def test_galaxy_reply_under_the_cap_is_read_in_every_encoding(galaxy, encoding):
+    galaxy.app.set_data_center_encoding(encoding, padding=SMALL_CAP // 2)
+    with other_client(galaxy) as small:
+        small.max_reply = SMALL_CAP
+        [item] = small.data_centers()
+    assert item["Id"] == TEST_GALAXY.acct_id
+
+
+@pytest.mark.parametrize("encoding", GALAXY_ENCODINGS)
+def test_galaxy_reply_over_the_cap_is_refused_also_when_it_only_inflates_past_it(galaxy, encoding):
+    # 4 MB of blanks: sent plain it is over the cap on the wire; gzipped it is a few KB that
+    # inflate to 4 MB (a gzip bomb), refused while unpacking.
+    galaxy.app.set_data_center_encoding(encoding, padding=4 * 1024 * 1024)
+    with other_client(galaxy) as small:
+        small.max_reply = SMALL_CAP
+        with pytest.raises(RemoteUnavailable, match="应答超过大小上限 64.0 KB，已拒绝") as info:
+            small.data_centers()
+    assert info.value.unreachable is False
 
 
 def test_login_success_keeps_session_cookie_and_header(galaxy, client):

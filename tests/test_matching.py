@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from portal import bills, create_app, matching, review, signing
+from portal.errors import UserError
 from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Image
 
@@ -240,7 +241,7 @@ def test_manual_confirm(erp, ent, make_user):
     bill = submit(bill)
     assert bill.status == "match_failed"
 
-    with pytest.raises(bills.BillError) as err:
+    with pytest.raises(UserError) as err:
         review.confirm(bill, "   ", "scanner1")
     assert err.value.status == 422 and "理由" in err.value.message
     review.confirm(bill, "纸质发票已核对，数电票由提单人另行补交", "scanner1")
@@ -259,14 +260,14 @@ def test_manual_confirm(erp, ent, make_user):
     assert len(events(bill, "writeback")) == 1
     assert erp.get("FYBX1009")["match"]["result"] == "confirmed"
 
-    with pytest.raises(bills.BillError) as err:
+    with pytest.raises(UserError) as err:
         review.confirm(bill, "再确认一次", "scanner1")
     assert err.value.status == 409
 
 
 def test_confirm_refused_unless_match_failed(erp):
     bill = erp.open("FYBX1010", [EXPECT_8006])
-    with pytest.raises(bills.BillError) as err:
+    with pytest.raises(UserError) as err:
         review.confirm(bill, "理由", "scanner1")
     assert err.value.status == 409
 
@@ -361,7 +362,7 @@ def test_confirm_needs_a_second_person_by_default(erp, ent):
     _scanned_by(bill, "scanner1", PDF_8006)
     bill = submit(bill)
     assert bill.status == "match_failed"
-    with pytest.raises(bills.BillError) as err:
+    with pytest.raises(UserError) as err:
         review.confirm(bill, "我自己核对过", "scanner1", role="scanner")
     assert err.value.status == 403 and "需他人复核" in err.value.message
     db.session.rollback()

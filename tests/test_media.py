@@ -1,4 +1,4 @@
-"""Content sniffing, page counting and rendering (portal.files.media, portal.files.ofd_render)."""
+"""Content sniffing, page counting and rendering (portal.files.media, portal.files.ofd)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from portal.files import limits, media, ofd_render
+from portal.files import limits, media
+from portal.files.ofd import OFDError, page_count
 from portal.files.media import JPEG, OFD, PDF, PNG, TIFF, XML, MediaError
 
 from .conftest import CORPUS
@@ -413,9 +414,9 @@ def test_ofd_with_too_many_members_is_refused():
 def test_ofd_total_size_limit():
     data = _corpus("vat_e_ordinary_chongqing_12235358.ofd")
     with limits.using(limits.Limits(max_zip_total_bytes=64 * 1024)):
-        with pytest.raises(ofd_render.OFDError, match="过大"):
-            ofd_render.page_count(data)
-    assert ofd_render.page_count(data) == 5
+        with pytest.raises(OFDError, match="过大"):
+            page_count(data)
+    assert page_count(data) == 5
 
 
 def test_ofd_path_tricks_are_ignored():

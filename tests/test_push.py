@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal import push, signing
+from portal.errors import UserError
 from portal.extensions import db
 from portal.models import AuditEvent, ExpectedInvoice, PushReceipt
 
@@ -510,5 +511,5 @@ def test_expected_from_push_shares_the_rules(app):
 
     row = bills.expected_from_push(1, invoice(1), 0, origin="erp", bill_no="X1")
     assert row.bill_no == "FYBX0001" and row.invoice_key == "012001800311:33207001" and row.amount == Decimal("46.62")
-    with pytest.raises(bills.BillError, match="第 4 张发票缺少 invoiceNo"):
+    with pytest.raises(UserError, match="第 4 张发票缺少 invoiceNo"):
         bills.expected_from_push(1, {"invoiceCode": "1"}, 3, origin="erp")

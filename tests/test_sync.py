@@ -228,7 +228,6 @@ def test_limit_and_cli(app, ent, cloud, push):
     assert db.session.scalar(select(Bill.status).where(Bill.bill_no == "FYBX3010")) == "uploaded"
     db.session.commit()
     runner = app.test_cli_runner()
-    app.cli.add_command(sync.sync_cli)
     result = runner.invoke(args=["sync", "run", "--limit", "5"])
     assert result.exit_code == 0, result.output
     assert "已附加 1 个文件" in result.output

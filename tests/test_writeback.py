@@ -13,7 +13,7 @@ from sqlalchemy import select
 from portal import bills, writeback
 from portal.crypto import encrypt
 from portal.extensions import db
-from portal.integration import GalaxyClient
+from portal.integration.galaxy import GalaxyClient
 from portal.models import (
     AuditEvent,
     Bill,

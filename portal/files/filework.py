@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 from . import limits as limits_mod
 from . import media
-from .guards import SafeZip, UnsafeFile
+from .limits import SafeZip, UnsafeFile
 from ..recognition import Invoice, recognise
 
 log = logging.getLogger(__name__)

@@ -7,15 +7,15 @@ which the upload layer answers with 415.
 
 Rendering produces one page at a time, scaled so that its longest side is at most
 ``max_side`` pixels; no function holds more than one page bitmap.  PDFs go through
-pdfium (``pypdfium2``), OFDs through :mod:`portal.files.ofd_render`, rasters through Pillow,
+pdfium (``pypdfium2``), OFDs through :mod:`portal.files.ofd`, rasters through Pillow,
 and XML files become a small "card" listing their key fields.
 
 pdfium is not thread-safe, not even across documents: every pdfium call in the process
-must hold :data:`portal.files.guards.PDFIUM_LOCK`.
+must hold :data:`portal.files.limits.PDFIUM_LOCK`.
 
 Caps (pages, pixel bytes, zip and XML sizes) come from :func:`portal.files.limits.current`,
 the one limits set every reader and renderer shares; the guarded XML, zip and image
-parsers are those of :mod:`portal.files.guards`.  These functions do the work in the calling
+parsers are those of :mod:`portal.files.limits`.  These functions do the work in the calling
 process; the app runs them in budgeted child processes (:mod:`portal.files.filework`).
 
 No Flask imports.
@@ -33,8 +33,8 @@ from xml.etree.ElementTree import Element
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal.files import guards, limits, ofd_render, pdf_fonts
-from portal.files.guards import PDFIUM_LOCK
+from portal.files import limits, ofd, pdf_fonts
+from portal.files.limits import PDFIUM_LOCK
 
 __all__ = [
     "ACCEPTED",
@@ -169,7 +169,7 @@ def sniff(head: bytes) -> str | None:
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return TIFF
     if head.startswith(b"PK\x03\x04"):
-        return OFD if ofd_render.is_ofd(head) else None
+        return OFD if ofd.is_ofd(head) else None
     if _looks_like_markup(head):
         return XML if _xml_verdict(head[:SNIFF_HEAD_BYTES]) else None
     window = head[:PDF_HEAD_WINDOW]
@@ -191,7 +191,7 @@ def sniff_file(source: str | os.PathLike | bytes | bytearray | memoryview | Bina
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if data.startswith(b"PK\x03\x04"):
-            return OFD if ofd_render.is_ofd(data) else None
+            return OFD if ofd.is_ofd(data) else None
         kind = sniff(data[:SNIFF_HEAD_BYTES])
         if kind == XML:
             return XML if _xml_well_formed(data) else None
@@ -201,7 +201,7 @@ def sniff_file(source: str | os.PathLike | bytes | bytearray | memoryview | Bina
         head = source.read(SNIFF_HEAD_BYTES)
         if head.startswith(b"PK\x03\x04"):
             source.seek(start)
-            return OFD if ofd_render.is_ofd(source) else None
+            return OFD if ofd.is_ofd(source) else None
         kind = sniff(head)
         if kind == XML:
             source.seek(start)
@@ -218,8 +218,8 @@ def parse_xml(data: bytes) -> Element:
     are over the XML size limit.
     """
     try:
-        return guards.parse_xml(data)
-    except guards.UnsafeFile as exc:
+        return limits.parse_xml(data)
+    except limits.UnsafeFile as exc:
         raise MediaError(str(exc)) from exc
     except Exception as exc:  # ParseError, unknown or wrong encodings, ...
         raise MediaError(MSG_CORRUPT) from exc
@@ -268,8 +268,8 @@ def _check_pixels(im: Image.Image) -> None:
     if width <= 0 or height <= 0:
         raise MediaError(MSG_CORRUPT)
     try:
-        guards.check_image(im)
-    except guards.UnsafeFile as exc:
+        limits.check_image(im)
+    except limits.UnsafeFile as exc:
         raise MediaError(str(exc)) from exc
 
 
@@ -409,22 +409,22 @@ def _render_pdf(data: bytes, page: int, max_side: int) -> Image.Image:
 
 def _ofd_page_count(data: bytes) -> int:
     try:
-        return ofd_render.page_count(data)
-    except ofd_render.OFDError as exc:
+        return ofd.page_count(data)
+    except ofd.OFDError as exc:
         raise MediaError(str(exc)) from exc
 
 
 def _render_ofd(data: bytes, page: int, max_side: int) -> Image.Image:
     try:
-        doc = ofd_render.OFDDocument(data)
-    except ofd_render.OFDError as exc:
+        doc = ofd.OFDDocument(data)
+    except ofd.OFDError as exc:
         raise MediaError(str(exc)) from exc
     try:
         if not 0 <= page < len(doc):
             raise MediaError(MSG_PAGE_RANGE if len(doc) else MSG_NO_PAGES)
         # Embedded images get the same byte budget as uploaded ones (4 bytes a pixel).
         return doc.render(page, max_side=max_side, max_pixels=limits.current().max_pixel_bytes // 4)
-    except ofd_render.OFDError as exc:
+    except ofd.OFDError as exc:
         raise MediaError(str(exc)) from exc
     finally:
         doc.close()
@@ -476,8 +476,8 @@ def _render_xml_card(data: bytes, page: int, max_side: int) -> Image.Image:
     draw.rectangle((border, border, width - 1 - border, height - 1 - border), outline=(156, 82, 35), width=border)
     title_px = max(6, width // 24)
     row_px = max(5, width // 34)
-    title_font = ofd_render.get_font("黑体", title_px)
-    row_font = ofd_render.get_font("宋体", row_px)
+    title_font = ofd.get_font("黑体", title_px)
+    row_font = ofd.get_font("宋体", row_px)
     heading = title or ("XML 电子发票" if rows else "XML 文件")
     draw.text((margin, margin), heading, font=title_font, fill=(156, 82, 35))
     y = margin + title_px * 2
@@ -490,7 +490,7 @@ def _render_xml_card(data: bytes, page: int, max_side: int) -> Image.Image:
         y += round(row_px * 1.6)
     note_px = max(5, width // 48)
     note = "由 XML 数据生成的预览，原件请下载查看"
-    draw.text((margin, height - margin - note_px), note, font=ofd_render.get_font("黑体", note_px), fill=(150, 150, 150))
+    draw.text((margin, height - margin - note_px), note, font=ofd.get_font("黑体", note_px), fill=(150, 150, 150))
     return card
 
 
@@ -502,12 +502,12 @@ def _check_max_side(max_side: int) -> None:
         raise ValueError(f"max_side must be an int in 1..{MAX_SIDE_LIMIT}")
 
 
-def page_count(data: bytes | guards.SafeZip, media_type: str, *, max_pages: int | None = None) -> int:
+def page_count(data: bytes | limits.SafeZip, media_type: str, *, max_pages: int | None = None) -> int:
     """Number of pages (PDF pages, TIFF frames, OFD pages; 1 for JPEG/PNG/XML).
 
     Also proves the file is readable: raises :class:`MediaError` for corrupt, encrypted
     or oversized files and when the count exceeds ``max_pages`` (default: the limits'
-    ``max_pages``).  An OFD may come as the :class:`~portal.files.guards.SafeZip` another
+    ``max_pages``).  An OFD may come as the :class:`~portal.files.limits.SafeZip` another
     reader already opened.
     """
     if max_pages is None:

@@ -15,8 +15,8 @@ import logging
 from PIL import Image
 
 from portal.files import limits
-from portal.files.guards import UnsafeFile, open_image
-from portal.files.guards import check_image as check_image_size
+from portal.files.limits import UnsafeFile, open_image
+from portal.files.limits import check_image as check_image_size
 
 from . import ocr as ocr_hook
 from .model import Invoice, merge_all

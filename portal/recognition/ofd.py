@@ -16,7 +16,7 @@ from typing import TypeVar
 from xml.etree.ElementTree import Element
 
 from portal.files import limits
-from portal.files.guards import SafeZip, UnsafeFile, local_name, open_image, parse_xml
+from portal.files.limits import SafeZip, UnsafeFile, local_name, open_image, parse_xml
 
 from .model import (
     Invoice,

@@ -13,7 +13,7 @@ import unicodedata
 import pypdfium2 as pdfium
 
 from portal.files import limits
-from portal.files.guards import PDFIUM_LOCK, UnsafeFile
+from portal.files.limits import PDFIUM_LOCK, UnsafeFile
 
 from . import ocr as ocr_hook
 from .model import Invoice, combine, merge_all

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import zxingcpp
 from PIL import Image, ImageFilter, ImageOps
 
-from portal.files.guards import check_image as check_image_size
+from portal.files.limits import check_image as check_image_size
 
 from .model import Invoice, parse_date, parse_money
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from xml.etree.ElementTree import Element
 
-from portal.files.guards import local_name, parse_xml
+from portal.files.limits import local_name, parse_xml
 
 from .model import (
     Invoice,

@@ -27,7 +27,7 @@ data-centers`` ``{Id, Name, Number}``; ``POST users`` ``{acct_id, username, pass
 webapi_allowed}``; ``GET|POST bills`` ``{form_id, id, number, status, fields}``; ``GET
 attachments?form_id=&inter_id=&bill_no=`` (with md5/sha256); ``POST expire-sessions``;
 ``POST|DELETE business-errors`` ``{op, count, message, msg_code, field_name}``; ``POST
-data-center-encoding`` ``{encoding: json|gzip|base64gzip}``; ``POST session-lost-signal``
+data-center-encoding`` ``{encoding: json|gzip|base64gzip|content-gzip, padding}``; ``POST session-lost-signal``
 ``{signal: both|code|message}``; ``POST|DELETE faults``
 ``{match, count, delay, status, body, content_type}``; ``GET|DELETE calls``; ``GET|POST tasks``
 ``{form_id, bill_no, receiver_id, base_post}``; ``POST withdraw`` ``{form_id, bill_no}``.
@@ -237,6 +237,7 @@ class GalaxyApp(SandboxApp):
         self.attachments: dict[str, Attachment] = {}
         self.business_errors: list[dict] = []
         self.data_center_encoding = "json"
+        self.data_center_padding = 0  # trailing blanks after the JSON: an oversized or gzip-bomb answer
         self.session_lost_signal = "both"
         self.auto_create_bills = False
         self.chunk_mode = "file_id"  # or "separate": see the module docstring
@@ -359,12 +360,18 @@ class GalaxyApp(SandboxApp):
                 {"op": op.lower(), "count": count, "message": message, "msg_code": msg_code, "field_name": field_name}
             )
 
-    def set_data_center_encoding(self, encoding: str) -> None:
-        """How GetDataCenterList is sent: ``json``, ``gzip`` (raw) or ``base64gzip`` (``H4sI…``)."""
-        if encoding not in ("json", "gzip", "base64gzip"):
+    def set_data_center_encoding(self, encoding: str, padding: int = 0) -> None:
+        """How GetDataCenterList is sent: ``json``, ``gzip`` (raw), ``base64gzip`` (``H4sI…``) or
+        ``content-gzip`` (gzip with ``Content-Encoding: gzip``).
+
+        ``padding`` blanks follow the JSON (still valid JSON): with ``json`` an oversized answer,
+        with a gzip encoding a small answer that inflates to that size (a gzip bomb).
+        """
+        if encoding not in ("json", "gzip", "base64gzip", "content-gzip"):
             raise ValueError(f"unknown encoding {encoding!r}")
         with self.lock:
             self.data_center_encoding = encoding
+            self.data_center_padding = max(int(padding), 0)
 
     def set_session_lost_signal(self, signal: str) -> None:
         """How a call without a valid session is refused: ``both``, ``code`` or ``message``.
@@ -459,7 +466,8 @@ class GalaxyApp(SandboxApp):
         return {"ok": True}
 
     def _control_encoding(self, request: Request) -> Any:
-        self.set_data_center_encoding(request_json(request, default={})["encoding"])
+        body = request_json(request, default={})
+        self.set_data_center_encoding(body["encoding"], int(body.get("padding") or 0))
         return {"ok": True}
 
     # -- protocol ------------------------------------------------------------------------
@@ -487,12 +495,16 @@ class GalaxyApp(SandboxApp):
         with self.lock:
             items = list(self.data_centers.values())
             encoding = self.data_center_encoding
-        payload = json.dumps(items, ensure_ascii=False).encode("utf-8")
+            padding = self.data_center_padding
+        payload = json.dumps(items, ensure_ascii=False).encode("utf-8") + b" " * padding
         if encoding == "gzip":
             # Raw gzip without Content-Encoding, as some installations send it.
             return Response(gzip.compress(payload), content_type="application/octet-stream")
         if encoding == "base64gzip":
             return Response(base64.b64encode(gzip.compress(payload)), content_type="text/plain; charset=utf-8")
+        if encoding == "content-gzip":
+            return Response(gzip.compress(payload), content_type="application/json; charset=utf-8",
+                            headers={"Content-Encoding": "gzip"})
         return Response(payload, content_type="application/json; charset=utf-8")
 
     def _validate_user(self, body: Any) -> Response:

@@ -2,7 +2,7 @@
 submit / return / confirm, and the image assets (thumbnail, page render, original).
 
 Views are thin: they find the bill in the user's enterprises, check the desk owns it,
-call :mod:`portal.bills`, commit, and render.  A :class:`~portal.bills.BillError` rolls
+call :mod:`portal.bills`, commit, and render.  A :class:`~portal.errors.UserError` rolls
 the session back and answers its status with its Chinese message.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from ... import bills, ocr_jobs, ocr_state, review, verification
-from ...errors import fail
+from ...errors import UserError, fail
 from ...extensions import db
 from ...labels import invoice_type_label
 from ...models import Bill, Image, Invoice, Role
@@ -105,7 +105,7 @@ def _show_page(bill: Bill, *, fragment: str | None = None, status: int = 200, **
     return render("bills/show.html", fragment, status=status, **_page_context(bill, **extra))
 
 
-def _refused(bill: Bill, err: bills.BillError, **extra):
+def _refused(bill: Bill, err: UserError, **extra):
     """Answer a refused change: an error fragment for htmx, else the bill page with the message."""
     db.session.rollback()
     if is_htmx():
@@ -178,7 +178,7 @@ def upload(bill_no: str):
     name = _basename(files[0].filename)
     try:
         added = bills.add_file(bill, files[0].read(), name, service.actor(), origin="upload")
-    except bills.BillError as err:
+    except UserError as err:
         db.session.rollback()
         return render("_upload_failed.html", message=err.message, status=err.status)
     db.session.commit()
@@ -190,12 +190,12 @@ def upload(bill_no: str):
 def _upload_without_js(bill: Bill, files):
     """The plain form's fallback: every file in turn, then back to the bill page."""
     if not files:
-        return _refused(bill, bills.BillError("请选择要上传的文件"))
+        return _refused(bill, UserError("请选择要上传的文件"))
     done, refused = 0, None
     for f in files:
         try:
             bills.add_file(bill, f.read(), _basename(f.filename), service.actor(), origin="upload")
-        except bills.BillError as err:
+        except UserError as err:
             db.session.rollback()
             refused = err
             continue
@@ -219,7 +219,7 @@ def remove_image(bill_no: str, image_id: int):
     name = image.filename or f"影像 {image.id}"
     try:
         bills.remove_image(bill, image, service.actor())
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err)
     db.session.commit()
     if is_htmx():
@@ -235,10 +235,10 @@ def reorder(bill_no: str):
     try:
         ids = [int(v) for v in request.form.getlist("image_ids")]
     except ValueError:
-        return _refused(bill, bills.BillError("影像顺序无效"))
+        return _refused(bill, UserError("影像顺序无效"))
     try:
         bills.reorder(bill, ids, service.actor())
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err)
     db.session.commit()
     if is_htmx():
@@ -259,7 +259,7 @@ def correct_invoice(bill_no: str, invoice_id: int):
     if form.validate():
         try:
             bills.correct_invoice(inv, form.values(), service.actor())
-        except bills.BillError as err:
+        except UserError as err:
             db.session.rollback()
             error, status = err.message, err.status
         else:
@@ -286,7 +286,7 @@ def confirm_invoice(bill_no: str, invoice_id: int):
         abort(404)
     try:
         ocr_jobs.confirm_invoice(inv, service.actor())
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err)
     db.session.commit()
     inv = db.session.get(Invoice, invoice_id)
@@ -317,7 +317,7 @@ def add_invoice(bill_no: str, image_id: int):
     if form.validate():
         try:
             inv = bills.add_manual_invoice(image, form.values(), service.actor())
-        except bills.BillError as err:
+        except UserError as err:
             db.session.rollback()
             error, status = err.message, err.status
         else:
@@ -374,7 +374,7 @@ def submit(bill_no: str):
     bill = _desk_bill(bill_no)
     try:
         review.submit(bill, service.actor())
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err)
     db.session.commit()
     return _back(bill, f"已提交单据 {bill.bill_no}，当前状态：{bill.status_label}")
@@ -387,10 +387,10 @@ def return_bill(bill_no: str):
     bill = _desk_bill(bill_no)
     form = ReturnForm()
     if not form.validate():
-        return _refused(bill, bills.BillError(form.reason.errors[0]), return_form=form)
+        return _refused(bill, UserError(form.reason.errors[0]), return_form=form)
     try:
         bills.return_bill(bill, form.reason.data, service.actor())
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err, return_form=form)
     db.session.commit()
     return _back(bill, f"已退回单据 {bill.bill_no} 重扫")
@@ -403,10 +403,10 @@ def confirm(bill_no: str):
     bill = _desk_bill(bill_no)
     form = ConfirmForm()
     if not form.validate():
-        return _refused(bill, bills.BillError(form.reason.errors[0]), confirm_form=form)
+        return _refused(bill, UserError(form.reason.errors[0]), confirm_form=form)
     try:
         review.confirm(bill, form.reason.data, service.actor(), role=current_user.role)
-    except bills.BillError as err:
+    except UserError as err:
         return _refused(bill, err, confirm_form=form)
     db.session.commit()
     return _back(bill, f"已人工确认单据 {bill.bill_no} 通过")

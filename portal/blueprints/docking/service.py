@@ -12,7 +12,9 @@ from ... import audit
 from ...crypto import decrypt, encrypt, is_masked
 from ...errors import UserError
 from ...extensions import db
-from ...integration import GalaxyClient, IntegrationError, allowed_hosts_from_config
+from ...integration.errors import IntegrationError
+from ...integration.galaxy import GalaxyClient
+from ...integration.http import allowed_hosts_from_config
 from ...models import DockingConnection, Enterprise, User
 
 #: Shown when a bound ops tries to change a connection other enterprises rely on too.
@@ -61,7 +63,8 @@ def _timeout() -> tuple[float, float]:
 def client(base_url: str, acct_id: str, username: str, password: str) -> GalaxyClient:
     """A Galaxy client with the deployment's timeouts."""
     return GalaxyClient(base_url, acct_id, username, password, timeout=_timeout(),
-                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"))
+                        allowed_hosts=allowed_hosts_from_config(current_app.config, "ERP_ALLOWED_HOSTS"),
+                        max_reply=current_app.config["ERP_MAX_REPLY_BYTES"])
 
 
 def data_centers(base_url: str) -> tuple[list[dict], str | None]:

@@ -7,7 +7,8 @@ from sqlalchemy import select
 from ... import audit, links
 from ...crypto import decrypt, encrypt, is_masked  # noqa: F401 (decrypt used by routes)
 from ...extensions import db
-from ...integration import IntegrationError, InvoiceCloudClient, RemoteRefused
+from ...integration.errors import IntegrationError, RemoteRefused
+from ...integration.invoice_cloud import InvoiceCloudClient
 from ...models import Enterprise
 
 PUSH_PATH = "/api/v1/push/invoices"

@@ -150,7 +150,7 @@ def upload(token: str):
     actor = f"提单人{('（' + bill.submitter + '）') if bill.submitter else ''}·上传链接"[:100]
     try:
         added = bills.add_file(bill, files[0].read(), name, actor, origin="link")
-    except bills.BillError as err:
+    except UserError as err:
         db.session.rollback()
         return render("_upload_failed.html", message=err.message, status=err.status)
     db.session.commit()
