@@ -246,14 +246,20 @@ def reorder(bill_no: str):
     return _back(bill, "已调整影像顺序")
 
 
+def _live_invoice(bill: Bill, invoice_id: int) -> Invoice:
+    """The bill's invoice ``invoice_id`` on a live image (or pushed/typed without one), else 404."""
+    inv = db.session.get(Invoice, invoice_id)
+    if inv is None or inv.bill_id != bill.id or (inv.image is not None and inv.image.removed):
+        abort(404)
+    return inv
+
+
 @bp.post("/<bill_no>/invoices/<int:invoice_id>")
 @roles_required(*DESK_ROLES)
 def correct_invoice(bill_no: str, invoice_id: int):
     """Save a scanner's correction of an invoice's recognised fields (source becomes 人工录入)."""
     bill = _desk_bill(bill_no)
-    inv = db.session.get(Invoice, invoice_id)
-    if inv is None or inv.bill_id != bill.id or (inv.image is not None and inv.image.removed):
-        abort(404)
+    inv = _live_invoice(bill, invoice_id)
     form = InvoiceForm()
     error, status = None, 422
     if form.validate():
@@ -281,9 +287,7 @@ def correct_invoice(bill_no: str, invoice_id: int):
 def confirm_invoice(bill_no: str, invoice_id: int):
     """Confirm an OCR'd invoice as read (待确认 → 已确认); audited. htmx gets the invoice block."""
     bill = _desk_bill(bill_no)
-    inv = db.session.get(Invoice, invoice_id)
-    if inv is None or inv.bill_id != bill.id or (inv.image is not None and inv.image.removed):
-        abort(404)
+    inv = _live_invoice(bill, invoice_id)
     try:
         ocr_jobs.confirm_invoice(inv, service.actor())
     except UserError as err:
