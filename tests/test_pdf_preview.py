@@ -177,6 +177,7 @@ def median_glyph_px(data: bytes, image: Image.Image) -> float:
         page = doc[0]
         # Undo the page's /Rotate (clockwise on screen) so the bitmap lies as the text page does.
         image = image.rotate(page.get_rotation(), expand=True) if page.get_rotation() else image
+        across = page.get_rotation() in (90, 270)
         left0, bottom0, right0, top0 = page.get_cropbox()
         sx, sy = image.width / (right0 - left0), image.height / (top0 - bottom0)
         textpage = page.get_textpage()
@@ -188,8 +189,10 @@ def median_glyph_px(data: bytes, image: Image.Image) -> float:
             left, bottom, right, top = textpage.get_charbox(i)
             box = (round((left - left0) * sx) - 2, round((top0 - top) * sy) - 2,
                    round((right - left0) * sx) + 2, round((top0 - bottom) * sy) + 2)
-            inked = gray.crop(box).point(lambda v: 255 if v < 160 else 0).getbbox()
-            heights.append(inked[3] - inked[1] if inked else 0)
+            # Below 200, not 160: some labels are printed in a light grey (160 in the air itinerary).
+            inked = gray.crop(box).point(lambda v: 255 if v < 200 else 0).getbbox()
+            # On a page shown turned by a quarter, the glyph's height on screen is its width here.
+            heights.append((inked[2] - inked[0] if across else inked[3] - inked[1]) if inked else 0)
         textpage.close()
         page.close()
     finally:
