@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import event, func, select
 
 from portal import bills, links
@@ -17,6 +18,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Bill, BillEvent, Blob, Image, Invoice
 
 from .conftest import corpus
+from .test_pdf_preview import LEGIBLE_PX, median_glyph_px
 
 PDF_00008006 = "vat_e_special_guizhou_00008006.pdf"
 OFD_SHUDIAN = "shudian_vat_special_24112000000048542163.ofd"
@@ -481,6 +483,18 @@ def test_thumbnail_page_and_original(scanner, app):
     assert hashlib.sha256(original.data).hexdigest() == image.sha256
     assert original.headers["Content-Disposition"] == f"attachment; filename={OFD_MULTIPAGE}"
     assert original.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_pdf_with_small_text_on_a_large_page_is_served_legible(scanner):
+    """The viewer's page of the Sichuan 数电 PDF: rendered larger than PAGE_SIDE until its glyphs read."""
+    name = "shudian_vat_special_sichuan_23512000000005197325.pdf"
+    image = attach("BX-0001", name)
+    page = scanner.get(f"/bills/images/{image.id}/pages/1")
+    assert page.status_code == 200 and page.mimetype == "image/jpeg"
+    rendered = PILImage.open(io.BytesIO(page.data))
+    assert max(rendered.size) > 1800
+    assert median_glyph_px(corpus(name), rendered) >= LEGIBLE_PX
+    assert bills.storage().get_derived(image.sha256, "page-1-1800-text13.jpg") == page.data
 
 
 def test_xml_renders_as_png_card_and_chinese_names_download_intact(scanner):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import logging
+import statistics
 
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageOps
 
-from portal.files import media, pdf_fonts
+from portal.files import limits, media, pdf_fonts, pdf_legible
 
 from .conftest import CORPUS
 
@@ -156,3 +158,105 @@ def test_without_the_noto_font_the_preview_still_renders_and_warns_once(monkeypa
         assert share > 0.02  # pdfium's own substitute still draws the text
     warnings = [r for r in caplog.records if r.name == "portal.files.pdf_fonts"]
     assert len(warnings) == 1 and "No Such Font CJK SC" in warnings[0].getMessage()
+
+
+# --- legible previews ------------------------------------------------------------------------
+
+LEGIBLE_PX = 12  # a median Chinese glyph at least this many pixels tall reads at 100 %
+VIEWER_SIDE = 1800  # the bill pages' page render (assets.PAGE_SIDE)
+
+
+def median_glyph_px(data: bytes, image: Image.Image) -> float:
+    """Median ink height in pixels of the Chinese characters of page 1 as drawn in ``image``.
+
+    Each character's box comes from pdfium's text page (points), mapped onto the bitmap;
+    the height is that of the dark pixels found inside it, so glyphs shrunk to specks count small.
+    """
+    doc = pdfium.PdfDocument(data)
+    try:
+        page = doc[0]
+        # Undo the page's /Rotate (clockwise on screen) so the bitmap lies as the text page does.
+        image = image.rotate(page.get_rotation(), expand=True) if page.get_rotation() else image
+        across = page.get_rotation() in (90, 270)
+        left0, bottom0, right0, top0 = page.get_cropbox()
+        sx, sy = image.width / (right0 - left0), image.height / (top0 - bottom0)
+        textpage = page.get_textpage()
+        gray = image.convert("L")
+        heights = []
+        for i in range(textpage.count_chars()):
+            if not 0x4E00 <= pdfium.raw.FPDFText_GetUnicode(textpage, i) <= 0x9FFF:
+                continue
+            left, bottom, right, top = textpage.get_charbox(i)
+            box = (round((left - left0) * sx) - 2, round((top0 - top) * sy) - 2,
+                   round((right - left0) * sx) + 2, round((top0 - bottom) * sy) + 2)
+            # Below 200, not 160: some labels are printed in a light grey (160 in the air itinerary).
+            inked = gray.crop(box).point(lambda v: 255 if v < 200 else 0).getbbox()
+            # On a page shown turned by a quarter, the glyph's height on screen is its width here.
+            heights.append((inked[2] - inked[0] if across else inked[3] - inked[1]) if inked else 0)
+        textpage.close()
+        page.close()
+    finally:
+        doc.close()
+    return statistics.median(heights)
+
+
+def preview(name_or_data: str | bytes) -> tuple[bytes, Image.Image]:
+    data = (CORPUS / name_or_data).read_bytes() if isinstance(name_or_data, str) else name_or_data
+    return data, Image.open(io.BytesIO(media.render_preview(data, media.PDF, 0, max_side=VIEWER_SIDE)))
+
+
+def test_small_text_on_a_large_page_previews_legibly():
+    """The Sichuan 数电 page draws 8–20 pt text on a 1653 pt page: its preview grows until the text reads."""
+    data, image = preview("shudian_vat_special_sichuan_23512000000005197325.pdf")
+    assert median_glyph_px(data, image) >= LEGIBLE_PX
+    assert VIEWER_SIDE < max(image.size) <= pdf_legible.MAX_PREVIEW_SIDE
+    # As the page alone would size it, the same glyphs are too small to read.
+    plain = media.render_image(data, media.PDF, 0, max_side=VIEWER_SIDE)
+    assert median_glyph_px(data, plain) < LEGIBLE_PX
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REFERENCE_INK if "23512000000005197325" not in n))
+def test_pdfs_with_legible_text_keep_their_preview_size(name):
+    data, image = preview(name)
+    assert max(image.size) == VIEWER_SIDE
+    assert median_glyph_px(data, image) >= LEGIBLE_PX
+
+
+def pdf_with_text(page_side: int, size: float, text: str = "发票") -> bytes:
+    """A one-page square PDF showing ``text`` at ``size`` pt in STSong-Light (or no text)."""
+    body = pdf_naming_stsong(text) if text else None
+    doc = pdfium.PdfDocument.new()
+    page = doc.new_page(page_side, page_side)
+    if body:
+        src = pdfium.PdfDocument(body)
+        xobject = src.page_as_xobject(0, doc)
+        obj = xobject.as_pageobject()
+        scale = size / SIZE
+        obj.transform(pdfium.PdfMatrix().scale(scale, scale).translate(10, page_side / 2))
+        page.insert_obj(obj)
+        page.gen_content()
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def test_tiny_text_grows_the_preview_only_up_to_its_cap():
+    _data, image = preview(pdf_with_text(3000, 1.0))
+    assert max(image.size) == pdf_legible.MAX_PREVIEW_SIDE
+
+
+def test_a_pdf_page_without_text_keeps_its_preview_size():
+    _data, image = preview(pdf_with_text(3000, 0, text=""))
+    assert image.size == (VIEWER_SIDE, VIEWER_SIDE)
+
+
+def test_the_legible_size_respects_the_pixel_budget():
+    small = limits.Limits(max_pixel_bytes=4 * 2000 * 2000)
+    with limits.using(small):
+        _data, image = preview(pdf_with_text(3000, 1.0))
+    assert image.size == (2000, 2000)
+
+
+def test_thumbnails_keep_their_size():
+    data = (CORPUS / "shudian_vat_special_sichuan_23512000000005197325.pdf").read_bytes()
+    assert max(Image.open(io.BytesIO(media.thumbnail(data, media.PDF))).size) == 320

@@ -87,7 +87,7 @@ def _inspect(data: bytes, ocr: bool) -> Inspected:
 def _render(data: bytes, media_type: str, page: int, max_side: int, thumb: bool) -> bytes:
     if thumb:
         return media.thumbnail(data, media_type, max_side=max_side)
-    return media.render_page(data, media_type, page, max_side=max_side)
+    return media.render_preview(data, media_type, page, max_side=max_side)
 
 
 _TASKS = {"inspect": _inspect, "render": _render}

@@ -33,7 +33,7 @@ from xml.etree.ElementTree import Element
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
-from portal.files import limits, ofd, pdf_fonts
+from portal.files import limits, ofd, pdf_fonts, pdf_legible
 from portal.files.limits import PDFIUM_LOCK
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "render_image",
     "render_media_type",
     "render_page",
+    "render_preview",
     "sniff",
     "sniff_file",
     "thumbnail",
@@ -372,7 +373,7 @@ def _pdf_page_count(data: bytes) -> int:
             doc.close()
 
 
-def _render_pdf(data: bytes, page: int, max_side: int) -> Image.Image:
+def _render_pdf(data: bytes, page: int, max_side: int, legible: bool = False) -> Image.Image:
     with PDFIUM_LOCK:
         pdf_fonts.install()  # Chinese faces for CJK fonts a PDF names but does not embed
         doc = _open_pdf(data)
@@ -390,6 +391,9 @@ def _render_pdf(data: bytes, page: int, max_side: int) -> Image.Image:
                     raise MediaError(MSG_CORRUPT)
                 # Scale from the page size so the bitmap is only as big as asked for.
                 scale = max_side / max(width, height)
+                if legible:  # small text on a large page: a larger preview (see pdf_legible)
+                    scale = pdf_legible.preview_scale(pg, width, height, scale, limits.current().max_pixel_bytes // 4)
+                    max_side = min(MAX_SIDE_LIMIT, round(scale * max(width, height)))
                 bitmap = pg.render(scale=scale)
                 try:
                     im = bitmap.to_pil().convert("RGB")  # copy out of pdfium's buffer
@@ -574,6 +578,15 @@ def render_page(data: bytes, media_type: str, page: int, *, max_side: int) -> by
     im = render_image(data, media_type, page, max_side=max_side)
     fmt = "PNG" if render_media_type(media_type) == PNG else "JPEG"
     return _encode(im, fmt, quality=85)
+
+
+def render_preview(data: bytes, media_type: str, page: int, *, max_side: int) -> bytes:
+    """Like :func:`render_page`, for the viewer: a PDF page with small text comes out larger
+    than ``max_side``, so that its text is legible at 100 % (:mod:`portal.files.pdf_legible`)."""
+    if media_type != PDF:
+        return render_page(data, media_type, page, max_side=max_side)
+    _check_max_side(max_side)
+    return _encode(_render_pdf(data, page, max_side, legible=True), "JPEG", quality=85)
 
 
 def thumbnail(data: bytes, media_type: str, *, max_side: int = 320) -> bytes:

@@ -155,17 +155,27 @@
     return this.rotation % 180 ? this.fitScale(h, w) : this.fitScale(w, h);
   };
 
-  // Zoom around the centre of what is visible.
-  Viewer.prototype.zoom = function (factor) {
+  // Zoom to ``scale`` keeping the point at (x, y) of the stage's visible box (default: its centre) in place.
+  Viewer.prototype.zoomTo = function (scale, x, y) {
     if (!this.img.naturalWidth) return;
     var st = this.stage;
+    if (x === undefined) { x = st.clientWidth / 2; y = st.clientHeight / 2; }
     var cw = this.canvas.offsetWidth || 1, ch = this.canvas.offsetHeight || 1;
-    var fx = (st.scrollLeft + st.clientWidth / 2 - this.canvas.offsetLeft) / cw;
-    var fy = (st.scrollTop + st.clientHeight / 2 - this.canvas.offsetTop) / ch;
-    this.scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE, this.currentScale() * factor));
+    var fx = (st.scrollLeft + x - this.canvas.offsetLeft) / cw;
+    var fy = (st.scrollTop + y - this.canvas.offsetTop) / ch;
+    this.scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE, scale));
     this.layout();
-    st.scrollLeft = this.canvas.offsetLeft + fx * this.canvas.offsetWidth - st.clientWidth / 2;
-    st.scrollTop = this.canvas.offsetTop + fy * this.canvas.offsetHeight - st.clientHeight / 2;
+    st.scrollLeft = this.canvas.offsetLeft + fx * this.canvas.offsetWidth - x;
+    st.scrollTop = this.canvas.offsetTop + fy * this.canvas.offsetHeight - y;
+  };
+
+  Viewer.prototype.zoom = function (factor) { this.zoomTo(this.currentScale() * factor); };
+
+  // 100 %: the render pixel for pixel, where a page's small print reads (PDF pages with small
+  // text are rendered large for this); again: back to fit.
+  Viewer.prototype.actual = function (x, y) {
+    if (this.scale === 1) this.fit();
+    else this.zoomTo(1, x, y);
   };
 
   Viewer.prototype.fit = function () { this.scale = null; this.layout(); };
@@ -193,6 +203,7 @@
       case "zoom-in": this.zoom(STEP); break;
       case "zoom-out": this.zoom(1 / STEP); break;
       case "fit": this.fit(); break;
+      case "actual": this.actual(); break;
       case "rotate": this.rotate(); break;
     }
   };
@@ -231,6 +242,13 @@
       evt.preventDefault();
       self.zoom(evt.deltaY < 0 ? STEP : 1 / STEP);
     }, { passive: false });
+    // Double-click: 100 % around the clicked point, or back to fit.
+    this.stage.addEventListener("dblclick", function (evt) {
+      if (!self.img.naturalWidth || !evt.target.closest(".viewer-canvas")) return;
+      evt.preventDefault();
+      var box = self.stage.getBoundingClientRect();
+      self.actual(evt.clientX - box.left - self.stage.clientLeft, evt.clientY - box.top - self.stage.clientTop);
+    });
     this.bindPan();
   };
 
@@ -261,7 +279,7 @@
 
   var KEYS = {
     ArrowRight: "next", ArrowLeft: "prev", PageDown: "next-image", PageUp: "prev-image",
-    "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", "_": "zoom-out", "0": "fit", r: "rotate", R: "rotate"
+    "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", "_": "zoom-out", "0": "fit", "1": "actual", r: "rotate", R: "rotate"
   };
 
   function init() {

@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ... import bills
 from ...extensions import db
-from ...files import filework, media
+from ...files import filework, media, pdf_legible
 from ...files.storage import BlobNotFound
 from ...models import Bill, Image
 
@@ -121,7 +121,10 @@ def page(image: Image, n: int) -> Response:
         abort(404)
     out_type = media.render_media_type(blob.media_type)
     ext = "png" if out_type == media.PNG else "jpg"
-    return _cached(image, f"page-{n}-{PAGE_SIDE}.{ext}", out_type, n - 1, PAGE_SIDE, False)
+    # A PDF page's render grows with small text (pdf_legible): its own name, so renders
+    # cached before that rule are not served.
+    size = f"{PAGE_SIDE}-text{pdf_legible.LEGIBLE_TEXT_PX}" if blob.media_type == media.PDF else PAGE_SIDE
+    return _cached(image, f"page-{n}-{size}.{ext}", out_type, n - 1, PAGE_SIDE, False)
 
 
 def download_name(image: Image) -> str:
