@@ -133,3 +133,21 @@ def test_without_ocr_installed_a_qr_photo_is_simply_stored(ocr_on, scanner, monk
     upload(scanner, "BX-0001", SHENZHEN)
     image = image_of("BX-0001")
     assert image.ocr_state is None and ocr_jobs.due_ids() == []  # not 识别中, not "OCR 未安装"
+
+
+def test_ocr_threads_reach_the_engine_of_the_ocr_child():
+    """``OCR_THREADS`` travels with the job's inspect task and sets the engine's onnxruntime threads."""
+    from portal.files import filework
+    from portal.recognition import ocr
+
+    from .conftest import corpus
+
+    before = dict(ocr.ENGINE_PARAMS)
+    try:
+        found = filework._inspect(corpus(SHENZHEN), True, 2)
+        assert ocr.ENGINE_PARAMS["intra_op_num_threads"] == 2
+        assert found.readings[0].raw["ocr_fields"]  # the engine so set still read the page
+        filework._inspect(corpus(SHENZHEN), False, 3)  # no OCR asked: the setting is left alone
+        assert ocr.ENGINE_PARAMS["intra_op_num_threads"] == 2
+    finally:
+        ocr.set_engine_params(**before)
