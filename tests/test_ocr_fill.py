@@ -58,6 +58,9 @@ def test_phone_photo_qr_invoice_is_filled_by_one_pass_and_marked_as_ocr(ocr_on, 
     assert image.ocr_state == "queued"  # complete by its QR, but without names and total
     [inv] = invoices_of(image)
     assert inv.source == "qr" and inv.total is None and inv.buyer_name is None and not inv.needs_confirm
+    html = resp.get_data(as_text=True)
+    assert "补全识别中" in html and "不影响提交" in html and 'hx-trigger="every 2s"' in html
+    assert qr["number"] in html  # the QR's invoice shows at once
 
     result = runner.one_pass()
     assert result.recognised["done"] == 1
