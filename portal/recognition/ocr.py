@@ -30,7 +30,8 @@ _ENGINE_LOCK = threading.Lock()
 # onnxruntime session options for the three models (RapidOCR's global parameters). One intra-op thread:
 # measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
 # than onnxruntime's default, one per core (median 3.3 s vs 11.0 s a page at load ~11), and it
-# leaves the other core to the web process beside the job runner.
+# leaves the other core to the web process beside the job runner. The OCR job's child sets it from the
+# config ``OCR_THREADS`` (:func:`use_threads`); measured again 30 Nov at load 2.4–6: 1 thread beat 2 on every page.
 ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
 
