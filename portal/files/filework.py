@@ -34,6 +34,7 @@ from . import limits as limits_mod
 from . import media
 from .guards import SafeZip, UnsafeFile
 from ..recognition import Invoice, recognise
+from ..recognition import ocr as ocr_engine  # the engine itself loads only on an OCR read
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def _inspect(data: bytes, ocr: bool, ocr_threads: int = 0) -> Inspected:
     ``ocr`` (the OCR job's pool only) adds OCR with ``ocr_threads`` onnxruntime threads (0: the engine's default).
     """
     if ocr and ocr_threads:
-        from portal.recognition import ocr as ocr_engine
-
         ocr_engine.use_threads(ocr_threads)
     media_type = media.sniff_file(data)
     if media_type is None:
