@@ -31,7 +31,8 @@ _ENGINE_LOCK = threading.Lock()
 # measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
 # than onnxruntime's default, one per core (median 3.3 s vs 11.0 s a page at load ~11), and it
 # leaves the other core to the web process beside the job runner. The OCR job's child sets it from the
-# config ``OCR_THREADS`` (:func:`use_threads`); measured again 30 Nov at load 2.4–6: 1 thread beat 2 on every page.
+# config ``OCR_THREADS`` (:func:`use_threads`). Measured again: on a quiet box 2 threads read a page in ~60 % of
+# the time for ~12 % more CPU, at load 4–6 they took twice as long as 1; the default stays 1 (see README).
 ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
 
