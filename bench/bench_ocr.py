@@ -10,7 +10,7 @@ corpus's photos and scans. For each page it times, after one warm-up read that l
 
 ``--threads`` compares onnxruntime's ``intra_op_num_threads`` settings ("project" = ``ocr.ENGINE_PARAMS``,
 "default" = onnxruntime's choice, one per core); the medians of each are printed so the faster one can be
-kept in ``ocr.ENGINE_PARAMS``. OCR is also given in CPU seconds of this process: on a busy machine the wall
+kept as the config's ``OCR_THREADS`` (which the OCR job passes to its child). OCR is also given in CPU seconds of this process: on a busy machine the wall
 time mostly measures the neighbours, while the CPU time of a one-thread engine is what a quiet box waits.
 """
 from __future__ import annotations

@@ -589,7 +589,9 @@ def return_bill(bill: Bill, reason: str, actor: str) -> None:
 def check_ocr_done(bill: Bill) -> None:
     """UserError 409 while an image is 识别中 (background OCR) or an OCR'd invoice is still 待确认, naming them."""
     images = live_images(bill)
-    busy = [img.filename or f"影像 {img.id}" for img in images if img.ocr_state in ocr_state.PENDING]
+    # A fill-only job (names and total of a QR-complete photo) does not hold the bill up.
+    busy = [img.filename or f"影像 {img.id}" for img in images
+            if img.ocr_state in ocr_state.PENDING and not ocr_state.fill_only(img)]
     if busy:
         raise UserError(f"影像正在识别中，请等待识别完成后再提交：{'、'.join(busy)}", 409)
     unconfirmed = [(inv, img) for img in images for inv in img.invoices if inv.needs_confirm]

@@ -83,9 +83,11 @@ DEFAULTS = {
     "PROXY_FIX_HOPS": 0,
     "PUSH_MAX_SKEW": 600,
     "PUSH_MAX_BYTES": 10 * 1024 * 1024,
-    "RECOGNITION_OCR": False,  # OCR inside the upload request (slow); the default is the background job:
-    # an image or scanned PDF without a complete invoice is 识别中 until job recognise_image has run OCR on it.
+    # OCR never runs in the upload request: an image or scanned PDF without a complete invoice is 识别中
+    # until job recognise_image has run OCR on it (and a photo whose QR lacks names or total is filled by it).
     "OCR_BACKGROUND": True,
+    # onnxruntime intra-op threads of the OCR engine in its file-work child (0: one per core).
+    "OCR_THREADS": 1,
     "OCR_LEASE": 300,  # seconds a claimed OCR job belongs to its worker; a killed worker's job is due after this
     "OCR_MAX_ATTEMPTS": 3,
     "OCR_RETRY_BASE": 30,  # a failed OCR waits this long, doubling per attempt

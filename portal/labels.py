@@ -84,6 +84,8 @@ WRITEBACK_STATES = {"pending": "待处理", "running": "处理中", "failed": "�
 OCR_STATES = {"queued": "识别中", "running": "识别中", "done": "识别完成", "failed": "识别失败",
               "unavailable": "OCR 未安装"}
 OCR_JOB_STATES = {"queued": "排队中", "running": "识别中", "failed": "识别失败"}
+# A fill-only OCR job (a QR gave the invoice; OCR adds seller, buyer and total): it holds nothing up.
+OCR_FILL_STATES = {"queued": "补全识别中", "running": "补全识别中", "failed": "补全失败"}
 
 # 发票查验 with the invoice cloud (portal.verification): where an invoice's verification stands.
 VERIFICATION_STATUSES = {

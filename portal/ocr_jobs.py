@@ -29,7 +29,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
-from . import audit, bills
+from . import audit, bills, ocr_state
 from .files import filework
 from .files import limits as limits_mod
 from .extensions import db
@@ -135,6 +135,7 @@ def run(image_id: int) -> str:
         return "skipped"
     image = db.session.get(Image, image_id)
     sha, attempts = image.sha256, image.ocr_attempts
+    fill = ocr_state.fill_only(image)
     tenant = db.session.scalar(select(Bill.enterprise_id).where(Bill.id == image.bill_id))
     db.session.commit()  # no transaction stays open while OCR runs
     if attempts > int(current_app.config.get("OCR_MAX_ATTEMPTS") or 3):
@@ -142,12 +143,14 @@ def run(image_id: int) -> str:
     try:
         data = bills.storage().read(sha)
         found = _pool().run(
-            "inspect", (data, True), limits=_limits(), tenant=tenant,
-            wait=_seconds("OCR_QUEUE_SECONDS", 120))
+            "inspect", (data, True, int(current_app.config.get("OCR_THREADS") or 0)), limits=_limits(),
+            tenant=tenant, wait=_seconds("OCR_QUEUE_SECONDS", 120))
     except filework.Refused as exc:
         return _failed(image_id, token, exc.message)
     except StorageError as exc:
         return _failed(image_id, token, f"读取文件失败：{exc}")
+    if fill:
+        return _store_fill(image_id, token, found.readings)
     return _store(image_id, token, found.readings)
 
 
@@ -209,6 +212,51 @@ def _store(image_id: int, token: str, readings: list[Reading]) -> str:
     bills.refresh_duplicates(bill.enterprise_id, keys)
     bills.event(bill, "ocr", ACTOR, detail={"image_id": image_id, "filename": image.filename,
                                             "invoices": len(fresh), "to_confirm": confirm})
+    db.session.commit()
+    return "done"
+
+
+# Fields the match and the duplicate check use: an invoice with one of them from OCR is 待确认.
+KEY_FIELDS = ("code", "number", "date", "amount", "total")
+
+
+def _store_fill(image_id: int, token: str, readings: list[Reading]) -> str:
+    """Add what OCR filled (names, tax numbers, total) to the image's stored QR invoices, in place.
+
+    The QR's values never change, nor does an invoice a scanner corrected (source ``manual``), nor a bill
+    that has left the scan desk meanwhile (a fill-only job does not hold up submit). The filled fields are
+    listed in ``raw["ocr_fields"]``; the invoice is 待确认 only when one of :data:`KEY_FIELDS` came from OCR
+    (the QR's number, date and amount are trusted; names are shown as read by OCR).
+    """
+    if not _mine(image_id, token, ocr_state="done", ocr_error=None, ocr_lease_until=None,
+                 ocr_finished_at=utcnow()):
+        db.session.rollback()
+        return "skipped"
+    image = db.session.get(Image, image_id)
+    db.session.refresh(image, ["invoices"])
+    bill = db.session.get(Bill, image.bill_id)
+    filled = {(r.page or 0, r.code, r.number): r for r in readings if r.raw and r.raw.get("ocr_fields")}
+    changed, confirm = 0, 0
+    if bill.status in bills.EDITABLE:
+        for inv in image.invoices:
+            r = filled.get((inv.page or 0, inv.code, inv.number))
+            if inv.source == "manual" or r is None:
+                continue
+            taken = [name for name in r.raw["ocr_fields"] if getattr(inv, name) is None]
+            if not taken:
+                continue
+            for name in taken:
+                setattr(inv, name, getattr(r, name))
+            if inv.amount is not None and inv.total is not None and inv.tax is None and "total" in taken:
+                inv.tax = inv.total - inv.amount
+            inv.raw = {**(inv.raw or {}), "ocr_fields": sorted(set((inv.raw or {}).get("ocr_fields", [])) | set(taken))}
+            if set(taken) & set(KEY_FIELDS):
+                inv.needs_confirm = True
+                confirm += 1
+            changed += 1
+    db.session.flush()
+    bills.event(bill, "ocr", ACTOR, detail={"image_id": image_id, "filename": image.filename,
+                                            "invoices": changed, "to_confirm": confirm, "fill": True})
     db.session.commit()
     return "done"
 

@@ -335,7 +335,7 @@ def test_upload_and_get_bill_with_exact_values(app, api):
     assert inv["verification"] is None  # 发票查验 is off by default
     assert set(inv) == {"image_id", "type", "code", "number", "date", "amount", "tax", "total", "check_code",
                         "seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "source", "needs_confirmation",
-                        "duplicate_bills", "verification"}
+                        "ocr_fields", "duplicate_bills", "verification"}
     assert inv["needs_confirmation"] is False
     assert up["invoices"] == body["invoices"]
     img = db.session.get(Image, image["id"])

@@ -128,11 +128,13 @@ def test_submit_is_refused_while_an_image_is_still_recognising(ocr_on, scanner):
     assert bill("BX-0001").status == "uploaded"
 
 
-def test_an_image_whose_qr_reads_is_not_queued(ocr_on, scanner):
+def test_an_image_whose_qr_reads_waits_only_for_a_fill(ocr_on, scanner):
+    """Its QR gave the invoice but no names: OCR may fill them later; the bill need not wait for it."""
     assert upload(scanner, "BX-0001", PNG_QR).status_code == 201
     image = image_of("BX-0001")
-    assert image.ocr_state is None and ocr_jobs.due_ids() == []
+    assert image.ocr_state == "queued" and ocr_state.fill_only(image)
     assert [i.needs_confirm for i in ocr_invoices(image)] == [False]
+    assert scanner.post("/bills/BX-0001/submit").status_code == 303
 
 
 def test_without_ocr_installed_the_card_says_so_and_nothing_is_queued(ocr_on, scanner, monkeypatch):

@@ -34,6 +34,7 @@ from . import limits as limits_mod
 from . import media
 from .limits import SafeZip, UnsafeFile
 from ..recognition import Invoice, recognise
+from ..recognition import ocr as ocr_engine  # the engine itself loads only on an OCR read
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,13 @@ class Inspected:
 # --------------------------------------------------------------------------- child side
 
 
-def _inspect(data: bytes, ocr: bool) -> Inspected:
-    """Sniff, count pages and recognise, opening an OFD's zip once for all three."""
+def _inspect(data: bytes, ocr: bool, ocr_threads: int = 0) -> Inspected:
+    """Sniff, count pages and recognise, opening an OFD's zip once for all three.
+
+    ``ocr`` (the OCR job's pool only) adds OCR with ``ocr_threads`` onnxruntime threads (0: the engine's default).
+    """
+    if ocr and ocr_threads:
+        ocr_engine.use_threads(ocr_threads)
     media_type = media.sniff_file(data)
     if media_type is None:
         return Inspected(None, 0, [])
@@ -310,7 +316,8 @@ def inspect(data: bytes, *, config: Mapping[str, Any], tenant: Any = None) -> In
     came free in time (503).  ``Inspected.media_type`` is None for unaccepted kinds.
     """
     lim = limits_mod.from_config(config)
-    return pool(config).run("inspect", (data, bool(config.get("RECOGNITION_OCR"))), limits=lim, tenant=tenant,
+    # No OCR here: the upload pool's memory budget is far below the engine's; OCR is the background job's.
+    return pool(config).run("inspect", (data, False), limits=lim, tenant=tenant,
                             wait=_queue_wait(config))
 
 

@@ -10,6 +10,7 @@ readings of one file are combined field by field, the more exact source winning.
 
 from __future__ import annotations
 
+import io
 import logging
 
 from PIL import Image
@@ -46,7 +47,8 @@ def recognise(data: bytes, media_type: str, *, ocr: bool = False) -> list[Invoic
     Money is Decimal to the cent and dates are datetime.date; a field the file does not
     carry is None, except that the third of amount/tax/total is computed when the other
     two are known. OCR runs only with `ocr=True`, and never for a page whose structured
-    data or QR code already gave number, date and amount.
+    data or QR code already gave number, date and amount — except to fill, on an image, the seller,
+    buyer and total that a complete QR reading lacks (``ocr.fill_from_ocr``: the QR's values never change).
 
     Malformed input gives [] (logged at debug level), never an exception, except
     `UnsafeFile` for bombs and over-limit files: its message is meant for the user.
@@ -98,16 +100,37 @@ def _read_frames(image: Image.Image, data: bytes, ocr_enabled: bool) -> list[Inv
             image.seek(index)
             check_image_size(image)
         page_readings = []
+        size = image.size
         for payload in scan_image(image, data if frames == 1 else None):
             qr = parse_payload(payload)
             if qr is not None:
                 qr.page = index
                 page_readings.append(qr)
         if ocr_enabled and not any(r.is_complete for r in page_readings):
-            page_readings = merge_all(page_readings + ocr_hook.read_image(image.convert("L"), page=index))
+            page = _ocr_page(image, data, size)
+            page_readings = merge_all(page_readings + ocr_hook.read_image(page, page=index))
+        elif ocr_enabled and any(ocr_hook.wants_fill(r) for r in page_readings):
+            # The QR gave the number but not the names or the total: OCR of the page may fill those.
+            [read] = ocr_hook.read_image(_ocr_page(image, data, size), page=index) or [None]
+            page_readings = [ocr_hook.fill_from_ocr(r, read) for r in page_readings]
         readings.extend(page_readings)
         limits.tick()
     return readings
+
+
+def _ocr_page(image: Image.Image, data: bytes, size: tuple[int, int]) -> Image.Image:
+    """The page in gray for OCR: a JPEG the QR scan decoded at a reduced scale is decoded again.
+
+    The QR's draft scale (a quarter or an eighth of a phone photo) loses the strokes that tell 责 from 贵;
+    OCR wants about ``ocr.MAX_SIDE`` pixels, which a draft at that size still saves decoding in full.
+    """
+    if image.size == size:
+        return image.convert("L")
+    full = Image.open(io.BytesIO(data), formats=["JPEG"])
+    scale = ocr_hook.MAX_SIDE / max(size)
+    if scale < 1:
+        full.draft("L", (max(1, int(size[0] * scale)), max(1, int(size[1] * scale))))
+    return full.convert("L")
 
 
 def _dedupe(readings: list[Invoice]) -> list[Invoice]:

@@ -22,7 +22,7 @@ from PIL import Image
 from .model import Invoice
 from .ocr_fields import extract_fields
 
-__all__ = ["Line", "available", "extract", "fill_from_ocr", "read_image", "read_lines"]
+__all__ = ["Line", "available", "extract", "fill_from_ocr", "read_image", "read_lines", "use_threads", "wants_fill"]
 
 MAX_SIDE = 1600  # longest side OCR sees: more pixels cost seconds and read no better on an invoice
 _ENGINE = None
@@ -30,7 +30,9 @@ _ENGINE_LOCK = threading.Lock()
 # onnxruntime session options for the three models (RapidOCR's global parameters). One intra-op thread:
 # measured with bench/bench_ocr.py on the 2-core box while it was busy, one thread read every page faster
 # than onnxruntime's default, one per core (median 3.3 s vs 11.0 s a page at load ~11), and it
-# leaves the other core to the web process beside the job runner.
+# leaves the other core to the web process beside the job runner. The OCR job's child sets it from the
+# config ``OCR_THREADS`` (:func:`use_threads`). Measured again: on a quiet box 2 threads read a page in ~60 % of
+# the time for ~12 % more CPU, at load 4–6 they took twice as long as 1; the default stays 1 (see README).
 ENGINE_PARAMS: dict[str, int] = {"intra_op_num_threads": 1}
 
 
@@ -71,6 +73,15 @@ def set_engine_params(**params: int) -> None:
         ENGINE_PARAMS.clear()
         ENGINE_PARAMS.update(params)
         _ENGINE = None
+
+
+def use_threads(threads: int) -> None:
+    """Run the engine with ``threads`` onnxruntime intra-op threads (config ``OCR_THREADS``; 0 = keep as is).
+
+    The loaded engine is kept when the setting is unchanged: a file-work child keeps it between jobs.
+    """
+    if threads and ENGINE_PARAMS.get("intra_op_num_threads") != threads:
+        set_engine_params(**{**ENGINE_PARAMS, "intra_op_num_threads": threads})
 
 
 def read_lines(image: Image.Image) -> list[Line]:
@@ -126,6 +137,13 @@ def extract(lines: list[Line], *, page: int | None = None) -> Invoice | None:
 # Fields OCR may add to a QR reading of the same page: the QR carries none of them (or, for legacy
 # invoices, the amount before tax but not the total).
 FILLABLE = ("seller_name", "seller_tax_no", "buyer_name", "buyer_tax_no", "total")
+# A complete reading lacking one of these is worth an OCR pass of its page to fill them.
+WANTED = ("seller_name", "buyer_name", "total")
+
+
+def wants_fill(reading) -> bool:
+    """True when a reading (a QR's, usually) lacks the seller's or buyer's name or the total."""
+    return any(getattr(reading, name) is None for name in WANTED)
 
 
 def fill_from_ocr(reading: Invoice, ocr_reading: Invoice | None) -> Invoice:

@@ -158,6 +158,8 @@ SCHEMAS: dict[str, Any] = {
             "source": {"type": "string", "enum": ["push", "qr", "pdf_text", "xml", "ofd", "ocr", "manual", "erp"],
                        "description": "识别来源"},
             "needs_confirmation": {"type": "boolean", "description": "待确认：由 OCR 识别，扫描岗尚未确认或修改"},
+            "ocr_fields": {"type": "array", "items": {"type": "string"},
+                           "description": "由 OCR 补全的字段（二维码未包含的销方、购方、价税合计等）；无则为空"},
             "duplicate_bills": {"type": "array", "items": {"type": "string"},
                                 "description": "同一张发票所在的其他有效单据编号（重复报销）"},
             "verification": {

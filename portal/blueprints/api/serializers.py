@@ -62,6 +62,8 @@ def invoices_json(enterprise_id: int, bill_id: int, invoices: Iterable[Invoice])
             "buyer_tax_no": inv.buyer_tax_no,
             "source": inv.source,
             "needs_confirmation": bool(inv.needs_confirm),  # 待确认: read by OCR, not yet confirmed or corrected
+            # Fields OCR added to another source's reading (a QR without names and total); [] when none.
+            "ocr_fields": list((inv.raw or {}).get("ocr_fields") or []) if inv.source != "manual" else [],
             "duplicate_bills": dups.get(inv.invoice_key, []) if inv.invoice_key else [],
             "verification": verification.as_json(checks.get(inv.invoice_key)) if verifying else None,
         }

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from ... import bills, matching, ocr_state
 from ...extensions import db
 from ...labels import BILL_EVENTS, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
+from ...labels import OCR_FILL_STATES as _OCR_FILL_STATES
 from ...labels import OCR_STATES as _OCR_STATES
 from ...models import Bill, BillEvent, Image, Invoice
 from ...web.access import scope
@@ -320,4 +321,6 @@ def beijing_time(at: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 # Background OCR of an image (portal/ocr_jobs.py): the card's badge per state.
 OCR_STATES = _OCR_STATES
+OCR_FILL_STATES = _OCR_FILL_STATES
 OCR_PENDING = ocr_state.PENDING
+ocr_fill_only = ocr_state.fill_only
