@@ -20,6 +20,7 @@ from portal.jobs import runner
 from portal.models import Image, Invoice
 
 from .test_bills_ui import bill, scanner, upload, world  # noqa: F401  (fixtures)
+from .test_ocr_jobs import image_of, ocr_on  # noqa: F401  (ocr_on is a fixture)
 
 pytestmark = [
     pytest.mark.skipif(not ocr_state.installed(), reason="OCR（rapidocr-onnxruntime）未安装"),
@@ -37,17 +38,6 @@ def _collect_upload_temp_files():
     """Let the test client's spooled request bodies go within this module, not in a later test."""
     yield
     gc.collect()
-
-
-@pytest.fixture
-def ocr_on(app):
-    app.config["OCR_BACKGROUND"] = True
-    return app
-
-
-def image_of(no: str) -> Image:
-    db.session.expire_all()
-    return db.session.scalar(select(Image).where(Image.bill_id == bill(no).id))
 
 
 def invoices_of(image: Image) -> list[Invoice]:
