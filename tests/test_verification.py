@@ -417,3 +417,16 @@ def test_the_sandbox_check_endpoint_follows_the_reference(cloud):
     assert check({"invoiceNo": "12345678"})["errcode"] == "1005"
     assert check(good, access_token="forged")["errcode"] == "1003"
     assert check(good, access_token="")["errcode"] == "1003"
+
+
+def test_an_oversized_check_answer_is_refused_and_retried_later(erp, ent, known, cloud, app):
+    from portal.integration.http import MAX_CHECK_REPLY
+
+    erp.open("FYBX7015")
+    erp.upload("FYBX7015", PDF_8006)
+    padding = " " * (MAX_CHECK_REPLY + 1)
+    cloud.inject_fault(match="sys/check", status=200, body='{"errcode": "0000"' + padding + "}",
+                       content_type="application/json")
+    assert verification.verify_due()["unverified"] == 1
+    row = result(ent, KEY_8006)
+    assert row.status == "unverified" and "查验应答过大" in row.message and row.next_try_at is not None

@@ -15,7 +15,7 @@ from portal.signing import sign
 from .errors import IntegrationError, RemoteRefused, RemoteUnavailable
 from .http import (DEFAULT_CHECK_DEADLINE, MAX_CHECK_REPLY, _USER_AGENT, Timeout, _host_of, _json_reply,
                    _normalise_timeout, _not_json, _parse_json_bytes, _PinnedAdapter, _reject_server_error,
-                   _resolve, _send)
+                   _resolve, _send, ReplyTooLarge, read_capped)
 
 
 class InvoiceCloudClient:
@@ -105,11 +105,10 @@ class InvoiceCloudClient:
                              params={"access_token": access_token}, stream=True,
                              headers={"User-Agent": _USER_AGENT, "Accept": "application/json"})
                 with resp:
-                    body = bytearray()
-                    for chunk in resp.iter_content(chunk_size=16 * 1024):
-                        body += chunk
-                        if len(body) > MAX_CHECK_REPLY:
-                            raise RemoteUnavailable(f"{self.label}的查验应答过大，已拒绝", unreachable=False)
+                    try:
+                        body = read_capped(resp, MAX_CHECK_REPLY, chunk_size=16 * 1024)
+                    except ReplyTooLarge:
+                        raise RemoteUnavailable(f"{self.label}的查验应答过大，已拒绝", unreachable=False) from None
             except (RemoteUnavailable, requests.exceptions.RequestException, OSError) as exc:
                 if expired.is_set():
                     raise too_slow from None
@@ -121,7 +120,7 @@ class InvoiceCloudClient:
         if expired.is_set():
             raise too_slow
         try:
-            reply = _parse_json_bytes(bytes(body))
+            reply = _parse_json_bytes(body)
         except (UnicodeDecodeError, ValueError):
             _reject_server_error(resp, self.label)
             raise _not_json(resp, self.label) from None
