@@ -372,6 +372,8 @@ class Invoice(db.Model):
         # Filters of the invoices list that would otherwise read every row of an enterprise.
         Index("ix_invoices_enterprise_type", "enterprise_id", "type", "id"),
         Index("ix_invoices_enterprise_seller_tax_no", "enterprise_id", "seller_tax_no", "id"),
+        # One seller's invoices newest first (the list's seller search), per enterprise.
+        Index("ix_invoices_enterprise_seller_name", "enterprise_id", "seller_name", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -387,7 +389,7 @@ class Invoice(db.Model):
     tax: Mapped[Decimal | None] = mapped_column(Money)
     total: Mapped[Decimal | None] = mapped_column(Money)
     check_code: Mapped[str | None] = mapped_column(String(32))
-    seller_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    seller_name: Mapped[str | None] = mapped_column(String(200))
     seller_tax_no: Mapped[str | None] = mapped_column(String(20))
     buyer_name: Mapped[str | None] = mapped_column(String(200))
     buyer_tax_no: Mapped[str | None] = mapped_column(String(20))

@@ -246,7 +246,7 @@ COLUMNS = (Invoice.id, Invoice.enterprise_id, Invoice.type, Invoice.code, Invoic
            Invoice.amount, Invoice.tax, Invoice.total, Invoice.seller_name, Invoice.buyer_name, Invoice.source,
            Invoice.duplicate, Invoice.bill_id, Invoice.invoice_key, Bill.bill_no)
 # Drivers served by a per-enterprise index; the others are global single-column indexes.
-PER_ENTERPRISE = ("id", "date", "total", "number")
+PER_ENTERPRISE = ("id", "date", "total", "number", "seller")
 # Seller names x enterprises walked as ordered branches at most (else one sorted read).
 SELLER_BRANCHES = 40
 # Enterprises walked one UNION ALL branch each; above this one statement covers them all
@@ -323,8 +323,8 @@ class Search:
             self.empty = True
         elif len(found) <= NAME_LIMIT:
             self.names = found
-            # (seller_name, id) entries are in id order per name: a few names (per
-            # enterprise) are walked as ordered branches, like the id index.
+            # (enterprise_id, seller_name, id) entries are in id order per name: a few
+            # names (per enterprise) are walked as ordered branches, like the id index.
             self.seller_ordered = len(found) * len(self.ids) <= SELLER_BRANCHES
 
     def _driver_terms(self) -> dict[str, list]:
@@ -422,7 +422,8 @@ class Search:
         ordered = self._ordered(driver)  # the index itself yields ids in order
         id_col = Invoice.id if ordered else unindexed(Invoice.id)
         if driver == "seller" and self.seller_ordered:
-            scopes = [(eid, unindexed(Invoice.enterprise_id) == eid) for eid in self.ids]
+            # (enterprise_id, seller_name, id): each branch reads one seller's ids in order.
+            scopes = [(eid, Invoice.enterprise_id == eid) for eid in self.ids]
             alts = [Invoice.seller_name == name for name in self.names]
         else:
             if driver in PER_ENTERPRISE and len(self.ids) <= MAX_BRANCHES:
