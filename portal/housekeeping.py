@@ -1,4 +1,4 @@
-"""Housekeeping of the file store: part files of killed uploads and blobs no row refers to.
+"""Housekeeping: part files of killed uploads, blobs no row refers to, and dead login rows.
 
 A process killed while an upload streams into ``tmp/`` leaves a ``put-*.part`` file; one
 killed after the file was stored but before its row committed leaves a blob nobody refers
@@ -7,19 +7,24 @@ is what keeps it from touching an upload in progress (its part file is written t
 time) or a blob whose row is about to commit (stored or touched a moment ago). It runs from
 ``flask --app portal storage clean`` and, through :func:`clean_if_due`, when a job runner
 starts and then every ``STORAGE_CLEAN_EVERY`` seconds.
+
+:func:`clean_logins` runs on the same schedule: server-side sessions past their idle or absolute
+lifetime (a user who never logs in again would keep them for ever) and login-throttle rows whose
+window has passed (one per made-up user name or address a guesser tried).
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 
 from . import bills
 from .extensions import db
-from .models import Blob, WritebackJob
+from .models import Blob, LoginFailure, WebSession, WritebackJob, utcnow
 
 log = logging.getLogger("portal.housekeeping")
 
@@ -32,6 +37,7 @@ class Cleaned:
 
     temp_files: int
     orphan_blobs: int
+    logins: int = 0  # expired sessions and login-throttle rows (clean_if_due only)
 
 
 def clean_storage(older_than: float | None = None) -> Cleaned:
@@ -61,6 +67,27 @@ def _drop_unreferenced(store, keys: list[str], age: float) -> int:
     return sum(1 for sha in keys if sha not in referenced and store.delete_unless_recent(sha, age))
 
 
+def clean_logins() -> int:
+    """Delete expired web sessions and login-throttle rows past their window; return how many (committed).
+
+    Both would be refused or reset when next read, so deleting them changes no outcome: a session
+    past ``SESSION_IDLE_LIFETIME`` / ``SESSION_ABSOLUTE_LIFETIME`` no longer logs anyone in, and a
+    throttle row past ``LOGIN_THROTTLE_WINDOW`` starts a new window on the next attempt.
+    """
+    cfg = current_app.config
+    now = utcnow()
+    idle = timedelta(seconds=cfg["SESSION_IDLE_LIFETIME"])
+    absolute = timedelta(seconds=cfg["SESSION_ABSOLUTE_LIFETIME"])
+    window = timedelta(seconds=cfg["LOGIN_THROTTLE_WINDOW"])
+    sessions = db.session.execute(delete(WebSession).where(
+        or_(WebSession.last_seen_at <= now - idle, WebSession.created_at <= now - absolute))).rowcount
+    failures = db.session.execute(delete(LoginFailure).where(LoginFailure.window_start <= now - window)).rowcount
+    db.session.commit()
+    if sessions or failures:
+        log.info("logins cleaned: %d expired sessions, %d login-throttle rows", sessions, failures)
+    return sessions + failures
+
+
 def cleaning_due(now: float | None = None, *, key: str = "portal_storage_clean") -> bool:
     """True on the first call of this app (per ``key``) and then every ``STORAGE_CLEAN_EVERY`` seconds."""
     now = time.monotonic() if now is None else now
@@ -80,7 +107,9 @@ def clean_if_due(now: float | None = None) -> Cleaned | None:
     if not cleaning_due(now):
         return None
     try:
-        return clean_storage()
+        done = clean_storage()
+        done.logins = clean_logins()
+        return done
     except Exception:  # housekeeping must never take the job runner down
         log.exception("storage cleaning failed")
         db.session.rollback()

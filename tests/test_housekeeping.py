@@ -1,18 +1,19 @@
-"""Cleaning the file store: part files of killed uploads and blobs without a row, never anything in use."""
+"""Housekeeping: part files of killed uploads and blobs without a row (never anything in use), dead login rows."""
 from __future__ import annotations
 
 import os
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from portal import bills, demo, housekeeping
+from portal import bills, demo, housekeeping, jobs
 from portal.extensions import db
-from portal.models import Blob
+from portal.models import Blob, LoginFailure, User, WebSession, utcnow
 
-from .conftest import corpus
+from .conftest import Browser, corpus
 
 PDF = "vat_e_special_guizhou_00008006.pdf"
 
@@ -151,3 +152,43 @@ def test_the_sync_runner_cleans_when_it_starts_looping(app, monkeypatch, spellin
     result = app.test_cli_runner().invoke(args=["sync", "run", spelling, "60"])
     assert "已停止" in result.output
     assert not os.path.exists(part) and not store.exists(orphan)
+
+
+def test_dead_sessions_and_passed_throttle_windows_are_deleted_live_ones_kept(app, make_user):
+    make_user("alice", "viewer")
+    make_user("bob", "viewer")
+    make_user("carol", "viewer")
+    users = {name: Browser(app) for name in ("alice", "bob", "carol")}
+    for name, browser in users.items():
+        assert browser.login(name).status_code == 302
+    guesser = Browser(app)
+    for name in ("no-such-user-1", "no-such-user-2"):
+        guesser.login(name, "wrong")  # a throttle row per made-up name, and one for the address
+    guesser.login("alice", "wrong")
+    now = utcnow()
+    idle = timedelta(seconds=app.config["SESSION_IDLE_LIFETIME"])
+    absolute = timedelta(seconds=app.config["SESSION_ABSOLUTE_LIFETIME"])
+    names = {u.id: u.username for u in db.session.scalars(select(User))}
+    sessions = {names[s.user_id]: s for s in db.session.scalars(select(WebSession))}
+    sessions["bob"].last_seen_at = now - idle - timedelta(seconds=1)  # idle too long
+    sessions["carol"].created_at = now - absolute - timedelta(seconds=1)  # past the absolute lifetime
+    window = timedelta(seconds=app.config["LOGIN_THROTTLE_WINDOW"])
+    for row in db.session.scalars(select(LoginFailure).where(LoginFailure.key.like("user:no-such-user-%"))):
+        row.window_start = now - window - timedelta(seconds=1)
+    db.session.commit()
+
+    assert housekeeping.clean_logins() == 4
+    assert [names[s.user_id] for s in db.session.scalars(select(WebSession))] == ["alice"]
+    keys = set(db.session.scalars(select(LoginFailure.key)))
+    assert "user:alice" in keys and not any(k.startswith("user:no-such-user") for k in keys)
+    assert users["alice"].get("/invoices/").status_code == 200  # the live session still works
+    assert users["bob"].get("/invoices/").status_code == 302
+    # The housekeeping job (RQ queue "housekeeping") and the runner's schedule clean them too.
+    sessions = db.session.scalars(select(WebSession)).all()
+    sessions[0].last_seen_at = now - idle - timedelta(seconds=1)
+    db.session.commit()
+    assert jobs.clean_storage() == (0, 0, 1)
+    users["alice"].login("alice")
+    db.session.scalars(select(WebSession)).one().created_at = now - absolute - timedelta(seconds=1)
+    db.session.commit()
+    assert housekeeping.clean_if_due(now=5000.0).logins == 1

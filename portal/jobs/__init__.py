@@ -76,10 +76,10 @@ def writeback(job_id: int) -> str:
     return writeback_jobs.run_job(job_id)
 
 
-def clean_storage() -> tuple[int, int]:
-    """Remove part files of killed uploads and blobs no row refers to; return both counts."""
+def clean_storage() -> tuple[int, int, int]:
+    """Remove part files of killed uploads, blobs no row refers to and dead login rows; return the counts."""
     done = housekeeping.clean_storage()
-    return done.temp_files, done.orphan_blobs
+    return done.temp_files, done.orphan_blobs, housekeeping.clean_logins()
 
 
 def recognise_image(image_id: int) -> str:
