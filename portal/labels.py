@@ -88,6 +88,10 @@ OCR_JOB_STATES = {"queued": "排队中", "running": "识别中", "failed": "识�
 OCR_FILL_STATES = {"queued": "补全识别中", "running": "补全识别中", "failed": "补全失败"}
 
 # 发票查验 with the invoice cloud (portal.verification): where an invoice's verification stands.
+# A pushed file's download in sync mode (影像同步提单人), as the bill page shows it (portal.sync).
+FETCH_STATES = {"fetched": "已下载", "waiting": "等待下载", "retrying": "下载失败，将重试", "failed": "下载失败，已停止",
+                "no_url": "未提供文件地址"}
+
 VERIFICATION_STATUSES = {
     "verified": "查验通过",
     "failed": "查验不符",

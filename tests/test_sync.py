@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ from portal import bills, signing, sync
 from portal.extensions import db
 from portal.models import Bill, BillEvent, ExpectedInvoice, Image, Invoice, utcnow
 
-from .conftest import corpus
+from .conftest import Browser, corpus
 
 SECRET = "s3cret-value-1234567890"
 KEY = "0123456789abcdef"
@@ -300,3 +301,46 @@ def test_a_run_starts_no_download_once_its_budget_is_spent(app, ent, cloud, push
     assert row("24112000000048542160").fetch_attempts == 1
     # Untouched, the third is due and comes first in the next run.
     assert sync._pending_rows(1, utcnow())[0][0] == third.id
+
+
+def test_the_bill_page_shows_each_pushed_files_download(app, ent, cloud, push, make_user):
+    """A scanner sees which pushed files arrived, which wait, and why one failed and when it is tried again."""
+    open_bill(ent, "FYBX3020")
+    app.config.update(FETCH_MAX_ATTEMPTS=2, FETCH_RETRY_BASE=60)
+    good = cloud.add_file("good.ofd", corpus(OFD_48542163), "application/ofd")
+    push(pushed("24112000000048542163", good, "FYBX3020"),
+         pushed("24322000000489101796", cloud.file_url("gone.ofd"), "FYBX3020"),
+         {"serialNo": "SN-NOURL", "invoiceNo": "10000009", "invoiceCode": "011001900111", "billNo": "FYBX3020"})
+    make_user("scan1", "scanner", [ent])
+    viewer = Browser(app)
+    viewer.login("scan1")
+
+    def states() -> dict[str, str]:
+        page = viewer.get("/bills/FYBX3020").get_data(as_text=True)
+        cells = re.findall(r'<td class="mono">([^<]*)</td>.*?<td class="fetch-state">(.*?)</td>', page, re.S)
+        return {number.strip(): re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", cell)).strip() for number, cell in cells}
+
+    assert states() == {"24112000000048542163": "等待下载", "24322000000489101796": "等待下载",
+                        "011001900111 10000009": "未提供文件地址"}
+    sync.fetch_pending()
+    shown = states()
+    assert shown["24112000000048542163"] == "已下载"
+    retry_at = (row("24322000000489101796").fetch_next_at + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
+    assert shown["24322000000489101796"].startswith(f"下载失败，将重试 {retry_at} 重试")
+    assert "404" in shown["24322000000489101796"]
+    sync.fetch_pending(now=later(61))  # the second and last attempt
+    shown = states()["24322000000489101796"]
+    assert shown.startswith("下载失败，已停止") and "已尝试 2 次，不再自动下载" in shown
+
+
+def test_the_download_column_is_only_shown_in_sync_mode(app, make_enterprise, make_user):
+    basic = make_enterprise("基础企业", client_id="basic-client", mode="basic")
+    bills.open_bill(basic, {"bill_no": "FYBX3021"}, "erp")
+    db.session.add(ExpectedInvoice(enterprise_id=basic.id, origin="push", dedup_key="s:SN-B", bill_no="FYBX3021",
+                                   number="10000010", download_url="https://files.example.com/a.pdf"))
+    db.session.commit()
+    make_user("scan2", "scanner", [basic])
+    viewer = Browser(app)
+    viewer.login("scan2")
+    page = viewer.get("/bills/FYBX3021").get_data(as_text=True)
+    assert "收票推送的发票" in page and "文件下载" not in page and "fetch-state" not in page

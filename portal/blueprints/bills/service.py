@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from ... import bills, matching, ocr_state
 from ...extensions import db
-from ...labels import BILL_EVENTS, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
+from ...labels import BILL_EVENTS, FETCH_STATES, INVOICE_FIELDS, MATCH_ITEMS, MATCH_RESULTS
 from ...labels import OCR_FILL_STATES as _OCR_FILL_STATES
 from ...labels import OCR_STATES as _OCR_STATES
 from ...models import Bill, BillEvent, Image, Invoice
@@ -279,6 +279,36 @@ def match_value(v: Any) -> str:
 def pushed_invoices(bill) -> list:
     """The invoices the receipt assistant pushed for this bill, with the cloud's own verdicts if it sent them."""
     return [row for row in matching.expected_invoices(bill) if row.origin == "push"]
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """A pushed file's download for a sync-mode bill: the badge and, after a failure, why and when next."""
+
+    state: str  # a key of labels.FETCH_STATES
+    error: str | None = None
+    next_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return FETCH_STATES[self.state]
+
+    @property
+    def badge(self) -> str:
+        return {"fetched": "badge-ok", "retrying": "badge-warn", "failed": "badge-err"}.get(self.state, "badge-info")
+
+
+def fetch_state(row) -> FetchState:
+    """Where the download of pushed invoice ``row``'s file stands (portal.sync keeps the columns)."""
+    if row.fetched_image_id is not None:
+        return FetchState("fetched")
+    if not row.download_url:
+        return FetchState("no_url")
+    if row.fetch_error:
+        if row.fetch_next_at is not None:
+            return FetchState("retrying", row.fetch_error, row.fetch_next_at)
+        return FetchState("failed", row.fetch_error)
+    return FetchState("waiting")
 
 
 CLOUD_FLAGS = {"isRepeat": "重复", "cancelMark": "作废", "invoiceStatus": "发票状态"}
