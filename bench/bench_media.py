@@ -4,8 +4,9 @@ Usage::
 
     .venv/bin/python bench/bench_media.py            # timings + peak RSS
 
-Prints, per media type of the sample corpus, the median time of a 320 px thumbnail and
-of a 1600 px page render; then, in a fresh child process (so earlier work does not
+Prints, per media type of the sample corpus, the median time of a 320 px thumbnail, of a
+1600 px page render (what OCR and downloads read) and of the viewer's preview (``render_preview``:
+a PDF page with small text is rendered larger, so that it is legible at 100 %); then, in a fresh child process (so earlier work does not
 inflate the figure), the peak RSS while rendering every page of a 50-page PDF built on
 the fly from a corpus page.  Target: under 250 MB.
 """
@@ -45,6 +46,7 @@ def bench_timings() -> None:
     """Median thumbnail / page-render milliseconds per media type of the corpus."""
     thumbs: dict[str, list[float]] = defaultdict(list)
     pages: dict[str, list[float]] = defaultdict(list)
+    previews: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for path in sorted(CORPUS.iterdir()):
         if not path.is_file():
@@ -57,9 +59,12 @@ def bench_timings() -> None:
         media.thumbnail(data, kind)  # warm-up: fonts, decoders, lazy imports
         thumbs[kind] += _timed(lambda: media.thumbnail(data, kind), 5)
         pages[kind] += _timed(lambda: media.render_page(data, kind, 0, max_side=1600), 3)
-    print(f"{'type':18} {'files':>5} {'thumb 320 ms':>13} {'page 1600 ms':>13}")
+        previews[kind] += _timed(lambda: media.render_preview(data, kind, 0, max_side=1600), 3)
+    print(f"{'type':18} {'files':>5} {'thumb 320 ms':>13} {'page 1600 ms':>13} {'preview ms':>11} {'slowest':>8}")
     for kind in sorted(counts):
-        print(f"{kind:18} {counts[kind]:5d} {statistics.median(thumbs[kind]):13.1f} {statistics.median(pages[kind]):13.1f}")
+        print(f"{kind:18} {counts[kind]:5d} {statistics.median(thumbs[kind]):13.1f} "
+              f"{statistics.median(pages[kind]):13.1f} {statistics.median(previews[kind]):11.1f} "
+              f"{max(previews[kind]):8.1f}")
 
 
 def build_batch_pdf(pages: int = BATCH_PAGES) -> bytes:
