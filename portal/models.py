@@ -205,6 +205,8 @@ class Enterprise(db.Model):
     confirm_needs_second: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # 发票查验: recognised and pushed invoices are verified with the invoice cloud (portal/verification.py).
     verify_invoices: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Rows changed before this were all looked at for verification (portal.verification); None: read all.
+    verify_scanned_at: Mapped[datetime | None] = mapped_column(DateTime)
     docking_id: Mapped[int | None] = mapped_column(ForeignKey("docking_connections.id", ondelete="SET NULL"), index=True)
     # ERP organisation numbers (组织编码, comma-separated) whose bills belong here when several
     # enterprises share one docking connection; empty = the bills no other enterprise lists.
@@ -374,6 +376,8 @@ class Invoice(db.Model):
         Index("ix_invoices_enterprise_seller_tax_no", "enterprise_id", "seller_tax_no", "id"),
         # One seller's invoices newest first (the list's seller search), per enterprise.
         Index("ix_invoices_enterprise_seller_name", "enterprise_id", "seller_name", "id"),
+        # What changed since the last verification scan (portal.verification).
+        Index("ix_invoices_enterprise_updated", "enterprise_id", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -432,6 +436,7 @@ class ExpectedInvoice(db.Model):
     __table_args__ = (
         UniqueConstraint("enterprise_id", "dedup_key"),
         Index("ix_expected_invoices_enterprise_bill", "enterprise_id", "bill_no"),
+        Index("ix_expected_invoices_enterprise_received", "enterprise_id", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

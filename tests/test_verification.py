@@ -12,12 +12,12 @@ import time
 
 import pytest
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from portal import verification
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
-from portal.models import Enterprise, InvoiceVerification, utcnow
+from portal.models import Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
 from .test_jobs import on_redis, redis_url, work  # noqa: F401
 from .test_matching import (EXPECT_8006, EXPECT_48542163, JPG_8006, KEY, OFD_489101796, OFD_48542163, PDF_8006,
@@ -257,6 +257,78 @@ def test_the_same_invoice_is_not_verified_twice_within_the_interval(erp, ent, kn
     assert verification.verify_due(now=later(4400))["verified"] == 1
     assert len(checks(cloud)) == 2
     assert sum(verification.verify_due(now=later(4500)).values()) == 0
+
+
+def _backdate(model, hours: float = 1) -> None:
+    """Make every row of ``model`` look changed ``hours`` ago (before the last scan, past the overlap)."""
+    column = model.updated_at if model is Invoice else model.received_at
+    db.session.execute(update(model).values({column.key: utcnow() - dt.timedelta(hours=hours)}))
+    db.session.commit()
+
+
+def test_a_pass_reads_only_rows_changed_since_the_last_complete_scan(erp, ent, known, cloud, app, monkeypatch):
+    """Unchanged rows are not read again; switching 查验 off and on reads everything once more."""
+    monkeypatch.setattr(verification, "SCAN_OVERLAP", dt.timedelta(0))
+    erp.open("FYBX7060")
+    erp.upload("FYBX7060", PDF_8006)
+    assert verification.verify_due()["verified"] == 1
+    db.session.expire_all()
+    assert db.session.get(Enterprise, ent.id).verify_scanned_at is not None
+    # A row without a result that did not change since the scan (say, its result was deleted by hand):
+    # a pass no longer reads it.
+    db.session.execute(delete(InvoiceVerification))
+    db.session.commit()
+    _backdate(Invoice)
+    assert sum(verification.verify_due().values()) == 0 and len(checks(cloud)) == 1
+    # A row that changes is read again at once.
+    erp.upload("FYBX7060", OFD_48542163)
+    assert verification.verify_due()["verified"] == 1 and result(ent, KEY_48542163).status == "verified"
+    assert result(ent, KEY_8006) is None
+    # 查验 switched off (a pass forgets the scan) and on again: every row is read once more.
+    db.session.get(Enterprise, ent.id).verify_invoices = False
+    db.session.commit()
+    assert sum(verification.verify_due().values()) == 0
+    db.session.expire_all()
+    assert db.session.get(Enterprise, ent.id).verify_scanned_at is None
+    db.session.get(Enterprise, ent.id).verify_invoices = True
+    db.session.commit()
+    assert verification.verify_due()["verified"] == 1 and result(ent, KEY_8006).status == "verified"
+
+
+def test_a_key_that_arrives_again_is_asked_again_when_its_result_turns_stale(erp, ent, known, cloud, app,
+                                                                              monkeypatch):
+    """The re-ask is noted when the copy arrives: it happens even when no row changes near that time."""
+    monkeypatch.setattr(verification, "SCAN_OVERLAP", dt.timedelta(0))
+    app.config["VERIFY_INTERVAL"] = 3600
+    erp.open("FYBX7061")
+    erp.upload("FYBX7061", PDF_8006)
+    verification.verify_due()
+    checked = result(ent, KEY_8006).checked_at
+    erp.push({"serialNo": "SN-7061", "invoiceCode": "052002100113", "invoiceNo": "00008006",
+              "invoiceDate": "20220505", "amount": "24519.05", "totalAmount": "25254.62", "billNo": "FYBX7061"})
+    assert sum(verification.verify_due(now=later(60)).values()) == 0  # still fresh
+    assert result(ent, KEY_8006).next_try_at == checked + dt.timedelta(seconds=3600)
+    # Much later no row has changed since the scan mark: the noted time still brings the key back.
+    db.session.get(Enterprise, ent.id).verify_scanned_at = utcnow()
+    db.session.commit()
+    assert sum(verification.verify_due(now=later(3500)).values()) == 0
+    assert verification.verify_due(now=later(3700))["verified"] == 1 and len(checks(cloud)) == 2
+    assert result(ent, KEY_8006).next_try_at is None
+    assert sum(verification.verify_due(now=later(7000)).values()) == 0
+
+
+def test_keys_a_run_did_not_reach_keep_the_scan_mark_where_it_was(erp, ent, known, cloud, app, monkeypatch):
+    monkeypatch.setattr(verification, "SCAN_OVERLAP", dt.timedelta(0))
+    erp.open("FYBX7062")
+    verification.verify_due()
+    mark = db.session.get(Enterprise, ent.id).verify_scanned_at
+    erp.upload("FYBX7062", PDF_8006, OFD_48542163)
+    app.config["VERIFY_RUN_BUDGET"] = -1  # spent before the first call
+    assert sum(verification.verify_due().values()) == 0
+    db.session.expire_all()
+    assert db.session.get(Enterprise, ent.id).verify_scanned_at == mark
+    app.config["VERIFY_RUN_BUDGET"] = 120
+    assert verification.verify_due()["verified"] == 2
 
 
 # --------------------------------------------------------------------------- pages
