@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app, g
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .crypto import decrypt
@@ -238,6 +238,25 @@ def verification_of(inv: Any) -> dict[str, Any] | None:
             InvoiceVerification.invoice_key.in_(select(Invoice.invoice_key).where(Invoice.bill_id == inv.bill_id))))
         cache["rows"].update({(r.enterprise_id, r.invoice_key): r for r in found})
     return shown(cache["rows"].get((eid, inv.invoice_key)))
+
+
+def given_up(enterprise_id: int) -> int:
+    """How many of the enterprise's keys are left 未查验 after ``VERIFY_MAX_ATTEMPTS`` calls without an answer."""
+    V = InvoiceVerification
+    return db.session.scalar(select(func.count()).select_from(V).where(
+        V.status == UNVERIFIED, V.enterprise_id == enterprise_id, V.attempts >= max_attempts())) or 0
+
+
+def retry_given_up(enterprise_id: int, now: dt.datetime | None = None) -> int:
+    """Make the keys :func:`given_up` counts due again with a fresh set of attempts (the caller commits).
+
+    For after an outage of the invoice cloud longer than the retries last (about five hours with the
+    defaults): the next pass asks the cloud again. Returns how many keys were rescheduled.
+    """
+    V = InvoiceVerification
+    return db.session.execute(update(V).where(
+        V.status == UNVERIFIED, V.enterprise_id == enterprise_id, V.attempts >= max_attempts())
+        .values(attempts=0, next_try_at=now or utcnow())).rowcount
 
 
 # --------------------------------------------------------------------------- the job

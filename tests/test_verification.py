@@ -17,8 +17,9 @@ from sqlalchemy import delete, select, update
 from portal import verification
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
-from portal.models import Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
+from portal.models import AuditEvent, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
+from .conftest import Browser
 from .test_jobs import on_redis, redis_url, work  # noqa: F401
 from .test_matching import (EXPECT_8006, EXPECT_48542163, JPG_8006, KEY, OFD_489101796, OFD_48542163, PDF_8006,
                             PNG_33207675, SECRET, Erp, statuses, submit)
@@ -502,3 +503,38 @@ def test_an_oversized_check_answer_is_refused_and_retried_later(erp, ent, known,
     assert verification.verify_due()["unverified"] == 1
     row = result(ent, KEY_8006)
     assert row.status == "unverified" and "查验应答过大" in row.message and row.next_try_at is not None
+
+
+def test_ops_ask_again_for_invoices_left_unverified_after_every_retry(erp, ent, known, cloud, app, browser, ops,
+                                                                      make_user):
+    """After a cloud outage longer than the retries, ops reschedule the invoices from the enterprise page."""
+    app.config.update(VERIFY_MAX_ATTEMPTS=2, VERIFY_RETRY_BASE=1)
+    erp.open("FYBX7070")
+    erp.upload("FYBX7070", PDF_8006, OFD_48542163)
+    cloud.inject_fault(match="sys/check", status=503, count=4)
+    verification.verify_due()
+    verification.verify_due(now=later(10))
+    assert [result(ent, k).attempts for k in (KEY_8006, KEY_48542163)] == [2, 2]
+    assert sum(verification.verify_due(now=later(100000)).values()) == 0  # given up
+
+    make_user("look", "viewer", [ent])
+    viewer = Browser(app)
+    viewer.login("look")
+    page = viewer.get(f"/enterprises/{ent.id}")
+    if page.status_code == 200:  # a viewer may see the count, never the button
+        assert "重新查验这些发票" not in page.get_data(as_text=True)
+    assert viewer.post(f"/enterprises/{ent.id}/verify-again").status_code == 403
+    assert result(ent, KEY_8006).attempts == 2
+
+    browser.login("root")
+    page = browser.get(f"/enterprises/{ent.id}").get_data(as_text=True)
+    assert "有 <strong>2</strong> 张发票多次向发票云查验都没有得到结果" in page and "重新查验这些发票" in page
+    resp = browser.post(f"/enterprises/{ent.id}/verify-again", follow_redirects=True)
+    assert "已安排重新查验 2 张发票" in resp.get_data(as_text=True)
+    assert "重新查验这些发票" not in resp.get_data(as_text=True)
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "verify_again"))
+    assert event.actor == "root" and event.enterprise_id == ent.id
+    assert verification.verify_due()["verified"] == 2
+    assert result(ent, KEY_8006).status == "verified" and result(ent, KEY_48542163).status == "verified"
+    resp = browser.post(f"/enterprises/{ent.id}/verify-again", follow_redirects=True)
+    assert "没有需要重新查验的发票" in resp.get_data(as_text=True)

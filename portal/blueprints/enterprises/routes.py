@@ -1,10 +1,11 @@
 """Enterprise authorizations (企业授权): list, add, edit, delete, hand-over block."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, request, url_for
+from flask import Blueprint, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, or_, select
 
+from ... import audit, verification
 from ...crypto import mask
 from ...errors import fail
 from ...extensions import db
@@ -99,7 +100,26 @@ def create():
 def show(enterprise_id: int):
     """One authorization with its hand-over block and image mode."""
     ent = enterprise_or_404(enterprise_id)
-    return render("enterprises/show.html", ent=ent, mask=mask, deployment=service.deployment_info())
+    given_up = verification.given_up(ent.id) if ent.verify_invoices else 0
+    return render("enterprises/show.html", ent=ent, mask=mask, deployment=service.deployment_info(),
+                  verify_given_up=given_up)
+
+
+@bp.post("/<int:enterprise_id>/verify-again")
+@roles_required("ops")
+def verify_again(enterprise_id: int):
+    """Ask the invoice cloud again for the invoices left 未查验 after every retry (say, after its outage)."""
+    ent = enterprise_or_404(enterprise_id)
+    if not ent.verify_invoices:
+        fail(409, "该企业未开启发票查验。")
+    n = verification.retry_given_up(ent.id)
+    if n:
+        audit.record("verify_again", "enterprise", ent.id, enterprise_id=ent.id,
+                     summary=f"重新查验 {ent.name} 多次查验无结果的发票 {n} 张", after={"invoices": n})
+    db.session.commit()
+    flash(f"已安排重新查验 {n} 张发票，后台任务稍后向发票云查验。" if n else "没有需要重新查验的发票。",
+          "success" if n else "info")
+    return redirect(url_for(".show", enterprise_id=ent.id), code=303)
 
 
 def _edit_form(ent: Enterprise, formdata=None) -> EnterpriseEditForm:
