@@ -250,7 +250,7 @@ def given_up(enterprise_id: int) -> int:
 def retry_given_up(enterprise_id: int, now: dt.datetime | None = None) -> int:
     """Make the keys :func:`given_up` counts due again with a fresh set of attempts (the caller commits).
 
-    For after an outage of the invoice cloud longer than the retries last (about five hours with the
+    For after an outage of the invoice cloud longer than the retries last (about 2.5 hours with the
     defaults): the next pass asks the cloud again. Returns how many keys were rescheduled.
     """
     V = InvoiceVerification
