@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Callable
 from email.message import Message
 from pathlib import PurePosixPath
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 
 from .errors import IntegrationError, PolicyRefused, RemoteRefused, RemoteUnavailable
-from .http import (DEFAULT_DOWNLOAD_DEADLINE, _USER_AGENT, Timeout, _host_of, _normalise_timeout, _PinnedAdapter,
-                   _resolve, _send, host_allowed, human_size)
+from .http import (DEFAULT_DOWNLOAD_DEADLINE, _USER_AGENT, ReplyTooLarge, Timeout, Watchdog, _host_of,
+                   _normalise_timeout, _PinnedAdapter, _resolve, _send, host_allowed, human_size, read_capped)
 
 
 def _check_download_url(url: str, allowed_hosts: list[str] | None) -> tuple[str, int]:
@@ -70,87 +68,68 @@ def fetch_file(
     """
     timeout = _normalise_timeout(timeout)
     label = "文件服务器"
-    ends_at = time.monotonic() + deadline
     adapter = _PinnedAdapter()
-    expired = threading.Event()
-
-    def cut_off() -> None:
-        expired.set()
-        adapter.cut()
 
     def too_slow(host: str) -> RemoteUnavailable:
         return RemoteUnavailable(f"从{label}（{host}）下载文件超时（整个下载超过 {deadline:g} 秒）")
 
-    watchdog = threading.Timer(max(deadline, 0.0), cut_off)
-    watchdog.daemon = True
     current = url
-    with requests.Session() as session:
+    with requests.Session() as session, Watchdog(adapter, deadline) as dog:
         # No proxy from the environment: it would resolve the name itself and undo the pinning.
         session.trust_env = False
         session.headers["User-Agent"] = _USER_AGENT
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        watchdog.start()
-        try:
-            for hop in range(max_redirects + 1):
-                try:
-                    host, port = _check_download_url(current, allowed_hosts)
-                    if (host, port) not in adapter.pins:
-                        adapter.pins[(host, port)] = _resolve(
-                            host, port, check=not (allowed_hosts and host_allowed(current, allowed_hosts)))
-                except PolicyRefused as exc:
-                    if hop:
-                        raise PolicyRefused(f"下载地址被重定向到 {urlsplit(current).hostname}，{exc.message}") from None
-                    raise
-                remaining = ends_at - time.monotonic()
-                if remaining <= 0 or expired.is_set():
-                    raise too_slow(_host_of(current))
-                hop_timeout = (min(timeout[0], remaining), min(timeout[1], remaining))
-                try:
-                    resp = _send(session, "GET", current, label=label, timeout=hop_timeout, stream=True,
-                                 allow_redirects=False)
-                except RemoteUnavailable:
-                    if expired.is_set():
-                        raise too_slow(_host_of(current)) from None
-                    raise
-                with resp:
-                    if resp.is_redirect:
-                        current = urljoin(current, resp.headers.get("Location", ""))
-                        continue
-                    return _read_body(resp, current, label, max_bytes, expired, too_slow)
-            raise IntegrationError(f"下载地址重定向次数过多（超过 {max_redirects} 次）")
-        finally:
-            watchdog.cancel()
+        for hop in range(max_redirects + 1):
+            try:
+                host, port = _check_download_url(current, allowed_hosts)
+                if (host, port) not in adapter.pins:
+                    adapter.pins[(host, port)] = _resolve(
+                        host, port, check=not (allowed_hosts and host_allowed(current, allowed_hosts)))
+            except PolicyRefused as exc:
+                if hop:
+                    raise PolicyRefused(f"下载地址被重定向到 {urlsplit(current).hostname}，{exc.message}") from None
+                raise
+            remaining = dog.remaining()
+            if remaining <= 0 or dog.expired:
+                raise too_slow(_host_of(current))
+            hop_timeout = (min(timeout[0], remaining), min(timeout[1], remaining))
+            try:
+                resp = _send(session, "GET", current, label=label, timeout=hop_timeout, stream=True,
+                             allow_redirects=False)
+            except RemoteUnavailable:
+                if dog.expired:
+                    raise too_slow(_host_of(current)) from None
+                raise
+            with resp:
+                if resp.is_redirect:
+                    current = urljoin(current, resp.headers.get("Location", ""))
+                    continue
+                return _read_body(resp, current, label, max_bytes, dog, too_slow)
+        raise IntegrationError(f"下载地址重定向次数过多（超过 {max_redirects} 次）")
 
 
-def _read_body(resp: requests.Response, url: str, label: str, max_bytes: int, expired: threading.Event,
-               too_slow: Any) -> tuple[bytes, str | None]:
+def _read_body(resp: requests.Response, url: str, label: str, max_bytes: int, dog: Watchdog,
+               too_slow: Callable[[str], RemoteUnavailable]) -> tuple[bytes, str | None]:
     """Read a final (non-redirect) download answer within the size cap; see :func:`fetch_file`."""
     host = _host_of(url)
     if resp.status_code >= 500:
         raise RemoteUnavailable(f"{label}（{host}）返回 HTTP {resp.status_code} 错误", unreachable=False)
     if resp.status_code >= 400:
         raise RemoteRefused(f"下载文件失败：{label}（{host}）返回 HTTP {resp.status_code}", code=resp.status_code)
-    declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise IntegrationError(f"文件大小 {human_size(int(declared))} 超过上限 {human_size(max_bytes)}，已拒绝下载")
-    chunks: list[bytes] = []
-    received = 0
     try:
-        for chunk in resp.iter_content(chunk_size=64 * 1024):
-            received += len(chunk)
-            if received > max_bytes:
-                raise IntegrationError(f"文件超过大小上限 {human_size(max_bytes)}，已停止下载")
-            if expired.is_set():
-                raise too_slow(host)
-            chunks.append(chunk)
+        body = read_capped(resp, max_bytes)
+    except ReplyTooLarge as exc:
+        if exc.declared is not None:
+            raise IntegrationError(f"文件大小 {human_size(exc.declared)} 超过上限 {human_size(max_bytes)}，已拒绝下载") from None
+        raise IntegrationError(f"文件超过大小上限 {human_size(max_bytes)}，已停止下载") from None
     except (requests.exceptions.RequestException, OSError) as exc:
         # Read timeouts while streaming surface as ConnectionError in requests; a cut socket may
         # also surface as a bare OSError from below.
-        if expired.is_set():
+        if dog.expired:
             raise too_slow(host) from exc
         raise RemoteUnavailable(f"从{label}（{host}）下载文件时连接中断或超时") from exc
-    if expired.is_set():
+    if dog.expired:
         # The watchdog cut the connection: what arrived may look complete but is not to be trusted.
         raise too_slow(host)
-    return b"".join(chunks), _filename_from(resp, url)
+    return body, _filename_from(resp, url)

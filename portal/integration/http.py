@@ -8,6 +8,8 @@ import contextlib
 import ipaddress
 import json
 import socket
+import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -129,7 +131,48 @@ def human_size(n: int) -> str:
 
 
 class ReplyTooLarge(Exception):
-    """An answer grew past its cap while being read or unpacked (callers word the refusal)."""
+    """An answer grew past its cap while being read or unpacked (callers word the refusal).
+
+    ``declared`` is the size its ``Content-Length`` announced when that alone was too large (nothing read).
+    """
+
+    def __init__(self, declared: int | None = None):
+        super().__init__(declared)
+        self.declared = declared
+
+
+class Watchdog:
+    """A deadline for a whole call: when ``seconds`` have passed, every connection of ``adapter`` is shut down.
+
+    Per-read timeouts do not bound a server that drips a byte now and then; this does, by waking the
+    blocked read. Use as ``with Watchdog(adapter, seconds) as dog:``; afterwards ``dog.expired`` says
+    whether it fired (what was read by then is not to be trusted), ``dog.remaining()`` what is left.
+    """
+
+    def __init__(self, adapter: _PinnedAdapter, seconds: float):
+        self.adapter = adapter
+        self.ends_at = time.monotonic() + seconds
+        self._fired = threading.Event()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self._fired.set()
+        self.adapter.cut()
+
+    @property
+    def expired(self) -> bool:
+        return self._fired.is_set()
+
+    def remaining(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 def read_capped(resp: requests.Response, max_bytes: int, *, chunk_size: int = 64 * 1024) -> bytes:
@@ -141,7 +184,7 @@ def read_capped(resp: requests.Response, max_bytes: int, *, chunk_size: int = 64
     """
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise ReplyTooLarge()
+        raise ReplyTooLarge(int(declared))
     body = bytearray()
     for chunk in resp.iter_content(chunk_size=chunk_size):
         body += chunk

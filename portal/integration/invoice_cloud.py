@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +14,7 @@ from portal.signing import sign
 from .errors import IntegrationError, RemoteRefused, RemoteUnavailable
 from .http import (DEFAULT_CHECK_DEADLINE, MAX_CHECK_REPLY, _USER_AGENT, Timeout, _host_of, _json_reply,
                    _normalise_timeout, _not_json, _parse_json_bytes, _PinnedAdapter, _reject_server_error,
-                   _resolve, _send, ReplyTooLarge, read_capped)
+                   _resolve, _send, ReplyTooLarge, Watchdog, read_capped)
 
 
 class InvoiceCloudClient:
@@ -84,22 +83,13 @@ class InvoiceCloudClient:
             adapter.pins[(host, port)] = _resolve(host, port, check=False)
         except RemoteUnavailable:
             raise RemoteUnavailable(f"无法解析{self.label}的主机名 {host}，请检查发票云地址") from None
-        expired = threading.Event()
-
-        def cut_off() -> None:
-            expired.set()
-            adapter.cut()
-
         too_slow = RemoteUnavailable(f"{self.label}（{_host_of(url)}）查验超时（整个请求超过 {deadline:g} 秒）")
-        watchdog = threading.Timer(max(deadline, 0.0), cut_off)
-        watchdog.daemon = True
         # The watchdog cuts an open connection; a connect in progress is bounded by its own timeout.
         timeout = (min(self.timeout[0], deadline), self.timeout[1])
-        with requests.Session() as session:
+        with requests.Session() as session, Watchdog(adapter, deadline) as dog:
             session.trust_env = False
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            watchdog.start()
             try:
                 resp = _send(session, "POST", url, label=self.label, timeout=timeout, json=dict(fields),
                              params={"access_token": access_token}, stream=True,
@@ -110,14 +100,12 @@ class InvoiceCloudClient:
                     except ReplyTooLarge:
                         raise RemoteUnavailable(f"{self.label}的查验应答过大，已拒绝", unreachable=False) from None
             except (RemoteUnavailable, requests.exceptions.RequestException, OSError) as exc:
-                if expired.is_set():
+                if dog.expired:
                     raise too_slow from None
                 if isinstance(exc, IntegrationError):
                     raise
                 raise RemoteUnavailable(f"读取{self.label}（{_host_of(url)}）的查验应答时连接中断或超时") from exc
-            finally:
-                watchdog.cancel()
-        if expired.is_set():
+        if dog.expired:
             raise too_slow
         try:
             reply = _parse_json_bytes(body)
