@@ -44,6 +44,8 @@ ROUTES = [
     ("GET", "/enterprises/{ent}/edit", OPS_PAGE),
     ("POST", "/enterprises/{ent}/edit", OPS_FORM),
     ("POST", "/enterprises/{ent}/delete", OPS_FORM),  # deleting asks for the tax number typed again
+    # The enterprise does not verify invoices: nothing to ask again.
+    ("POST", "/enterprises/{ent}/verify-again", (LOGIN, 409, 403, 403)),
     ("GET", "/docking/", OPS_PAGE),
     ("GET", "/docking/new", OPS_PAGE),
     ("POST", "/docking/", OPS_FORM),
