@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -437,6 +438,10 @@ class ExpectedInvoice(db.Model):
         UniqueConstraint("enterprise_id", "dedup_key"),
         Index("ix_expected_invoices_enterprise_bill", "enterprise_id", "bill_no"),
         Index("ix_expected_invoices_enterprise_received", "enterprise_id", "received_at"),
+        # Pushed files not yet downloaded (portal.sync): the download pass reads these, not every pushed row.
+        Index("ix_expected_invoices_to_fetch", "enterprise_id", "id",
+              sqlite_where=text("fetched_image_id IS NULL AND download_url IS NOT NULL"),
+              postgresql_where=text("fetched_image_id IS NULL AND download_url IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

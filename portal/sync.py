@@ -57,7 +57,13 @@ def retry_delay(attempts: int) -> float:
 
 def _pending_rows(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
     """(expected invoice id, bill id) of files due to fetch: fresh ones first, then earlier failures whose wait is over."""
-    stmt = (
+    return [tuple(r) for r in db.session.execute(pending_statement(limit, now)).all()]
+
+
+def pending_statement(limit: int, now: dt.datetime):
+    """The statement of :func:`_pending_rows`; it reads the partial index of files still to fetch
+    (``ix_expected_invoices_to_fetch``), not every pushed invoice."""
+    return (
         select(ExpectedInvoice.id, Bill.id)
         .join(Enterprise, Enterprise.id == ExpectedInvoice.enterprise_id)
         .join(Bill, and_(Bill.enterprise_id == ExpectedInvoice.enterprise_id, Bill.bill_no == ExpectedInvoice.bill_no))
@@ -70,7 +76,6 @@ def _pending_rows(limit: int, now: dt.datetime) -> list[tuple[int, int]]:
         .order_by(ExpectedInvoice.fetch_error.is_not(None), ExpectedInvoice.id)
         .limit(limit)
     )
-    return [tuple(r) for r in db.session.execute(stmt).all()]
 
 
 def fetch_pending(limit: int = 100, now: dt.datetime | None = None) -> int:
