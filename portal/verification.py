@@ -302,42 +302,62 @@ def _due_keys(limit: int, now: dt.datetime) -> tuple[list[tuple[int, str]], set[
     through ``ix_invoice_verifications_due``. At 1M invoices a pass reading every row took ~4.7 s of
     PostgreSQL time even with nothing due.
     """
-    V = InvoiceVerification
     # Switched off: forget the scan, so switching on again reads the rows written meanwhile.
     db.session.execute(Enterprise.__table__.update().where(
         Enterprise.verify_invoices.is_(False), Enterprise.verify_scanned_at.is_not(None)).values(verify_scanned_at=None))
     out: dict[tuple[int, str], None] = {}
     complete: set[int] = set()
-    for ent_id, scanned_at in db.session.execute(select(Enterprise.id, Enterprise.verify_scanned_at)
-                                                 .where(Enterprise.verify_invoices.is_(True)).order_by(Enterprise.id)):
+    # Least recently scanned first (never scanned before all), each with an equal share of the run: one
+    # enterprise's backlog (查验 just switched on over a million invoices) does not hold up the others'.
+    # What the others leave of the run goes to those with more to do; an enterprise left out when the run
+    # is full is older than the rest at the next pass.
+    ents = db.session.execute(select(Enterprise.id, Enterprise.verify_scanned_at)
+                              .where(Enterprise.verify_invoices.is_(True))
+                              .order_by(Enterprise.verify_scanned_at.asc().nulls_first(), Enterprise.id)).all()
+    share = -(-limit // max(len(ents), 1))
+    for rounds in (1, 2):
+        for ent_id, scanned_at in ents:
+            if ent_id in complete:
+                continue
+            taken = sum(1 for e, _ in out if e == ent_id)
+            room = min(share if rounds == 1 else limit, taken + limit - len(out))
+            if room <= taken:
+                continue
+            keys, exhausted = _due_of(ent_id, scanned_at, room, now)
+            for key in keys:
+                if len(out) < limit:
+                    out.setdefault((ent_id, key), None)
+            if exhausted:
+                complete.add(ent_id)
         if len(out) >= limit:
             break
-        since = None if scanned_at is None else scanned_at - SCAN_OVERLAP
-        found: list[str] = []
-        exhausted = True
-        for model, changed in _SOURCES:
-            window = [changed > since] if since is not None else []
-            _schedule_reasks(model, changed, ent_id, window, now)
-            wanted = limit - len(out) - len(found)
-            keys = list(db.session.scalars(_rows(model, ent_id, *window, _due(model, changed, now))
-                                           .distinct().order_by(model.invoice_key).limit(wanted + 1)))
-            exhausted = exhausted and len(keys) <= wanted
-            found += keys[:wanted]
-        # Waiting keys whose time has come (the rows themselves unchanged).
-        waiting = list(db.session.scalars(select(V.invoice_key).where(
-            V.enterprise_id == ent_id, V.next_try_at <= now,
-            or_(and_(V.status == UNVERIFIED, V.attempts < max_attempts()), V.status.in_(SETTLED)))
-            .order_by(V.next_try_at).limit(limit)))
-        for model, changed in _SOURCES:
-            if waiting:
-                found += db.session.scalars(_rows(model, ent_id, model.invoice_key.in_(waiting),
-                                                  _due(model, changed, now)).distinct())
-        for key in found:
-            if len(out) < limit:
-                out.setdefault((ent_id, key), None)
-        if exhausted:
-            complete.add(ent_id)
     return list(out), complete
+
+
+def _due_of(ent_id: int, scanned_at: dt.datetime | None, room: int, now: dt.datetime) -> tuple[list[str], bool]:
+    """Up to ``room`` due keys of one enterprise, and whether its changed rows were all looked at."""
+    V = InvoiceVerification
+    since = None if scanned_at is None else scanned_at - SCAN_OVERLAP
+    found: list[str] = []
+    exhausted = True
+    for model, changed in _SOURCES:
+        window = [changed > since] if since is not None else []
+        _schedule_reasks(model, changed, ent_id, window, now)
+        wanted = room - len(found)
+        keys = list(db.session.scalars(_rows(model, ent_id, *window, _due(model, changed, now))
+                                       .distinct().order_by(model.invoice_key).limit(wanted + 1)))
+        exhausted = exhausted and len(keys) <= wanted
+        found += keys[:wanted]
+    # Waiting keys whose time has come (the rows themselves unchanged).
+    waiting = list(db.session.scalars(select(V.invoice_key).where(
+        V.enterprise_id == ent_id, V.next_try_at <= now,
+        or_(and_(V.status == UNVERIFIED, V.attempts < max_attempts()), V.status.in_(SETTLED)))
+        .order_by(V.next_try_at).limit(room)))
+    for model, changed in _SOURCES:
+        if waiting:
+            found += db.session.scalars(_rows(model, ent_id, model.invoice_key.in_(waiting),
+                                              _due(model, changed, now)).distinct())
+    return list(dict.fromkeys(found))[:room], exhausted
 
 
 def _schedule_reasks(model, changed, ent_id: int, window: list, now: dt.datetime) -> None:

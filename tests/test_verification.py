@@ -505,6 +505,23 @@ def test_an_oversized_check_answer_is_refused_and_retried_later(erp, ent, known,
     assert row.status == "unverified" and "查验应答过大" in row.message and row.next_try_at is not None
 
 
+def test_each_enterprise_gets_its_share_of_a_run(erp, ent, known, cloud, browser, make_enterprise):
+    """An enterprise with a backlog (查验 just switched on, say) does not hold up another's new invoices."""
+    other = make_enterprise("另一查验企业", client_id="verify-client-2", mode="match", verify_invoices=True)
+    cloud.add_client(other.client_id, SECRET, KEY, tax_no=other.tax_no, name=other.name)
+    erp.open("FYBX7080")
+    erp.upload("FYBX7080", PDF_8006, OFD_48542163, OFD_489101796)
+    second = Erp(browser, other)
+    second.open("FYBX7081")
+    second.upload("FYBX7081", OFD_48542163)
+    assert verification.verify_due(limit=2)["verified"] == 2
+    assert result(other, KEY_48542163).status == "verified"  # not left behind the first enterprise's three
+    assert sum(1 for k in (KEY_8006, KEY_48542163, KEY_489101796) if result(ent, k)) == 1
+    # The enterprise whose scan completed goes to the back: the next run serves the one with work left.
+    assert verification.verify_due(limit=2)["verified"] == 2
+    assert all(result(ent, k) for k in (KEY_8006, KEY_48542163, KEY_489101796))
+
+
 def test_ops_ask_again_for_invoices_left_unverified_after_every_retry(erp, ent, known, cloud, app, browser, ops,
                                                                       make_user):
     """After a cloud outage longer than the retries, ops reschedule the invoices from the enterprise page."""
