@@ -488,7 +488,7 @@ class PushReceipt(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
-    timestamp: Mapped[str] = mapped_column(String(16))
+    timestamp: Mapped[str] = mapped_column(String(20))  # as signed: Unix s/ms or yyyyMMddHHmmssffff
     sign: Mapped[str] = mapped_column(String(128))
     body_sha256: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -101,15 +101,33 @@ def _credential(token: bytes) -> str:
 _REQUIRED = ("taxNo", "client_id", "timestamp", "sign", "data")
 
 
+_TIMESTAMP_FORMS = "timestamp 格式无效：应为 Unix 秒或毫秒数，或北京时间 yyyyMMddHHmmss（可带 3–4 位小数秒）"
+# Beijing time has no daylight saving: a fixed offset.
+_BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
 def _timestamp(value: Any) -> tuple[str, float]:
-    """The timestamp as signed (its decimal text) and as Unix seconds (ms decided by magnitude)."""
+    """The timestamp as signed (its decimal text) and as Unix seconds.
+
+    Clients of the invoice cloud sign with Unix seconds, milliseconds, or a Beijing time written
+    ``yyyyMMddHHmmssffff`` (reference §B.1). The forms do not overlap: 14, 17 and 18 digits would be
+    the years 2286 and later as milliseconds and are read as the written time; up to 13 digits are
+    Unix seconds or, from 1e11 (1973 in milliseconds, 5138 in seconds), milliseconds.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise PushError("1004", "timestamp 格式无效：应为 Unix 秒或毫秒数")
+        raise PushError("1004", _TIMESTAMP_FORMS)
     text = str(value).strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 16:
-        raise PushError("1004", "timestamp 格式无效：应为 Unix 秒或毫秒数")
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise PushError("1004", _TIMESTAMP_FORMS)
+    if len(text) in (14, 17, 18):
+        try:
+            written = dt.datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=_BEIJING)
+        except ValueError:
+            raise PushError("1004", _TIMESTAMP_FORMS) from None
+        return text, written.timestamp() + int(text[14:] or 0) / 10 ** (len(text) - 14)
+    if len(text) > 13:
+        raise PushError("1004", _TIMESTAMP_FORMS)
     n = int(text)
-    # 1e11 s is the year 5138 and 1e11 ms is 1973: anything above is milliseconds.
     return text, (n / 1000.0 if n >= 100_000_000_000 else float(n))
 
 

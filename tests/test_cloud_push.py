@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from portal import bills
 from portal.extensions import db
-from portal.models import ExpectedInvoice
+from portal.models import ExpectedInvoice, PushReceipt
 from portal.sandbox.seed import TEST_CLOUD_CLIENT
 
 URL = "/api/v1/push/invoices"
@@ -58,3 +59,21 @@ def test_the_bill_page_shows_what_the_cloud_said(browser, cloud, make_enterprise
     browser.login("viewer1")
     page = browser.get("/bills/FYBX0002").get_data(as_text=True)
     assert "收票推送的发票" in page and "发票云类型 4" in page and "已作废" in page and "增值税专用发票" in page
+
+
+@pytest.mark.parametrize("style", ["ms", "s", "written"])
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_each_timestamp_form_the_assistant_may_sign(browser, cloud, make_enterprise, style, encrypt):
+    """The reference does not say which timestamp the assistant signs: Unix ms, Unix s or yyyyMMddHHmmssffff."""
+    ent = _enterprise(make_enterprise)
+    ent.encrypted_push_only = encrypt
+    db.session.commit()
+    body = cloud.push_envelope(TEST_CLOUD_CLIENT.client_id, [cloud.record(7, billNo="FYBX0007")], encrypt=encrypt,
+                               timestamp_style=style)
+    assert len(str(body["timestamp"])) == {"ms": 13, "s": 10, "written": 18}[style]
+    resp = browser.request("POST", URL, json=body)
+    assert resp.status_code == 200 and resp.get_json()["accepted"] == 1, resp.get_json()
+    # The receipt keeps the timestamp as signed: the same push again is a harmless repeat.
+    again = browser.request("POST", URL, json=body)
+    assert again.status_code == 200 and again.get_json()["duplicates"] == 1
+    assert db.session.scalar(select(func.count()).select_from(PushReceipt)) == 1

@@ -1,6 +1,7 @@
 """The invoice push receiver (POST /api/v1/push/invoices): signatures, encryption, dedup, refusals."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import time
@@ -154,6 +155,22 @@ def test_timestamp_in_seconds_and_milliseconds(ent, send):
     assert send(envelope(ent, [invoice(2)], timestamp=int(time.time() * 1000))).get_json()["accepted"] == 1
     # Another second: the same timestamp and sign with another body would be a replay.
     assert send(envelope(ent, [invoice(3)], timestamp=str(now - 1))).get_json()["accepted"] == 1
+    assert stored() == 3
+
+
+def test_timestamp_written_as_beijing_time(ent, send):
+    beijing = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+    for n, text in enumerate((beijing.strftime("%Y%m%d%H%M%S"), beijing.strftime("%Y%m%d%H%M%S") + "123",
+                              beijing.strftime("%Y%m%d%H%M%S") + "1234")):
+        assert send(envelope(ent, [invoice(10 + n)], timestamp=text)).get_json()["accepted"] == 1, text
+    # Read as Beijing time: the same digits as UTC are eight hours off, outside the window.
+    utc = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S") + "0000"
+    resp = send(envelope(ent, [invoice(20)], timestamp=utc))
+    assert resp.get_json()["errcode"] == "1004" and "相差超过" in resp.get_json()["description"]
+    # A month 13; 15 and 16 digits (no form has them); 20 digits.
+    for bad in ("20261399120000", "202611301200001", "1234567890123456", "20261130120000123456"):
+        resp = send(envelope(ent, [invoice(21)], timestamp=bad))
+        assert resp.get_json()["errcode"] == "1004" and "yyyyMMddHHmmss" in resp.get_json()["description"], bad
     assert stored() == 3
 
 

@@ -40,6 +40,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
@@ -115,6 +116,19 @@ class KnownInvoice:
         return dict(self.__dict__)
 
 
+def _push_timestamp(style: str) -> int | str:
+    """The current time in one of the timestamp forms a push may be signed with (see push_envelope)."""
+    now = time.time()
+    if style == "ms":
+        return int(now * 1000)
+    if style == "s":
+        return int(now)
+    if style == "written":
+        beijing = datetime.fromtimestamp(now, timezone(timedelta(hours=8)))
+        return beijing.strftime("%Y%m%d%H%M%S") + f"{beijing.microsecond // 100:04d}"
+    raise ValueError(f"unknown timestamp style: {style}")
+
+
 class CloudApp(SandboxApp):
     """The invoice-cloud emulator (WSGI). Thread-safe; state lives in memory."""
 
@@ -186,17 +200,20 @@ class CloudApp(SandboxApp):
         return rec
 
     def push_envelope(self, client_id: str, records: list[dict], *, encrypt: bool = True,
-                      timestamp: int | None = None) -> dict[str, Any]:
+                      timestamp: int | str | None = None, timestamp_style: str = "ms") -> dict[str, Any]:
         """The signed body the receipt assistant posts to the image system's push address.
 
-        Signed with the client's secret (md5 of client_id + secret + timestamp, in milliseconds) and,
-        with ``encrypt``, the record list AES-encrypted with the client's encrypt_key.
+        Signed with the client's secret (md5 of client_id + secret + timestamp) and, with ``encrypt``,
+        the record list AES-encrypted with the client's encrypt_key. The reference does not say which
+        timestamp the assistant signs; its clients use each of these (§B.1), picked by
+        ``timestamp_style``: ``ms`` (Unix milliseconds, a number), ``s`` (Unix seconds, a number) or
+        ``written`` (Beijing time as the text ``yyyyMMddHHmmssffff``).
         """
         from portal.signing import aes_ecb_encrypt, sign
 
         with self.lock:
             client = self.clients[client_id]
-        stamp = int(time.time() * 1000) if timestamp is None else timestamp
+        stamp = _push_timestamp(timestamp_style) if timestamp is None else timestamp
         body: dict[str, Any] = {"taxNo": client.tax_no, "client_id": client_id, "timestamp": stamp,
                                 "sign": sign(client_id, client.client_secret, stamp, 0)}
         text = json.dumps(records, ensure_ascii=False)
