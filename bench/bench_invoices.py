@@ -264,6 +264,8 @@ def queries(s: dict) -> list[tuple[str, bool, object]]:
         ("q: 4-digit prefix", True, lambda rng: {"q": rng.choice(rows).number[:4]}),
         ("q: code + number", True, lambda rng: {"q": "{0.code} {0.number}".format(rng.choice(classic))}),
         ("dup=1", True, lambda rng: {"dup": 1}),
+        ("查验不符 (vf=1, 0.2 %)", True, lambda rng: {"vf": 1}),
+        ("combined: 查验不符 + a whole year", True, lambda rng: {"vf": 1, **last_year}),
         ("combined: quarter + type 01 + total>=500", True,
          lambda rng: {"date_from": days_back(90), "date_to": days_back(0), "type": "01", "min_total": 500}),
         ("combined: seller fragment + year", True, lambda rng: {"seller": fragment(rng), **last_year}),
@@ -423,6 +425,7 @@ def main() -> None:
                 db.session.commit()
                 with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.exec_driver_sql("VACUUM ANALYZE")
+        seed_verifications()
         s = sample(app)
         if args.what_if_indexes:
             for ddl in WHAT_IF_INDEXES:
@@ -461,6 +464,31 @@ def main() -> None:
             for ddl in WHAT_IF_INDEXES:
                 db.session.execute(db.text("DROP INDEX IF EXISTS " + ddl.split()[5]))
             db.session.commit()
+
+
+def seed_verifications() -> None:
+    """查验 results for every invoice key, when the database has none yet: 0.1 % 查验不符, 0.1 % 作废, the rest 通过.
+
+    For the 只看查验不符 filter (``vf=1``); a database built before the filter existed gets them on its next run.
+    The page reads every failed result of the user's enterprises and its invoices, then sorts: about 10 µs
+    each on PostgreSQL, so 1 % failed (10,000 at 1M) costs ~100 ms a page, 0.2 % ~20 ms.
+    """
+    from portal.extensions import db
+    from portal.models import InvoiceVerification, utcnow
+
+    if db.session.query(InvoiceVerification.id).first() is not None:
+        return
+    started = time.perf_counter()
+    db.session.execute(db.text(
+        "INSERT INTO invoice_verifications (enterprise_id, invoice_key, status, attempts, checked_at, created_at, "
+        "updated_at) SELECT enterprise_id, invoice_key, CASE WHEN min(id) % 1000 = 0 THEN 'failed' "
+        "WHEN min(id) % 1000 = 1 THEN 'void' ELSE 'verified' END, 1, :now, :now, :now FROM invoices "
+        "WHERE invoice_key IS NOT NULL GROUP BY enterprise_id, invoice_key"), {"now": utcnow()})
+    db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE invoice_verifications")
+    print(f"查验 results for every invoice key added in {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def ensure_pg_database(url: str) -> bool:

@@ -521,6 +521,10 @@ class WritebackJob(db.Model):
     bill: Mapped[Bill] = relationship()
 
 
+#: Verification results that fail a match and that the invoice list's 查验不符 filter shows (查验不符, 已作废/红冲).
+VERIFICATION_BLOCKING = ("failed", "void")
+
+
 class InvoiceVerification(db.Model):
     """The invoice cloud's verification (查验) of one invoice key of one enterprise.
 
@@ -532,6 +536,8 @@ class InvoiceVerification(db.Model):
     __table_args__ = (
         UniqueConstraint("enterprise_id", "invoice_key"),
         Index("ix_invoice_verifications_due", "status", "next_try_at"),
+        # An enterprise's keys by result: the invoice list's 只看查验不符 reads its failed ones.
+        Index("ix_invoice_verifications_enterprise_status", "enterprise_id", "status", "invoice_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -40,7 +40,7 @@ from .integration.errors import IntegrationError, RemoteRefused
 from .integration.http import timeout_from_config
 from .integration.invoice_cloud import InvoiceCloudClient
 from .labels import VERIFICATION_STATUSES
-from .models import Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
+from .models import VERIFICATION_BLOCKING, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
 log = logging.getLogger("portal.verification")
 
@@ -187,7 +187,7 @@ def shown(row: InvoiceVerification | None) -> dict[str, Any]:
 
 def blocking(row: InvoiceVerification | None) -> bool:
     """A result that fails a match (查验不符, 已作废/红冲)."""
-    return row is not None and row.status in (FAILED, VOID)
+    return row is not None and row.status in VERIFICATION_BLOCKING
 
 
 def _page_cache() -> dict:

@@ -14,7 +14,7 @@ from portal.bills import refresh_duplicates
 from portal.invoice_fields import invoice_key
 from portal.search import invoices as service
 from portal.extensions import db
-from portal.models import Bill, Blob, Image, Invoice, InvoiceSeller
+from portal.models import Bill, Blob, Image, Invoice, InvoiceSeller, InvoiceVerification
 
 from .conftest import Browser
 
@@ -119,6 +119,12 @@ def dataset(ents, factory):
     refresh_duplicates(a.id, [twin.invoice_key])
     bill_b = factory.bill(b)
     others = [factory.invoice(bill_b, seller_name="乙方专属供应商有限公司", total=Decimal("106.00")) for _ in range(10)]
+    # 查验 results: failed and void ones (the twin's key among them), a verified one, and a failure of B's
+    # on a key that A's invoice also carries (it must not mark A's invoice).
+    for inv, status in ((rows[3], "failed"), (rows[5], "void"), (rows[20], "failed"), (rows[30], "verified"),
+                        (rows[44], "unverified")):
+        db.session.add(InvoiceVerification(enterprise_id=a.id, invoice_key=inv.invoice_key, status=status))
+    db.session.add(InvoiceVerification(enterprise_id=b.id, invoice_key=rows[40].invoice_key, status="failed"))
     db.session.commit()
     return rows, others
 
@@ -154,7 +160,12 @@ def expected(rows, args: dict) -> list[int]:
                 return False
         if args.get("dup") == "1" and not inv.duplicate:
             return False
+        if args.get("vf") == "1" and (inv.enterprise_id, inv.invoice_key) not in failing:
+            return False
         return True
+
+    failing = set(db.session.execute(select(InvoiceVerification.enterprise_id, InvoiceVerification.invoice_key)
+                                     .where(InvoiceVerification.status.in_(("failed", "void")))).all())
 
     return sorted((inv.id for inv in rows if keep(inv)), reverse=True)
 
@@ -232,6 +243,10 @@ FILTERS = [
     {"q": "2", "type": "32", "seller": "有限公司"},
     {"dup": "1", "type": "99", "date_from": "2023-01-01"},
     {"date_from": "2023-02-01", "date_to": "2024-10-01", "min_total": "10", "max_total": "6000", "seller": "科技"},
+    {"vf": "1"},
+    {"vf": "1", "dup": "1"},
+    {"vf": "1", "date_from": "2023-06-01", "type": "31"},
+    {"vf": "1", "seller": "航空", "min_total": "100"},
 ]
 
 
@@ -260,7 +275,7 @@ def test_every_filter_alone_and_combined_matches_the_reference(viewer, dataset, 
         assert walk(viewer, url) == expected(rows, args), args
     # Every way of reading the invoices was taken at least once.
     windows = {"id+window"} if branches else set()  # one statement for all enterprises: no per-enterprise window
-    assert drivers >= ({"date", "total", "number", "seller", "dup"} if probe > 3 else {"id", "dup"} | windows)
+    assert drivers >= ({"date", "total", "number", "seller", "dup", "verify"} if probe > 3 else {"id", "dup"} | windows)
     if probe == 1 and seller_branches:
         assert "seller+window" in drivers  # a seller's own index, walked inside the date window
 

@@ -350,11 +350,17 @@ def test_cards_and_the_invoice_list_show_the_badges(erp, ent, known, browser, ma
     listing = browser.get("/invoices/").get_data(as_text=True)
     assert "<th>查验</th>" in listing
     assert listing.count("verify-badge verify-verified") == 1 and listing.count("verify-badge verify-failed") == 1
+    # The list's 只看查验不符 filter keeps the failed one.
+    assert 'name="vf"' in listing
+    only = browser.get("/invoices/?vf=1").get_data(as_text=True)
+    assert only.count('<tr id="invoice-') == 1 and "verify-badge verify-failed" in only
+    assert "verify-badge verify-verified" not in only
     # Off: no badge anywhere.
     db.session.get(Enterprise, ent.id).verify_invoices = False
     db.session.commit()
     assert "verify-badge" not in browser.get("/bills/FYBX7030").get_data(as_text=True)
     assert "verify-badge" not in browser.get("/invoices/").get_data(as_text=True)
+    assert 'name="vf"' not in browser.get("/invoices/").get_data(as_text=True)  # no enterprise verifies
 
 
 # --------------------------------------------------------------------------- match mode

@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import Integer, Select, and_, false, func, literal_column, or_, select, union_all
+from sqlalchemy import Integer, Select, and_, exists, false, func, literal_column, or_, select, tuple_, union_all
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
@@ -30,7 +30,7 @@ from ..extensions import db
 from ..invoice_fields import parse_day, parse_money
 from ..labels import INVOICE_TYPES
 from ..labels import invoice_type_label as type_label
-from ..models import Bill, Invoice, InvoiceSeller
+from ..models import VERIFICATION_BLOCKING, Bill, Invoice, InvoiceSeller, InvoiceVerification
 
 PER_PAGE = 50
 SMALL_CAP = 1_000  # counted first: cheap, and exact for most searches
@@ -62,7 +62,7 @@ _TAX_NO = re.compile(r"[0-9A-Z]{15,20}")
 _NUMBER = re.compile(r"[0-9]{1,20}")
 _CODE_AND_NUMBER = re.compile(r"([0-9]{10,12})[\s,，:：\-_/]+([0-9]{1,20})")
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() would let "²" through to int()
-FIELDS = ("e", "date_from", "date_to", "type", "seller", "min_total", "max_total", "q", "dup")
+FIELDS = ("e", "date_from", "date_to", "type", "seller", "min_total", "max_total", "q", "dup", "vf")
 
 
 @dataclass
@@ -78,6 +78,7 @@ class Filters:
     max_total: Decimal | None = None
     q: str = ""
     dup: bool = False
+    vf: bool = False  # only invoices whose 查验 failed (查验不符, 已作废/红冲)
     # What the user typed, to refill the form (invalid values included).
     form: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -86,7 +87,7 @@ class Filters:
     def active(self) -> bool:
         """True when any filter narrows the list."""
         return bool(self.enterprise_id or self.date_from or self.date_to or self.type or self.seller
-                    or self.min_total is not None or self.max_total is not None or self.q or self.dup)
+                    or self.min_total is not None or self.max_total is not None or self.q or self.dup or self.vf)
 
     def args(self) -> dict[str, str]:
         """The valid filters as query arguments (for the pager links)."""
@@ -100,6 +101,7 @@ class Filters:
             "max_total": str(self.max_total) if self.max_total is not None else "",
             "q": self.q,
             "dup": "1" if self.dup else "",
+            "vf": "1" if self.vf else "",
         }
         return {k: v for k, v in out.items() if v}
 
@@ -148,6 +150,7 @@ def parse_filters(args: Mapping[str, str]) -> Filters:
             f.errors["q"] = "发票号码只能输入数字（或“发票代码 发票号码”），已忽略。"
 
     f.dup = form["dup"] in ("1", "on", "true")
+    f.vf = form["vf"] in ("1", "on", "true")
     return f
 
 
@@ -246,7 +249,7 @@ COLUMNS = (Invoice.id, Invoice.enterprise_id, Invoice.type, Invoice.code, Invoic
            Invoice.amount, Invoice.tax, Invoice.total, Invoice.seller_name, Invoice.buyer_name, Invoice.source,
            Invoice.duplicate, Invoice.bill_id, Invoice.invoice_key, Bill.bill_no)
 # Drivers served by a per-enterprise index; the others are global single-column indexes.
-PER_ENTERPRISE = ("id", "date", "total", "number", "seller")
+PER_ENTERPRISE = ("id", "date", "total", "number", "seller", "verify")
 # Seller names x enterprises walked as ordered branches at most (else one sorted read).
 SELLER_BRANCHES = 40
 # Enterprises walked one UNION ALL branch each; above this one statement covers them all
@@ -344,7 +347,27 @@ class Search:
             out["seller"] = [Invoice.seller_name.in_(self.names)]
         if f.dup:
             out["dup"] = [Invoice.duplicate.is_(True)]
+        if f.vf:
+            out["verify"] = [self._failed_verification(indexed=True)]
         return out
+
+    def _failed_verification(self, indexed: bool, enterprise_id: int | None = None):
+        """The invoice's key failed 查验 in its own enterprise.
+
+        Indexed: the keys that failed (few) are read first and their invoices looked up through
+        ``(enterprise_id, invoice_key)`` — per enterprise as a plain IN, which SQLite also drives from
+        the list; otherwise a per-row lookup of the invoice's result.
+        """
+        V = InvoiceVerification
+        if indexed and enterprise_id is not None:
+            return Invoice.invoice_key.in_(select(V.invoice_key).where(
+                V.enterprise_id == enterprise_id, V.status.in_(VERIFICATION_BLOCKING)))
+        if indexed:
+            return tuple_(Invoice.enterprise_id, Invoice.invoice_key).in_(
+                select(V.enterprise_id, V.invoice_key).where(V.enterprise_id.in_(self.ids),
+                                                             V.status.in_(VERIFICATION_BLOCKING)))
+        return exists().where(V.enterprise_id == Invoice.enterprise_id, V.invoice_key == Invoice.invoice_key,
+                              V.status.in_(VERIFICATION_BLOCKING))
 
     def _plan(self) -> None:
         """Probe the candidate indexes (one statement) and pick the page's driver."""
@@ -358,8 +381,14 @@ class Search:
             return
         columns = [select(func.max(Invoice.id)).scalar_subquery().label("rows")]  # ids are dense: ~ the row count
         for name, terms in probes.items():
-            sub = select(literal_column("1")).select_from(Invoice).where(*terms).limit(PROBE).subquery()
-            columns.append(select(func.count()).select_from(sub).scalar_subquery().label(name))
+            if name == "verify":
+                # The failed results themselves (about one invoice each), not their invoices: no join.
+                V = InvoiceVerification
+                sub = (select(literal_column("1")).select_from(V)
+                       .where(V.enterprise_id.in_(self.ids), V.status.in_(VERIFICATION_BLOCKING)).limit(PROBE))
+            else:
+                sub = select(literal_column("1")).select_from(Invoice).where(*terms).limit(PROBE)
+            columns.append(select(func.count()).select_from(sub.subquery()).scalar_subquery().label(name))
         found = dict(db.session.execute(select(*columns)).one()._mapping)
         rows = found.pop("rows") or 0
         self.probes = found
@@ -368,7 +397,10 @@ class Search:
         # lookup costs about the same either way, so they break even near
         # sqrt(page x rows) matches: ~2,200 at 100k invoices, ~7,000 at 1M.
         limit = min(PROBE, max(500, int(math.sqrt(PER_PAGE * rows))))
-        narrow = sorted((n, name) for name, n in self.probes.items() if n < limit and name != "newer")
+        # Not so for 查验不符: the id walk checks each invoice's result on the way (a second lookup per
+        # row), so reading the failed results and their invoices wins up to PROBE of them.
+        narrow = sorted((n, name) for name, n in self.probes.items()
+                        if n < (PROBE if name == "verify" else limit) and name != "newer")
         if narrow:
             self.driver = narrow[0][1]
         elif self.seller_ordered:
@@ -412,6 +444,8 @@ class Search:
             terms.append(col(Invoice.total, "total") <= f.max_total)
         if f.dup:
             terms.append(col(Invoice.duplicate, "dup").is_(True))
+        if f.vf and driver != "verify":  # the verify driver's branches add it per enterprise
+            terms.append(self._failed_verification(indexed=False))
         if self.alts and driver != "number":
             terms.append(or_(*(a.condition(indexed=False) for a in self.alts)))
         return terms
@@ -438,6 +472,8 @@ class Search:
         out = []
         for eid, scope in scopes:
             window = self._window(eid) if ordered else []
+            if driver == "verify":  # the branch's own enterprise's failed results
+                window = [*window, self._failed_verification(indexed=True, enterprise_id=eid)]
             for alt in alts:
                 stmt = select(Invoice.id).where(scope, *terms, *window, *cursor)
                 if alt is not None:
@@ -529,7 +565,7 @@ class Search:
         if self.driver != "id":
             return self.driver
         families = [n for n in ("date", "total", "number") if n in self.probes]
-        if len(families) == 1 and not (self.f.type or self.f.seller or self.f.dup):
+        if len(families) == 1 and not (self.f.type or self.f.seller or self.f.dup or self.f.vf):
             return families[0]  # a lone date, amount or number filter is counted from its index alone
         for name in ("seller", "date"):  # fewer rows to read than every invoice of the enterprises
             if name in self.probes:

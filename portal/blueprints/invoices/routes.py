@@ -39,6 +39,7 @@ def index():
                   filters=filters, errors=errors, enterprises=enterprises, page=result, total=total,
                   type_label=service.type_label, money=service.money, bill_href=_bill_href(len(enterprises) > 1),
                   type_choices=service.type_choices(filters.type),
+                  verifying=any(e.verify_invoices for e in enterprises),
                   oob_errors=wants_fragment())
 
 
