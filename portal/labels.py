@@ -133,6 +133,7 @@ BILL_EVENTS = {
     "writeback": "回写 ERP",
     "ocr": "OCR 识别完成",
     "confirm_invoice": "确认 OCR 识别结果",
+    "verify_late": "提交后查验不符",
 }
 
 RESCAN_STATES = {"added_after_return": "退扫后新增", "removed_after_return": "退扫后删除"}

@@ -34,13 +34,14 @@ from flask import current_app, g
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import bills
 from .crypto import decrypt
 from .extensions import db
 from .integration.errors import IntegrationError, RemoteRefused
 from .integration.http import timeout_from_config
 from .integration.invoice_cloud import InvoiceCloudClient
 from .labels import VERIFICATION_STATUSES
-from .models import VERIFICATION_BLOCKING, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
+from .models import VERIFICATION_BLOCKING, Bill, BillStatus, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
 log = logging.getLogger("portal.verification")
 
@@ -486,6 +487,7 @@ def _verify_one(client: InvoiceCloudClient, tokens: dict, ent_id: int, key: str,
         if fields is not None:
             break
     row = _record(ent_id, key)
+    was_blocking = blocking(row)
     if fields is None:
         _store(row, SKIPPED, None, reason or "无法查验", now, None)
         db.session.commit()
@@ -498,5 +500,27 @@ def _verify_one(client: InvoiceCloudClient, tokens: dict, ent_id: int, key: str,
     except IntegrationError as exc:
         status, code, message = UNVERIFIED, None, f"未能完成查验：{exc.message}"
     _store(row, status, code, message, now, fields)
+    if blocking(row) and not was_blocking:
+        _note_on_submitted_bills(ent_id, key, row)
     db.session.commit()
     return status
+
+
+#: Bills past the scan desk: a failed 查验 that lands now no longer stops them, so it goes on their history.
+AFTER_SUBMIT = (BillStatus.SUBMITTED, BillStatus.RECOGNISED, BillStatus.MATCHED, BillStatus.MATCH_FAILED,
+                BillStatus.COMPLETED)
+
+
+def _note_on_submitted_bills(enterprise_id: int, key: str, row: InvoiceVerification) -> None:
+    """Record on every submitted bill carrying ``key`` that its 查验 failed after it left the desk.
+
+    Such a result reopens nothing (the ERP may have approved the bill already); the bill's history says
+    so, and the invoice list's 只看查验不符 finds the invoice.
+    """
+    bills_with_key = db.session.scalars(select(Bill).where(
+        Bill.enterprise_id == enterprise_id, Bill.status.in_(AFTER_SUBMIT),
+        Bill.id.in_(select(Invoice.bill_id).where(Invoice.enterprise_id == enterprise_id, Invoice.invoice_key == key))))
+    number = key.lstrip(":").replace(":", " ")
+    detail = f"发票 {number} {VERIFICATION_STATUSES[row.status]}：{row.message or ''}" + (f"（{row.code}）" if row.code else "")
+    for bill in bills_with_key:
+        bills.event(bill, "verify_late", "system:查验", detail={"message": detail})

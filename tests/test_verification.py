@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from portal import verification
 from portal.extensions import db
 from portal.jobs import redis_queue, runner
-from portal.models import AuditEvent, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
+from portal.models import AuditEvent, Bill, BillEvent, Enterprise, ExpectedInvoice, Invoice, InvoiceVerification, utcnow
 
 from .conftest import Browser
 from .test_jobs import on_redis, redis_url, work  # noqa: F401
@@ -391,6 +391,32 @@ def test_a_mismatching_verification_fails_the_match_with_the_clouds_words(erp, e
     ent.verify_invoices = False
     db.session.commit()
     assert submit(bill).status == "matched"
+
+
+def test_a_failure_that_lands_after_submit_goes_on_the_bills_history(erp, ent, known, browser, make_user, app):
+    """The bill already matched (and may be approved in the ERP): nothing reopens, its history says so."""
+    known.add_invoice("00008006", "20220505", code="052002100113", kind="20", amount="24000.00")
+    bill = erp.open("FYBX7042", [EXPECT_8006])
+    erp.upload("FYBX7042", PDF_8006)
+    bill = submit(bill)  # not verified yet: the match goes on without it
+    assert bill.status in ("matched", "completed")
+    erp.open("FYBX7043")
+    erp.upload("FYBX7043", JPG_8006)  # the same invoice on a bill still at the scan desk
+    assert verification.verify_due()["failed"] == 1
+    db.session.expire_all()
+    late = db.session.scalars(select(BillEvent).where(BillEvent.action == "verify_late")).all()
+    assert [ev.bill_id for ev in late] == [bill.id]
+    assert "发票 052002100113 00008006 查验不符" in late[0].detail["message"] and "（0006）" in late[0].detail["message"]
+    assert db.session.get(Bill, bill.id).status == bill.status  # nothing reopened
+    # Asked again after the interval (the invoice arrived once more) with the same answer: no second entry.
+    app.config["VERIFY_INTERVAL"] = 60
+    erp.upload("FYBX7043", PDF_8006)
+    assert verification.verify_due(now=later(120))["failed"] == 1
+    assert len(db.session.scalars(select(BillEvent).where(BillEvent.action == "verify_late")).all()) == 1
+    make_user("auditor", "viewer", enterprises=[ent])
+    browser.login("auditor")
+    page = browser.get("/bills/FYBX7042").get_data(as_text=True)
+    assert "提交后查验不符" in page and "发票 052002100113 00008006 查验不符" in page
 
 
 def test_unverified_and_verified_invoices_do_not_fail_the_match(erp, ent, known, cloud):
